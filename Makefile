@@ -1,0 +1,26 @@
+# Krystal: `make run` shows the graph live in this terminal; `make test` runs the tests.
+SHELL := /bin/bash
+ENV := tools/krystal-env
+
+.PHONY: setup run test bench lint clean distclean
+
+setup:
+	@tools/setup.sh
+
+run: setup
+	@$(ENV) krystal run --view
+
+test: setup
+	@$(ENV) python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	@for b in bench/*_bench.py; do $(ENV) python $$b || exit 1; done
+
+lint: setup
+	@$(ENV) ruff check src tests bench launch tools && $(ENV) mypy
+
+clean:
+	rm -rf build install log
+
+distclean: clean
+	rm -rf .venv

@@ -1,0 +1,1 @@
+"""Text-art rendering (core), the terminal view, and the ascii_renderer node."""

@@ -1,0 +1,88 @@
+"""The `krystal` command."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+
+from krystal.graph import GRAPH
+
+
+@contextlib.contextmanager
+def own_terminal() -> Iterator[None]:
+    """Take the terminal's foreground so Ctrl-C reaches only this process, not a parent `make`.
+
+    make dies of SIGINT even when its child exits 0; in its own foreground process group the
+    child stops cleanly and make sees exit status 0.
+    """
+    fd = sys.stdin.fileno() if sys.stdin and sys.stdin.isatty() else -1
+    previous = -1
+    if fd >= 0 and os.getpgrp() != os.getpid():
+        try:
+            previous = os.tcgetpgrp(fd)
+            old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+            os.setpgid(0, 0)
+            os.tcsetpgrp(fd, os.getpgrp())
+            signal.signal(signal.SIGTTOU, old)
+        except OSError:
+            previous = -1
+    try:
+        yield
+    finally:
+        if previous >= 0:
+            with contextlib.suppress(OSError):
+                signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+                os.tcsetpgrp(fd, previous)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="krystal", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="start the graph's nodes composed in this process")
+    run.add_argument("--params-file", help="ROS parameters file (default: share/krystal/config/krystal.yaml)")
+    run.add_argument("--nodes", help="comma-separated node names (default: all of graph.py)")
+    run.add_argument("--namespace", default="", help="namespace for every node")
+    run.add_argument("--view", action="store_true", help="show the ASCII video live in this terminal")
+    run.add_argument("--no-fit", action="store_true", help="keep the configured grid size instead of the terminal's")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error", "fatal"])
+
+    view = sub.add_parser("view", help="show the ASCII video of a running graph in this terminal")
+    view.add_argument("--namespace", default="", help="namespace of the graph to watch")
+
+    sub.add_parser("nodes", help="list the nodes of the graph")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "nodes":
+        for e in GRAPH:
+            print(f"{e.name:20} {e.executable:20} {e.description}")
+        return 0
+    if args.command == "run":
+        from krystal.runner import run
+
+        nodes = [n.strip() for n in args.nodes.split(",") if n.strip()] if args.nodes else None
+        try:
+            with own_terminal():
+                return run(args.params_file, nodes, args.namespace, args.view, not args.no_fit, args.log_level)
+        except ValueError as exc:
+            print(f"krystal run: {exc}", file=sys.stderr)
+            return 2
+    if args.command == "view":
+        from krystal.ascii.node import AsciiViewNode
+        from krystal.ros import spin
+
+        with own_terminal():
+            spin.init(["krystal", "--ros-args", "--disable-stdout-logs"])
+            return spin.spin([AsciiViewNode(namespace=args.namespace)])
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The node list: read by CMake (executables), the launch file and `krystal run` (composition).
+
+ROS-free on purpose: CMake imports it at configure time, and tests check it without DDS.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+PACKAGE = "krystal"
+
+
+@dataclass(frozen=True)
+class NodeEntry:
+    """One node of the graph."""
+
+    name: str  # node name, also its section in config/krystal.yaml
+    executable: str  # lib/krystal/<executable>
+    node_class: str  # "module:Class", imported only when the node is started
+    description: str
+    sensor: bool = False  # respawned by the launch file when it dies
+    remappings: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+
+GRAPH: tuple[NodeEntry, ...] = (
+    NodeEntry(
+        name="video_source",
+        executable="video_source",
+        node_class="krystal.video.node:VideoSourceNode",
+        description="Camera, video file, stream or test pattern to sensor_msgs/Image",
+        sensor=True,
+    ),
+    NodeEntry(
+        name="ascii_renderer",
+        executable="ascii_renderer",
+        node_class="krystal.ascii.node:AsciiRendererNode",
+        description="sensor_msgs/Image to AsciiFrame (text art)",
+    ),
+)
+
+
+def entry_names() -> list[str]:
+    return [e.name for e in GRAPH]
+
+
+def select(names: list[str] | None = None) -> list[NodeEntry]:
+    """The entries named (all when None), in graph order; unknown names raise ValueError."""
+    if not names:
+        return list(GRAPH)
+    known = {e.name: e for e in GRAPH}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown node(s) {', '.join(unknown)}; graph has {', '.join(known)}")
+    return [e for e in GRAPH if e.name in names]
+
+
+def by_executable(executable: str) -> NodeEntry:
+    for e in GRAPH:
+        if e.executable == executable:
+            return e
+    raise ValueError(f"no node with executable {executable!r} in the graph")
+
+
+def load_node_class(entry: NodeEntry) -> Any:
+    module_name, _, class_name = entry.node_class.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """What a launch_ros Node action needs for one entry; the launch file maps it 1:1."""
+
+    package: str
+    executable: str
+    name: str
+    namespace: str
+    parameters: tuple[str, ...]
+    arguments: tuple[str, ...]
+    remappings: tuple[tuple[str, str], ...]
+    respawn: bool
+    respawn_delay_s: float
+
+
+def launch_specs(
+    params_file: str,
+    namespace: str = "",
+    log_level: str = "info",
+    nodes: list[str] | None = None,
+    respawn_delay_s: float = 2.0,
+) -> list[LaunchSpec]:
+    """One spec per selected node; sensor nodes respawn, since a device can come and go."""
+    return [
+        LaunchSpec(
+            package=PACKAGE,
+            executable=e.executable,
+            name=e.name,
+            namespace=namespace,
+            parameters=(params_file,),
+            arguments=("--ros-args", "--log-level", log_level),
+            remappings=e.remappings,
+            respawn=e.sensor,
+            respawn_delay_s=respawn_delay_s if e.sensor else 0.0,
+        )
+        for e in select(nodes)
+    ]

@@ -1,0 +1,25 @@
+"""Main of every installed node executable (lib/krystal/<executable>)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from krystal.graph import by_executable, load_node_class
+from krystal.ros import spin
+
+
+def main(executable: str, argv: Sequence[str]) -> int:
+    entry = by_executable(executable)
+    spin.init(argv)
+    try:
+        node = load_node_class(entry)(node_name=entry.name)
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:  # a node that cannot start says why, once, without a traceback
+        print(f"[{entry.name}] cannot start: {exc}", file=sys.stderr)
+        import rclpy
+
+        rclpy.try_shutdown()
+        return 1
+    return spin.spin([node])

@@ -1,0 +1,50 @@
+"""`krystal run`: the nodes of graph.py composed in one process, optionally with the live view."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from rclpy.parameter import Parameter
+
+from krystal.ascii.terminal import fit_grid, terminal_size
+from krystal.graph import select, load_node_class
+from krystal.paths import default_params_file
+from krystal.ros import spin
+
+
+def run(
+    params_file: str | None = None,
+    nodes: list[str] | None = None,
+    namespace: str = "",
+    view: bool = False,
+    fit: bool = True,
+    log_level: str = "info",
+) -> int:
+    entries = select(nodes)
+    params = params_file or str(default_params_file())
+    if not os.path.isfile(params):
+        print(f"krystal run: parameters file not found: {params}", file=sys.stderr)
+        return 2
+    args = ["krystal", "--ros-args", "--params-file", params, "--log-level", log_level]
+    drawing = view and sys.stdout.isatty()
+    if drawing:
+        args.append("--disable-stdout-logs")  # the view shows the last warning from /rosout
+    spin.init(args)
+    created: list[Any] = []
+    try:
+        for entry in entries:
+            overrides = []
+            if drawing and fit and entry.name == "ascii_renderer":
+                columns, rows = fit_grid(*terminal_size())
+                overrides = [Parameter("columns", value=columns), Parameter("rows", value=rows)]
+            cls = load_node_class(entry)
+            created.append(cls(node_name=entry.name, namespace=namespace, parameter_overrides=overrides))
+        if view:
+            from krystal.ascii.node import AsciiViewNode
+
+            created.append(AsciiViewNode(namespace=namespace))
+    except KeyboardInterrupt:
+        pass
+    return spin.spin(created)

@@ -1,0 +1,1 @@
+"""Scheduling: timing metrics (ROS-free); the deadline-aware executor will live here."""
