@@ -20,9 +20,7 @@ def replacements() -> dict[str, str]:
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     include = sysconfig.get_paths()["include"]
     if not (Path(include) / "Python.h").is_file():
-        raise SystemExit(
-            f"Python headers missing in {include}: install python3-dev for {sys.executable}"
-        )
+        raise SystemExit(f"Python headers missing in {include}: install python3-dev for {sys.executable}")
     site = sysconfig.get_paths()["purelib"]
     return {
         f"{BUILDER_PREFIX}/include/{version}": include,

@@ -48,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--nodes", help="comma-separated node names (default: all of graph.py)")
     run.add_argument("--namespace", default="", help="namespace for every node")
     run.add_argument("--view", action="store_true", help="show the ASCII video live in this terminal")
-    run.add_argument("--no-fit", action="store_true", help="keep the configured grid size instead of the terminal's")
+    run.add_argument(
+        "--no-fit", action="store_true", help="keep the configured grid size instead of the terminal's"
+    )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error", "fatal"])
 
     view = sub.add_parser("view", help="show the ASCII video of a running graph in this terminal")
@@ -70,7 +72,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         nodes = [n.strip() for n in args.nodes.split(",") if n.strip()] if args.nodes else None
         try:
             with own_terminal():
-                return run(args.params_file, nodes, args.namespace, args.view, not args.no_fit, args.log_level)
+                return run(
+                    params_file=args.params_file,
+                    nodes=nodes,
+                    namespace=args.namespace,
+                    view=args.view,
+                    fit=not args.no_fit,
+                    log_level=args.log_level,
+                )
         except ValueError as exc:
             print(f"krystal run: {exc}", file=sys.stderr)
             return 2

@@ -9,12 +9,13 @@ from typing import Any
 from rclpy.parameter import Parameter
 
 from krystal.ascii.terminal import fit_grid, terminal_size
-from krystal.graph import select, load_node_class
+from krystal.graph import load_node_class, select
 from krystal.paths import default_params_file
 from krystal.ros import spin
 
 
 def run(
+    *,
     params_file: str | None = None,
     nodes: list[str] | None = None,
     namespace: str = "",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 _TO_GRAY = {
     "bgr8": cv2.COLOR_BGR2GRAY,
@@ -19,7 +22,7 @@ _TO_GRAY = {
 }
 
 
-def to_luma(pixels: np.ndarray, encoding: str) -> np.ndarray:
+def to_luma(pixels: NDArray[Any], encoding: str) -> NDArray[Any]:
     """H x W uint8 luma of an image array as image_to_array returns it."""
     if encoding in ("mono8", "8UC1"):
         return pixels

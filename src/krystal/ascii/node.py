@@ -167,16 +167,16 @@ class AsciiRendererNode(Node):
         if not self._last_input_s or idle_s > self.params["input_timeout_s"]:
             return Health(WARN, "no images on camera/image_raw", values)
         if r.count and r.p50 > self.params["budget_ms"]:
-            return Health(WARN, f"render {r.p50:.1f} ms over the {self.params['budget_ms']:.0f} ms budget", values)
+            return Health(
+                WARN, f"render {r.p50:.1f} ms over the {self.params['budget_ms']:.0f} ms budget", values
+            )
         return Health(OK, f"rendering {self._out_rate.rate_hz():.1f} fps", values)
 
 
 class AsciiViewNode(Node):
     """Draws AsciiFrames live in the terminal with a status line (fps, render ms, last warning)."""
 
-    def __init__(
-        self, node_name: str = "krystal_view", out: TextIO | None = None, **kwargs: Any
-    ) -> None:
+    def __init__(self, node_name: str = "krystal_view", out: TextIO | None = None, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self._out = out or sys.stdout
         self._view = TerminalView(self._out, alternate_screen=self._out.isatty())

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 DEFAULT_CHARSET = " .:-=+*#%@"
 
@@ -29,16 +32,16 @@ class RampRenderer:
         levels = np.minimum(np.arange(256) * len(codes) // 256, len(codes) - 1)
         self._lut = codes[levels]  # luma -> code point, so one gather renders the whole grid
 
-    def cells(self, luma: np.ndarray, columns: int, rows: int) -> np.ndarray:
+    def cells(self, luma: NDArray[Any], columns: int, rows: int) -> NDArray[Any]:
         """Mean luma per cell, rows x columns uint8."""
-        return cv2.resize(luma, (columns, rows), interpolation=cv2.INTER_AREA)
+        return cv2.resize(luma, (columns, rows), interpolation=cv2.INTER_AREA)  # type: ignore[return-value]
 
-    def render(self, luma: np.ndarray, columns: int, rows: int) -> list[str]:
+    def render(self, luma: NDArray[Any], columns: int, rows: int) -> list[str]:
         codes = self._lut[self.cells(luma, columns, rows)]
         return codes_to_lines(codes)
 
 
-def codes_to_lines(codes: np.ndarray) -> list[str]:
+def codes_to_lines(codes: NDArray[np.uint32]) -> list[str]:
     """rows x columns uint32 code points to one str per row, without a Python loop per cell."""
     codes = np.ascontiguousarray(codes, dtype=np.uint32)
     return codes.view(f"<U{codes.shape[1]}").ravel().tolist()  # type: ignore[no-any-return]

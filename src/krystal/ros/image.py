@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
@@ -44,7 +45,7 @@ class ImageFormatError(ValueError):
     """The message cannot be read as an image: the text says why."""
 
 
-def image_to_array(msg: Image) -> np.ndarray:
+def image_to_array(msg: Image) -> NDArray[Any]:
     """A view of the message's pixels shaped (H, W) or (H, W, C); raises ImageFormatError."""
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height == 0 or width == 0:
@@ -57,9 +58,7 @@ def image_to_array(msg: Image) -> np.ndarray:
         dtype = dtype.newbyteorder()
     row_bytes = width * channels * dtype.itemsize
     if step < row_bytes:
-        raise ImageFormatError(
-            f"step {step} < {row_bytes} bytes needed for {width} px of {msg.encoding}"
-        )
+        raise ImageFormatError(f"step {step} < {row_bytes} bytes needed for {width} px of {msg.encoding}")
     needed = step * (height - 1) + row_bytes
     size = len(msg.data)
     if size < needed:
@@ -76,16 +75,16 @@ def image_to_array(msg: Image) -> np.ndarray:
     return np.ndarray(shape=shape, dtype=dtype, buffer=buf, strides=strides)
 
 
-def array_to_image(
-    pixels: np.ndarray, encoding: str, header: Header | None = None
-) -> Image:
+def array_to_image(pixels: NDArray[Any], encoding: str, header: Header | None = None) -> Image:
     """An Image holding a copy of `pixels` (one memcpy; the setter's list path costs 10x more)."""
     spec = ENCODINGS.get(encoding)
     if spec is None:
         raise ImageFormatError(f"unknown encoding {encoding!r}")
     dtype, channels = spec
-    if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] != channels) or (
-        pixels.ndim == 2 and channels != 1
+    if (
+        pixels.ndim not in (2, 3)
+        or (pixels.ndim == 3 and pixels.shape[2] != channels)
+        or (pixels.ndim == 2 and channels != 1)
     ):
         raise ImageFormatError(f"array of shape {pixels.shape} is not {encoding}")
     if pixels.dtype != dtype:
@@ -99,7 +98,7 @@ def array_to_image(
     msg.is_bigendian = sys.byteorder == "big"
     msg.step = int(pixels.strides[0])
     data = array.array("B")
-    data.frombytes(pixels.reshape(-1).view(np.uint8))
+    data.frombytes(pixels.reshape(-1).view(np.uint8).data)
     msg.data = data
     return msg
 
@@ -119,12 +118,10 @@ def _cv_bridge() -> Any | None:
         return None
 
 
-def _via_cv_bridge(msg: Image) -> np.ndarray:
+def _via_cv_bridge(msg: Image) -> NDArray[Any]:
     bridge = _cv_bridge()
     if bridge is None:
-        raise ImageFormatError(
-            f"unsupported encoding {msg.encoding!r} (supported: {', '.join(ENCODINGS)})"
-        )
+        raise ImageFormatError(f"unsupported encoding {msg.encoding!r} (supported: {', '.join(ENCODINGS)})")
     try:
         return np.asarray(bridge.imgmsg_to_cv2(msg))
     except Exception as exc:

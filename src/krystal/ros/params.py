@@ -35,9 +35,7 @@ class Param:
     read_only: bool = False
 
     def descriptor(self) -> ParameterDescriptor:
-        d = ParameterDescriptor(
-            name=self.name, description=self.description, read_only=self.read_only
-        )
+        d = ParameterDescriptor(name=self.name, description=self.description, read_only=self.read_only)
         if self.choices:
             d.additional_constraints = "one of: " + ", ".join(self.choices)
         if self.min_value is not None and self.max_value is not None:
@@ -45,9 +43,7 @@ class Param:
                 raise TypeError(f"{self.name}: a range needs a numeric default")
             if isinstance(self.default, int):
                 d.integer_range = [
-                    IntegerRange(
-                        from_value=int(self.min_value), to_value=int(self.max_value), step=0
-                    )
+                    IntegerRange(from_value=int(self.min_value), to_value=int(self.max_value), step=0)
                 ]
             else:
                 d.floating_point_range = [
@@ -111,11 +107,9 @@ class ParamTable:
                 f"parameter {p.name}: value from the parameters file refused ({reason}); "
                 f"using the default {p.default!r}"
             )
-            return self._node.declare_parameter(
-                p.name, p.default, p.descriptor(), ignore_override=True
-            ).value
+            return self._node.declare_parameter(p.name, p.default, p.descriptor(), ignore_override=True).value
 
-    def _validate(self, changes: list[Parameter]) -> SetParametersResult:
+    def _validate(self, changes: list[Parameter[Any]]) -> SetParametersResult:
         proposed = dict(self.values)
         for change in changes:
             spec = self._params.get(change.name)

@@ -99,7 +99,14 @@ class VideoSourceNode(Node):
 
     def _open(self, now_s: float) -> bool:
         p = self.params
-        source = make_source(p["source_type"], p["source"], p["width"], p["height"], p["fps"], p["loop"])
+        source = make_source(
+            source_type=p["source_type"],
+            spec=p["source"],
+            width=p["width"],
+            height=p["height"],
+            fps=p["fps"],
+            loop=p["loop"],
+        )
         try:
             source.open()
         except SourceError as exc:
@@ -108,7 +115,9 @@ class VideoSourceNode(Node):
             self._set_health(Health(ERROR, f"{exc}; retry {self._backoff.attempts} in {wait:.1f} s"))
             return False
         if self._backoff.attempts:
-            self.get_logger().info(f"{source.description} open again after {self._backoff.attempts} attempt(s)")
+            self.get_logger().info(
+                f"{source.description} open again after {self._backoff.attempts} attempt(s)"
+            )
         else:
             self.get_logger().info(f"publishing {source.description}")
         self._backoff.reset()
@@ -123,9 +132,8 @@ class VideoSourceNode(Node):
 
     def _tick(self) -> None:
         now_s = time.monotonic()
-        if self._source is None:
-            if self._ended or not self._backoff.due(now_s) or not self._open(now_s):
-                return
+        if self._source is None and (self._ended or not self._backoff.due(now_s) or not self._open(now_s)):
+            return
         assert self._source is not None
         try:
             frame = self._source.read()

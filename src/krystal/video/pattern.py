@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 
 class TestPattern:
@@ -20,7 +22,7 @@ class TestPattern:
         self._background = self._make_background(width, height)
 
     @staticmethod
-    def _make_background(width: int, height: int) -> np.ndarray:
+    def _make_background(width: int, height: int) -> NDArray[Any]:
         x = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :]
         y = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
         bg = np.empty((height, width, 3), np.uint8)
@@ -34,7 +36,7 @@ class TestPattern:
         bg[y0 : y0 + 4 * s, x0 : x0 + 4 * s] = block[..., None]
         return bg
 
-    def frame(self, index: int) -> np.ndarray:
+    def frame(self, index: int) -> NDArray[Any]:
         t = index / self.fps
         w, h = self.width, self.height
         img = self._background.copy()

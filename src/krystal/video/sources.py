@@ -10,10 +10,10 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
-import numpy as np
+from numpy.typing import NDArray
 
 from krystal.video.pattern import TestPattern
 
@@ -30,7 +30,7 @@ class EndOfStream(SourceError):
 
 @dataclass(frozen=True)
 class Frame:
-    pixels: np.ndarray  # bgr8, H x W x 3
+    pixels: NDArray[Any]  # bgr8, H x W x 3
     capture_ns: int  # time.time_ns() when the frame was captured or generated
     index: int  # frames delivered by this source since it opened
 
@@ -178,7 +178,7 @@ class CaptureSource:
 
 
 def make_source(
-    source_type: str, spec: str, width: int, height: int, fps: float, loop: bool
+    *, source_type: str, spec: str, width: int, height: int, fps: float, loop: bool
 ) -> FrameSource:
     if source_type == "test_pattern":
         return PatternSource(width, height, fps)
@@ -212,8 +212,8 @@ class Backoff:
         self.delay_s, self.attempts, self.next_attempt_s = self.initial_s, 0, 0.0
 
 
-def fit(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+def fit(pixels: NDArray[Any], width: int, height: int) -> NDArray[Any]:
     """Resize to width x height (area interpolation) unless a side is 0 or it already fits."""
-    if not width or not height or pixels.shape[1] == width and pixels.shape[0] == height:
+    if not width or not height or (pixels.shape[1] == width and pixels.shape[0] == height):
         return pixels
     return cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA)

@@ -1,0 +1,62 @@
+"""Image conversion cost at 640x480 and 1080p: ours against the plain rclpy way, in the same run.
+
+Anchor (outgoing): `msg.data = frame.tobytes()`, what cam2image-style Python publishers do; ANCHORS.md
+measured ~4 ms at 1080p. Anchor (incoming): `np.array(msg.data).reshape(...)`, a copy per frame as
+cv_bridge's imgmsg_to_cv2 makes.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from sensor_msgs.msg import Image
+
+from bench.common import emit, time_ms
+from krystal.ros.image import array_to_image, image_to_array
+
+
+def anchor_out(frame: NDArray[np.uint8]) -> Image:
+    msg = Image(height=frame.shape[0], width=frame.shape[1], encoding="bgr8", step=frame.shape[1] * 3)
+    msg.data = frame.tobytes()
+    return msg
+
+
+def anchor_in(msg: Image) -> NDArray[Any]:
+    return np.array(msg.data, dtype=np.uint8).reshape(msg.height, msg.width, 3)
+
+
+def main() -> None:
+    for name, (w, h) in {"640x480": (640, 480), "1080p": (1920, 1080)}.items():
+        frame = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+        ours_min, ours_med = time_ms(partial(array_to_image, frame, "bgr8"))
+        anc_min, anc_med = time_ms(partial(anchor_out, frame))
+        emit(
+            "image",
+            f"to_msg {name}",
+            ours_med,
+            anc_med,
+            "ms",
+            ours_min=round(ours_min, 4),
+            anchor_min=round(anc_min, 4),
+            anchor_name="msg.data = frame.tobytes()",
+        )
+        msg = array_to_image(frame, "bgr8")
+        ours_min, ours_med = time_ms(partial(image_to_array, msg))
+        anc_min, anc_med = time_ms(partial(anchor_in, msg))
+        emit(
+            "image",
+            f"from_msg {name}",
+            ours_med,
+            anc_med,
+            "ms",
+            ours_min=round(ours_min, 4),
+            anchor_min=round(anc_min, 4),
+            anchor_name="np.array(msg.data) (copy)",
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Test isolation: a random ROS_DOMAIN_ID per run, discovery on localhost only, our transport profile.
+
+The variables are set before any rclpy import so the test process and every subprocess it starts
+share them.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 100))
+os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+try:
+    import krystal.msg  # noqa: F401  (built by colcon: proves the environment is set up)
+except ImportError:
+    pytest.exit(
+        "krystal's messages are not importable: run the tests with `make test` "
+        "(or `source tools/env.sh` after `make setup`)",
+        returncode=4,
+    )
+
+from krystal.paths import apply_transport_env  # noqa: E402
+from krystal.ros.compat import localhost_discovery_env  # noqa: E402
+
+os.environ.update(localhost_discovery_env())
+apply_transport_env()
+
+
+@pytest.fixture
+def ros() -> Iterator[None]:
+    """An rclpy context for one test."""
+    import rclpy
+
+    rclpy.init()
+    try:
+        yield
+    finally:
+        rclpy.try_shutdown()
+
+
+def spin_until(nodes: list, predicate: Callable[[], bool], timeout_s: float) -> bool:
+    """Spin `nodes` on one executor until `predicate()` holds or the timeout passes."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    executor = SingleThreadedExecutor()
+    for n in nodes:
+        executor.add_node(n)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            executor.spin_once(timeout_sec=0.05)
+        return predicate()
+    finally:
+        for n in nodes:
+            executor.remove_node(n)
+        executor.shutdown(timeout_sec=0.5)
+
+
+class Proc:
+    """A subprocess started with the test environment; stopped and reaped at teardown."""
+
+    def __init__(self, args: list[str], **kwargs: object) -> None:
+        self.args = args
+        self.popen = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        self.stdout = ""
+        self.stderr = ""
+
+    def interrupt(self, timeout_s: float) -> tuple[int | None, float]:
+        """SIGINT, then wait; returns (exit code or None if still running, seconds taken)."""
+        t0 = time.monotonic()
+        self.popen.send_signal(signal.SIGINT)
+        try:
+            self.stdout, self.stderr = self.popen.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None, time.monotonic() - t0
+        return self.popen.returncode, time.monotonic() - t0
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGINT)
+            try:
+                self.stdout, self.stderr = self.popen.communicate(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.stdout, self.stderr = self.popen.communicate()
+
+
+@pytest.fixture
+def procs() -> Iterator[Callable[..., Proc]]:
+    started: list[Proc] = []
+
+    def start(args: list[str], **kwargs: object) -> Proc:
+        p = Proc(args, **kwargs)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+def executable(name: str) -> str:
+    """Path of an installed node executable (lib/krystal/<name>)."""
+    from ament_index_python.packages import get_package_prefix
+
+    path = Path(get_package_prefix("krystal")) / "lib" / "krystal" / name
+    assert path.is_file(), f"{path} not installed"
+    return str(path)
+
+
+PYTHON = sys.executable

@@ -1,0 +1,61 @@
+"""graph.py is the single node list: executables, config sections, declared parameters, launch specs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from rclpy.node import Node
+
+from krystal.graph import GRAPH, by_executable, launch_specs, load_node_class, select
+from tests.conftest import executable
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = yaml.safe_load((ROOT / "config" / "krystal.yaml").read_text())
+
+
+def test_names_and_executables_are_unique() -> None:
+    assert len({e.name for e in GRAPH}) == len(GRAPH)
+    assert len({e.executable for e in GRAPH}) == len(GRAPH)
+
+
+@pytest.mark.parametrize("entry", GRAPH, ids=lambda e: e.name)
+def test_entry_is_installed_and_importable(entry) -> None:
+    assert Path(executable(entry.executable)).stat().st_mode & 0o111
+    assert issubclass(load_node_class(entry), Node)
+    assert by_executable(entry.executable) is entry
+
+
+def test_config_has_one_section_per_node() -> None:
+    assert set(CONFIG) == {f"/**/{e.name}" for e in GRAPH}
+
+
+@pytest.mark.parametrize("entry", GRAPH, ids=lambda e: e.name)
+def test_config_matches_declared_parameters(ros, entry) -> None:
+    """Every declared parameter is in krystal.yaml with its default, and nothing else is."""
+    node = load_node_class(entry)(node_name=entry.name)
+    try:
+        declared = {name: node.get_parameter(name).value for name in node.params.values}
+        for name in declared:
+            assert node.describe_parameter(name).description, f"{name} has no description"
+    finally:
+        node.destroy_node()
+    configured = CONFIG[f"/**/{entry.name}"]["ros__parameters"]
+    assert configured == declared
+
+
+def test_launch_specs_one_per_node() -> None:
+    specs = launch_specs("/p.yaml", namespace="robot1", log_level="debug")
+    assert [s.executable for s in specs] == [e.executable for e in GRAPH]
+    for spec, entry in zip(specs, GRAPH, strict=True):
+        assert spec.package == "krystal" and spec.name == entry.name
+        assert spec.parameters == ("/p.yaml",) and spec.namespace == "robot1"
+        assert spec.arguments == ("--ros-args", "--log-level", "debug")
+        assert spec.respawn == entry.sensor
+    assert [s.name for s in launch_specs("/p.yaml", nodes=["ascii_renderer"])] == ["ascii_renderer"]
+
+
+def test_unknown_node_names_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown node"):
+        select(["video_source", "laser"])

@@ -1,0 +1,164 @@
+"""The nodes in one process on real DDS: frames flow, health is reported, bad input is survived."""
+
+from __future__ import annotations
+
+import array
+from pathlib import Path
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from krystal.msg import AsciiFrame, RenderStats
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
+
+from krystal.ascii.node import AsciiRendererNode
+from krystal.ros.image import array_to_image
+from krystal.ros.qos import reliable_qos, sensor_qos
+from krystal.video.node import VideoSourceNode
+from tests.conftest import spin_until
+from tests.test_video_core import write_video
+
+
+class Probe:
+    """A test node that records what the graph publishes."""
+
+    def __init__(self) -> None:
+        self.node = rclpy.create_node("probe")
+        self.images: list[Image] = []
+        self.frames: list[AsciiFrame] = []
+        self.stats: list[RenderStats] = []
+        self.status: dict[str, DiagnosticStatus] = {}
+        self.history: list[DiagnosticStatus] = []
+        n = self.node
+        n.create_subscription(Image, "camera/image_raw", self.images.append, sensor_qos(5))
+        n.create_subscription(AsciiFrame, "krystal/ascii", self.frames.append, sensor_qos(5))
+        n.create_subscription(RenderStats, "krystal/render_stats", self.stats.append, reliable_qos())
+        n.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, reliable_qos())
+        self.image_pub = n.create_publisher(Image, "camera/image_raw", sensor_qos(1))
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        for s in msg.status:
+            self.status[s.name] = s
+            self.history.append(s)
+
+    def level(self, name: str) -> bytes | None:
+        s = self.status.get(name)
+        return s.level if s else None
+
+    def message(self, name: str) -> str:
+        s = self.status.get(name)
+        return s.message if s else ""
+
+
+def _video(**params: object) -> VideoSourceNode:
+    return VideoSourceNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+
+
+def _renderer(**params: object) -> AsciiRendererNode:
+    return AsciiRendererNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+
+
+def test_video_to_ascii_in_one_process(ros) -> None:
+    video = _video(width=320, height=240, fps=30.0)
+    renderer = _renderer(columns=40, rows=12)
+    probe = Probe()
+    nodes = [video, renderer, probe.node]
+    assert spin_until(nodes, lambda: len(probe.frames) >= 10, 10.0)
+    frame = probe.frames[-1]
+    assert (frame.columns, frame.rows) == (40, 12)
+    assert len(frame.lines) == 12 and all(len(line) == 40 for line in frame.lines)
+    assert len(set("".join(frame.lines))) > 3, "a moving pattern must use several glyphs"
+    image_stamps = {(i.header.stamp.sec, i.header.stamp.nanosec) for i in probe.images}
+    assert (frame.header.stamp.sec, frame.header.stamp.nanosec) in image_stamps
+    assert frame.header.frame_id == "camera_optical_frame"
+    assert frame.render_time_ms > 0 and frame.latency_ms >= 0
+    assert spin_until(
+        nodes,
+        lambda: (
+            probe.level("video_source: source") == DiagnosticStatus.OK
+            and probe.level("ascii_renderer: render") == DiagnosticStatus.OK
+            and bool(probe.stats)
+            and probe.stats[-1].frames_rendered > 0
+        ),
+        5.0,
+    ), probe.status
+    for node in (video, renderer):
+        node.destroy_node()
+
+
+def test_parameter_change_applies_to_next_frame(ros) -> None:
+    video, renderer, probe = _video(width=160, height=120), _renderer(columns=20, rows=6), Probe()
+    nodes = [video, renderer, probe.node]
+    assert spin_until(nodes, lambda: len(probe.frames) >= 2, 10.0)
+    renderer.set_parameters([Parameter("charset", value="01"), Parameter("columns", value=30)])
+    probe.frames.clear()
+    assert spin_until(nodes, lambda: len(probe.frames) >= 2, 5.0)
+    assert all(len(line) == 30 and set(line) <= {"0", "1"} for line in probe.frames[0].lines)
+    for node in (video, renderer):
+        node.destroy_node()
+
+
+def _bad_image(kind: str) -> Image:
+    msg = Image(height=4, width=4, encoding="bgr8", step=12)
+    if kind == "truncated":
+        msg.data = array.array("B", bytes(10))
+    elif kind == "encoding":
+        msg.encoding = "weird42"
+        msg.data = array.array("B", bytes(48))
+    elif kind == "empty":
+        msg.height = 0
+    elif kind == "step":
+        msg.step = 3
+        msg.data = array.array("B", bytes(48))
+    return msg
+
+
+def test_malformed_images_are_reported_and_survived(ros) -> None:
+    import numpy as np
+
+    renderer, probe = _renderer(columns=16, rows=4), Probe()
+    nodes = [renderer, probe.node]
+    name = "ascii_renderer: render"
+    assert spin_until(nodes, lambda: probe.image_pub.get_subscription_count() > 0, 5.0)
+    for kind in ("truncated", "encoding", "empty", "step"):
+        probe.image_pub.publish(_bad_image(kind))
+        assert spin_until(nodes, lambda: probe.level(name) == DiagnosticStatus.ERROR, 5.0), kind
+        assert "malformed image" in probe.message(name)
+        probe.status.clear()
+    good = array_to_image(np.full((32, 64, 3), 200, np.uint8), "bgr8")
+    probe.image_pub.publish(good)
+    assert spin_until(nodes, lambda: len(probe.frames) == 1, 5.0)
+    assert spin_until(nodes, lambda: probe.level(name) == DiagnosticStatus.OK, 5.0), probe.message(name)
+    assert spin_until(nodes, lambda: bool(probe.stats) and probe.stats[-1].frames_invalid == 4, 3.0)
+    renderer.destroy_node()
+
+
+def test_missing_file_reports_error_then_recovers(ros, tmp_path: Path) -> None:
+    path = tmp_path / "late.avi"
+    video = _video(
+        source_type="file", source=str(path), width=0, height=0, reconnect_initial_s=0.1, reconnect_max_s=0.2
+    )
+    probe = Probe()
+    nodes = [video, probe.node]
+    name = "video_source: source"
+    assert spin_until(nodes, lambda: probe.level(name) == DiagnosticStatus.ERROR, 5.0)
+    assert "not found" in probe.message(name)
+    assert not probe.images
+    write_video(path, frames=30)
+    assert spin_until(nodes, lambda: len(probe.images) >= 3, 5.0)
+    assert spin_until(nodes, lambda: probe.level(name) == DiagnosticStatus.OK, 5.0), probe.message(name)
+    assert (probe.images[0].width, probe.images[0].height) == (160, 120)
+    video.destroy_node()
+
+
+def test_file_that_ends_warns_and_stops(ros, tmp_path: Path) -> None:
+    path = write_video(tmp_path / "short.avi", frames=4)
+    video, probe = _video(source_type="file", source=str(path), loop=False, width=80, height=60), Probe()
+    nodes = [video, probe.node]
+    name = "video_source: source"
+    assert spin_until(
+        nodes, lambda: probe.level(name) == DiagnosticStatus.WARN and "end of" in probe.message(name), 5.0
+    )
+    assert len(probe.images) == 4
+    assert (probe.images[0].width, probe.images[0].height) == (80, 60)
+    video.destroy_node()

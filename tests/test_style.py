@@ -1,0 +1,31 @@
+"""ruff and mypy run with the tests so the style stays one across sessions (STYLE.md)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PATHS = ["src", "tests", "bench", "launch", "tools"]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+
+
+def test_ruff_lint() -> None:
+    result = _run("ruff", "check", "--no-cache", *PATHS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format() -> None:
+    result = _run("ruff", "format", "--check", "--no-cache", *PATHS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_strict() -> None:
+    result = _run("mypy", "--cache-dir", str(ROOT / "build" / ".mypy_cache"))
+    assert result.returncode == 0, result.stdout + result.stderr
