@@ -61,7 +61,7 @@ def test_luma_of_every_layout(encoding: str, pixels: np.ndarray) -> None:
 
 
 def test_luma_refuses_unknown() -> None:
-    with pytest.raises(ValueError, match="no luma"):
+    with pytest.raises(ValueError, match="no 8-bit conversion"):
         to_luma(np.zeros((2, 2), np.uint8), "bayer_rggb8")
 
 

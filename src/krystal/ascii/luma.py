@@ -1,4 +1,4 @@
-"""Luma (8-bit grey) from any decoded image layout, without a copy when it already is grey."""
+"""Decoded image arrays (as image_to_array returns them) to 8-bit grey or colour for the renderers."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-_TO_GRAY = {
-    "bgr8": cv2.COLOR_BGR2GRAY,
-    "8UC3": cv2.COLOR_BGR2GRAY,
-    "rgb8": cv2.COLOR_RGB2GRAY,
-    "bgra8": cv2.COLOR_BGRA2GRAY,
-    "8UC4": cv2.COLOR_BGRA2GRAY,
-    "rgba8": cv2.COLOR_RGBA2GRAY,
+_YUV_TO_BGR = {
+    "yuv422": cv2.COLOR_YUV2BGR_UYVY,
+    "uyvy": cv2.COLOR_YUV2BGR_UYVY,
+    "yuv422_yuy2": cv2.COLOR_YUV2BGR_YUYV,
+    "yuyv": cv2.COLOR_YUV2BGR_YUYV,
+}
+_YUV_TO_GRAY = {
     "yuv422": cv2.COLOR_YUV2GRAY_UYVY,
     "uyvy": cv2.COLOR_YUV2GRAY_UYVY,
     "yuv422_yuy2": cv2.COLOR_YUV2GRAY_YUYV,
@@ -22,20 +22,39 @@ _TO_GRAY = {
 }
 
 
+def to_8bit(pixels: NDArray[Any], encoding: str, colour: bool = True) -> tuple[NDArray[Any], str]:
+    """(8-bit image, channel order "bgr" | "rgb" | "gray"); grey sources stay grey.
+
+    With colour=False a YUV source is converted straight to grey (half the work).
+    """
+    if encoding in ("mono8", "8UC1"):
+        return pixels, "gray"
+    if encoding in ("mono16", "16UC1"):
+        return (pixels >> 8).astype(np.uint8), "gray"
+    if encoding == "32FC1":
+        return np.clip(pixels * 255.0 + 0.5, 0, 255).astype(np.uint8), "gray"
+    if encoding in ("bgr8", "8UC3"):
+        return pixels, "bgr"
+    if encoding == "rgb8":
+        return pixels, "rgb"
+    if encoding in ("bgra8", "8UC4"):
+        return cv2.cvtColor(pixels, cv2.COLOR_BGRA2BGR), "bgr"
+    if encoding == "rgba8":
+        return cv2.cvtColor(pixels, cv2.COLOR_RGBA2RGB), "rgb"
+    if encoding in ("bgr16", "rgb16", "bgra16", "rgba16"):
+        eight, order = to_8bit((pixels >> 8).astype(np.uint8), encoding.replace("16", "8"), colour)
+        return eight, order
+    if encoding in _YUV_TO_BGR:
+        packed = np.ascontiguousarray(pixels)
+        if colour:
+            return cv2.cvtColor(packed, _YUV_TO_BGR[encoding]), "bgr"
+        return cv2.cvtColor(packed, _YUV_TO_GRAY[encoding]), "gray"
+    raise ValueError(f"no 8-bit conversion for {encoding!r}")
+
+
 def to_luma(pixels: NDArray[Any], encoding: str) -> NDArray[Any]:
     """H x W uint8 luma of an image array as image_to_array returns it."""
-    if encoding in ("mono8", "8UC1"):
-        return pixels
-    if encoding in ("mono16", "16UC1"):
-        return (pixels >> 8).astype(np.uint8)
-    if encoding in ("bgr16", "rgb16", "bgra16", "rgba16"):
-        eight = (pixels >> 8).astype(np.uint8)
-        return to_luma(eight, encoding.replace("16", "8"))
-    if encoding == "32FC1":
-        return np.clip(pixels * 255.0, 0, 255).astype(np.uint8)
-    code = _TO_GRAY.get(encoding)
-    if code is None:
-        raise ValueError(f"no luma conversion for {encoding!r}")
-    if encoding in ("yuv422", "uyvy", "yuv422_yuy2", "yuyv") and not pixels.flags.c_contiguous:
-        pixels = np.ascontiguousarray(pixels)
-    return cv2.cvtColor(pixels, code)
+    image, order = to_8bit(pixels, encoding, colour=False)
+    if order == "gray":
+        return image
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY if order == "bgr" else cv2.COLOR_RGB2GRAY)

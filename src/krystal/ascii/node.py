@@ -1,114 +1,208 @@
-"""ascii_renderer: sensor_msgs/Image to AsciiFrame; and the terminal viewer node of `krystal view`."""
+"""ascii_renderer: sensor_msgs/Image to AsciiFrame (+ a rendered Image for rqt, RenderStats), and the
+terminal viewer node of `krystal view`."""
 
 from __future__ import annotations
 
+import array
+import os
 import sys
 import time
 from typing import Any, TextIO
 
+import numpy as np
+from numpy.typing import NDArray
 from rcl_interfaces.msg import Log
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.time import Time
 from sensor_msgs.msg import Image
+from std_msgs.msg import Header
 
-from krystal.ascii.luma import to_luma
-from krystal.ascii.ramp import DEFAULT_CHARSET, RampRenderer, check_charset
-from krystal.ascii.terminal import TerminalView
-from krystal.msg import AsciiFrame, RenderStats
-from krystal.ros.compat import SubscriptionEventCallbacks
+from krystal.ascii import raster
+from krystal.ascii.engine import COLOR_DEPTHS, KERNELS, MODES, Engine, Render, Style
+from krystal.ascii.glitch import EnergyFollower, audio_energy
+from krystal.ascii.ramp import DEFAULT_CHARSET, check_charset
+from krystal.ascii.terminal import COLOR_MODES, TerminalView, ansi_lines, terminal_size
+from krystal.msg import AsciiFrame, AudioFeatures, RenderStats, StyleDecision
 from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
-from krystal.ros.image import ImageFormatError, image_to_array
+from krystal.ros.image import ImageFormatError, array_to_image, image_to_array
 from krystal.ros.params import Param, ParamTable
 from krystal.ros.qos import overridable, reliable_qos, sensor_qos
 from krystal.sched.metrics import RateMeter, Window
 
-MODES = ("ramp",)
-
 PARAMS = (
     Param("columns", 120, "Characters per line of the rendered grid", 8, 1000),
     Param("rows", 45, "Lines of the rendered grid", 2, 500),
-    Param("mode", "ramp", "Rendering style", choices=MODES),
+    Param("mode", "ramp", "Style: ramp, edges, sketch, cyberpunk (colour) or glitch", choices=MODES),
+    Param(
+        "kernel",
+        "luminance",
+        "Glyph choice away from edges: calibrated ramp or learned matcher",
+        choices=KERNELS,
+    ),
+    Param("kernel_size", 3, "Sobel kernel size for edge glyphs (3, 5 or 7): quality/cost knob", 3, 7),
     Param("charset", DEFAULT_CHARSET, "Glyphs of the luminance ramp, darkest first"),
     Param("invert", False, "Reverse the ramp (dark text on a light terminal)"),
+    Param("color_depth", "truecolor", "Colours of the colour modes: truecolor or 256", choices=COLOR_DEPTHS),
+    Param("auto_contrast", True, "Stretch each frame's contrast (smoothed over frames)"),
+    Param("hysteresis", 0.02, "Luma margin a cell's new glyph must win by: stops flicker", 0.0, 0.5),
+    Param(
+        "edge_threshold", 0.25, "Edge glyph threshold, fraction of the frame's strong-edge energy", 0.01, 1.0
+    ),
+    Param("saturation", 1.3, "Chroma gain of the cyberpunk mode (brightness kept)", 0.0, 3.0),
+    Param("glitch_level", 0.25, "Glitch amount when no audio arrives (0..1)", 0.0, 1.0),
+    Param("audio_timeout_s", 2.0, "Audio silent this long: glitch falls back to glitch_level", 0.1, 60.0),
+    Param("follow_style", True, "Apply StyleDecision messages from the reasoning node"),
+    Param(
+        "max_frame_age_ms", 100.0, "Frames older than this on arrival are dropped, 0 keeps all", 0.0, 10000.0
+    ),
+    Param("image_rate_hz", 10.0, "Rate of the rendered Image on krystal/ascii/image, 0 disables", 0.0, 60.0),
+    Param("image_cell_height", 16, "Pixel height of one character in the rendered Image", 8, 32),
     Param("budget_ms", 33.0, "Render time per frame above which health turns WARN", 1.0, 1000.0),
     Param("stats_period_s", 1.0, "Period of RenderStats messages", 0.1, 60.0),
     Param("input_timeout_s", 2.0, "No image for this long turns health WARN", 0.1, 60.0),
 )
+_STYLE_PARAMS = {
+    "columns", "rows", "mode", "kernel", "kernel_size", "charset", "invert", "color_depth",
+    "auto_contrast", "hysteresis", "edge_threshold", "saturation",
+}  # fmt: skip
+
+
+def style_of(values: dict[str, Any]) -> Style:
+    return Style(**{k: values[k] for k in _STYLE_PARAMS})
+
+
+def _as_bytes(pixels: NDArray[np.uint8] | None) -> array.array[int]:
+    out = array.array("B")
+    if pixels is not None:
+        out.frombytes(np.ascontiguousarray(pixels).data)
+    return out
 
 
 class AsciiRendererNode(Node):
     def __init__(self, node_name: str = "ascii_renderer", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self.params = ParamTable(self, PARAMS, self._cross_check, self._on_change)
-        self._renderer = self._make_renderer()
+        self.engine = Engine(style_of(self.params.values))
+        if self.engine.atlas is None:
+            self.get_logger().warning("no monospace font found: uncalibrated ramp, no rendered Image")
         self._pub = self.create_publisher(
             AsciiFrame, "krystal/ascii", sensor_qos(depth=1), qos_overriding_options=overridable()
         )
+        self._image_pub = self.create_publisher(Image, "krystal/ascii/image", sensor_qos(depth=1))
         self._stats_pub = self.create_publisher(RenderStats, "krystal/render_stats", reliable_qos())
-        self._lost = 0
         self.create_subscription(
             Image,
             "camera/image_raw",
             self._on_image,
             sensor_qos(depth=1),
             qos_overriding_options=overridable(),
-            event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_lost),
         )
-        self._rendered = self._invalid = 0
+        self.create_subscription(StyleDecision, "krystal/style", self._on_style, reliable_qos(10))
+        self.create_subscription(AudioFeatures, "audio/features", self._on_audio, sensor_qos(depth=5))
+        self._rendered = self._invalid = self._dropped = self._stale = 0
         self._in_rate, self._out_rate = RateMeter(), RateMeter()
         self._render_ms, self._latency_ms = Window(300), Window(300)
         self._last_input_s = 0.0
+        self._last_stamp_ns = 0
+        self._period_ns = 0.0
+        self._last_image_s = 0.0
+        self._last_audio_s = 0.0
+        self._energy = EnergyFollower()
         self._input_error: str | None = None
+        self._style_note: str | None = None
         self._diagnostics = Diagnostics(self)
         self._diagnostics.add("render", self._render_health)
         self._stats_timer = self.create_timer(self.params["stats_period_s"], self._publish_stats)
 
     @staticmethod
     def _cross_check(values: dict[str, Any]) -> str | None:
-        return check_charset(values["charset"])
-
-    def _make_renderer(self) -> RampRenderer:
-        return RampRenderer(self.params["charset"], self.params["invert"])
+        if values["kernel_size"] not in (3, 5, 7):
+            return f"kernel_size={values['kernel_size']} is not one of 3, 5, 7"
+        return check_charset(values["charset"]) or style_of(values).check()
 
     def _on_change(self, changed: set[str]) -> None:
-        if changed & {"charset", "invert"}:
-            self._renderer = self._make_renderer()
+        if changed & _STYLE_PARAMS:
+            self.engine.set_style(style_of(self.params.values))
         if "stats_period_s" in changed:
             self.destroy_timer(self._stats_timer)
             self._stats_timer = self.create_timer(self.params["stats_period_s"], self._publish_stats)
 
-    def _on_lost(self, info: Any) -> None:
-        self._lost = int(info.total_count)
+    def _on_style(self, msg: StyleDecision) -> None:
+        if not self.params["follow_style"]:
+            return
+        updates = [
+            Parameter("mode", value=msg.mode),
+            Parameter("kernel", value=msg.kernel or self.params["kernel"]),
+            Parameter("kernel_size", value=int(msg.kernel_size) or self.params["kernel_size"]),
+        ]
+        if msg.columns and msg.rows:
+            updates += [Parameter("columns", value=int(msg.columns)), Parameter("rows", value=int(msg.rows))]
+        result = self.set_parameters_atomically(updates)
+        if result.successful:
+            self._style_note = None
+            self.get_logger().info(
+                f"style decision {msg.decision_id} by {msg.policy or '?'}: {msg.mode}/{msg.kernel}"
+                f" ({msg.reason or 'no reason given'})"
+            )
+        else:
+            self._style_note = f"refused style decision {msg.decision_id}: {result.reason}"
+            self.get_logger().warning(self._style_note, throttle_duration_sec=5.0)
+            self._diagnostics.level_changed("render", WARN)
+
+    def _on_audio(self, msg: AudioFeatures) -> None:
+        self._last_audio_s = time.monotonic()
+        self._energy.update(
+            audio_energy(float(msg.rms_dbfs), float(msg.onset_strength) if msg.onset else 0.0)
+        )
+
+    def _glitch_energy(self) -> float:
+        if time.monotonic() - self._last_audio_s > self.params["audio_timeout_s"]:
+            return float(self.params["glitch_level"])
+        return self._energy.value
+
+    def _track_input(self, stamp_ns: int) -> bool:
+        """Count superseded frames from gaps in input stamps; False if this frame is too old."""
+        if stamp_ns and self._last_stamp_ns and stamp_ns > self._last_stamp_ns:
+            gap = stamp_ns - self._last_stamp_ns
+            if self._period_ns:
+                missed = round(gap / self._period_ns) - 1
+                if missed > 0 and gap < 10 * self._period_ns:
+                    self._dropped += missed
+                self._period_ns += 0.05 * (min(gap, 3 * self._period_ns) - self._period_ns)
+            else:
+                self._period_ns = float(gap)
+        if stamp_ns:
+            self._last_stamp_ns = stamp_ns
+        max_age_ms = self.params["max_frame_age_ms"]
+        if stamp_ns and max_age_ms > 0 and (time.time_ns() - stamp_ns) / 1e6 > max_age_ms:
+            self._stale += 1
+            return False
+        return True
 
     def _on_image(self, msg: Image) -> None:
         self._in_rate.tick()
         self._last_input_s = time.monotonic()
+        stamp_ns = Time.from_msg(msg.header.stamp).nanoseconds
+        if not self._track_input(stamp_ns):
+            return
         t0 = time.perf_counter()
         try:
-            luma = to_luma(image_to_array(msg), msg.encoding)
+            pixels = image_to_array(msg)
+            self.engine.energy = self._glitch_energy()
+            render = self.engine.render(pixels, msg.encoding)
         except (ImageFormatError, ValueError) as exc:
             self._invalid += 1
             self._input_error = f"malformed image: {exc}"
             self.get_logger().error(self._input_error, throttle_duration_sec=5.0)
             self._diagnostics.level_changed("render", ERROR)
             return
-        p = self.params
-        lines = self._renderer.render(luma, p["columns"], p["rows"])
+        out = self._frame(msg.header, render)
         render_ms = (time.perf_counter() - t0) * 1e3
-        out = AsciiFrame(
-            header=msg.header,
-            columns=p["columns"],
-            rows=p["rows"],
-            lines=lines,
-            mode=p["mode"],
-            kernel="luminance",
-            kernel_size=0,
-            charset=p["charset"],
-            render_time_ms=render_ms,
-        )
-        stamp_ns = Time.from_msg(msg.header.stamp).nanoseconds
+        out.render_time_ms = render_ms
         out.latency_ms = (time.time_ns() - stamp_ns) / 1e6 if stamp_ns else 0.0
         self._pub.publish(out)
+        self._publish_image(msg.header, render)
         if self._input_error is not None:
             self._input_error = None
             self._diagnostics.level_changed("render", OK)
@@ -118,14 +212,56 @@ class AsciiRendererNode(Node):
         if stamp_ns:
             self._latency_ms.add(out.latency_ms)
 
+    def _frame(self, header: Header, render: Render) -> AsciiFrame:
+        st = self.engine.style
+        return AsciiFrame(
+            header=header,
+            columns=st.columns,
+            rows=st.rows,
+            lines=render.lines(),
+            mode=st.mode,
+            kernel=render.kernel,
+            kernel_size=st.kernel_size if st.mode != "ramp" else 0,
+            charset=st.charset,
+            foreground_rgb=_as_bytes(render.foreground),
+            background_rgb=_as_bytes(render.background),
+        )
+
+    def _publish_image(self, header: Header, render: Render) -> None:
+        rate = self.params["image_rate_hz"]
+        now = time.monotonic()
+        if rate <= 0 or self.engine.atlas is None or now - self._last_image_s < 1.0 / rate:
+            return
+        if self._image_pub.get_subscription_count() == 0:
+            return
+        self._last_image_s = now
+        height = self.params["image_cell_height"]
+        atlas = self.engine.atlas
+        if atlas.cell_h != height:
+            from krystal.ascii.atlas import load_atlas
+
+            atlas = load_atlas(atlas.glyphs, height // 2, height, atlas.font)
+        if render.foreground is not None:
+            pixels = raster.colour(render.codes, atlas, render.foreground, render.background)
+            image = array_to_image(pixels, "rgb8", header)
+        else:
+            ink = raster.ink(render.codes, atlas)
+            image = array_to_image(
+                (ink * (255.0 / max(float(atlas.coverage.max()), 1e-3))).clip(0, 255).astype(np.uint8),
+                "mono8",
+                header,
+            )
+        self._image_pub.publish(image)
+
     def _publish_stats(self) -> None:
         r, lat, p = self._render_ms.summary(), self._latency_ms.summary(), self.params
+        st = self.engine.style
         self._stats_pub.publish(
             RenderStats(
-                header=self._header(),
+                header=Header(stamp=self.get_clock().now().to_msg(), frame_id=self.get_name()),
                 period_s=p["stats_period_s"],
                 frames_rendered=self._rendered,
-                frames_dropped=self._lost,
+                frames_dropped=self._dropped + self._stale,
                 frames_invalid=self._invalid,
                 input_fps=self._in_rate.rate_hz(),
                 output_fps=self._out_rate.rate_hz(),
@@ -136,49 +272,60 @@ class AsciiRendererNode(Node):
                 latency_ms_p50=lat.p50,
                 latency_ms_p99=lat.p99,
                 budget_ms=p["budget_ms"],
-                columns=p["columns"],
-                rows=p["rows"],
-                mode=p["mode"],
-                kernel="luminance",
-                kernel_size=0,
+                columns=st.columns,
+                rows=st.rows,
+                mode=st.mode,
+                kernel=st.kernel,
+                kernel_size=st.kernel_size,
             )
         )
 
-    def _header(self) -> Any:
-        from std_msgs.msg import Header
-
-        return Header(stamp=self.get_clock().now().to_msg(), frame_id=self.get_name())
-
     def _render_health(self) -> Health:
         r = self._render_ms.summary()
+        st = self.engine.style
         values = {
+            "style": f"{st.mode}/{st.kernel}/k{st.kernel_size}",
+            "grid": f"{st.columns}x{st.rows}",
             "input_fps": f"{self._in_rate.rate_hz():.1f}",
             "output_fps": f"{self._out_rate.rate_hz():.1f}",
             "render_ms_p50": f"{r.p50:.2f}",
             "render_ms_p99": f"{r.p99:.2f}",
             "frames_rendered": str(self._rendered),
             "frames_invalid": str(self._invalid),
-            "frames_lost": str(self._lost),
-            "grid": f"{self.params['columns']}x{self.params['rows']}",
+            "frames_superseded": str(self._dropped),
+            "frames_too_old": str(self._stale),
         }
         if self._input_error is not None:
             return Health(ERROR, self._input_error, values)
         idle_s = time.monotonic() - self._last_input_s
         if not self._last_input_s or idle_s > self.params["input_timeout_s"]:
             return Health(WARN, "no images on camera/image_raw", values)
-        if r.count and r.p50 > self.params["budget_ms"]:
-            return Health(
-                WARN, f"render {r.p50:.1f} ms over the {self.params['budget_ms']:.0f} ms budget", values
-            )
+        if self._style_note:
+            return Health(WARN, self._style_note, values)
+        budget = self.params["budget_ms"]
+        if r.count and r.p50 > budget:
+            return Health(WARN, f"render {r.p50:.1f} ms over the {budget:.0f} ms budget", values)
         return Health(OK, f"rendering {self._out_rate.rate_hz():.1f} fps", values)
+
+
+def terminal_colors(choice: str = "auto") -> str:
+    """truecolor where the terminal says so (COLORTERM), else 256."""
+    if choice != "auto":
+        return choice
+    return "truecolor" if os.environ.get("COLORTERM", "").lower() in ("truecolor", "24bit") else "256"
 
 
 class AsciiViewNode(Node):
     """Draws AsciiFrames live in the terminal with a status line (fps, render ms, last warning)."""
 
-    def __init__(self, node_name: str = "krystal_view", out: TextIO | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, node_name: str = "krystal_view", out: TextIO | None = None, colors: str = "auto", **kwargs: Any
+    ) -> None:
         super().__init__(node_name, **kwargs)
         self._out = out or sys.stdout
+        self._colors = terminal_colors(colors)
+        if self._colors not in COLOR_MODES:
+            raise ValueError(f"colors must be auto or one of {', '.join(COLOR_MODES)}")
         self._view = TerminalView(self._out, alternate_screen=self._out.isatty())
         self._view.enter()
         self._rate = RateMeter()
@@ -194,13 +341,25 @@ class AsciiViewNode(Node):
     def _on_frame(self, msg: AsciiFrame) -> None:
         self._rate.tick()
         self.frames += 1
+        columns, rows = int(msg.columns), int(msg.rows)
         status = (
-            f" {msg.mode}/{msg.kernel} {msg.columns}x{msg.rows} | {self._rate.rate_hz():4.1f} fps"
+            f" {msg.mode}/{msg.kernel} {columns}x{rows} | {self._rate.rate_hz():4.1f} fps"
             f" | render {msg.render_time_ms:5.2f} ms | latency {msg.latency_ms:5.1f} ms | Ctrl-C quits"
         )
         if self._warning:
             status += f" | {self._warning}"
-        self._view.draw(list(msg.lines), status)
+        cells = rows * columns
+        if len(msg.foreground_rgb) == 3 * cells and self._colors != "none" and len(msg.lines) == rows:
+            term_cols, term_rows = terminal_size()
+            keep_r, keep_c = min(rows, max(1, term_rows - 1)), min(columns, term_cols)
+            codes = raster.lines_to_codes(list(msg.lines))[:keep_r, :keep_c]
+            fg = np.frombuffer(msg.foreground_rgb, np.uint8).reshape(rows, columns, 3)[:keep_r, :keep_c]
+            bg = None
+            if len(msg.background_rgb) == 3 * cells:
+                bg = np.frombuffer(msg.background_rgb, np.uint8).reshape(rows, columns, 3)[:keep_r, :keep_c]
+            self._view.draw(ansi_lines(codes, fg, bg, self._colors), status, clip=False)
+        else:
+            self._view.draw(list(msg.lines), status)
 
     def destroy_node(self) -> None:
         self._view.leave()

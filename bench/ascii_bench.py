@@ -1,0 +1,237 @@
+"""ASCII rendering against chafa, on one core, 1920x1080 frames to 160x45 and 320x90.
+
+Anchors, measured in the same run: libchafa in-process via chafa.py (ASCII symbols; FGBG and
+truecolor; work 1 and 9; draw + print, what a chafa user gets) and the chafa CLI (start-up and
+decode included). Ours: Engine.render plus the output a terminal needs (lines; ANSI colour codes in
+colour modes). Quality for both with krystal.ascii.quality: blurred SSIM, edge F1, flicker (two
+noise realisations rendered in sequence), CIELAB delta E in colour.
+
+    python -m bench.ascii_bench [--quick]
+Each line: {"bench": "ascii", "case", "ours", "anchor", "ratio" (anchor ms / our ms), "unit": "ms", ...}
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one core, like the anchor; before numpy loads
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse
+import tempfile
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from bench.chafa_anchor import ChafaRenderer, cli_available, cli_render, set_single_thread
+from bench.common import emit
+from bench.scenes import SCENES
+from krystal.ascii import quality as q
+from krystal.ascii import raster
+from krystal.ascii.atlas import GlyphAtlas, load_atlas
+from krystal.ascii.engine import Engine, Render, Style
+from krystal.ascii.terminal import ansi_lines
+
+SIZES = ((160, 45), (320, 90))
+
+
+@dataclass(frozen=True)
+class Scores:
+    ms_min: float
+    ms_median: float
+    ssim: float
+    edge_f1: float
+    flicker: float
+    delta_e: float
+
+
+def timed(fn: Any, repeat: int) -> tuple[float, float]:
+    fn()
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1e3)
+    samples.sort()
+    return samples[0], samples[len(samples) // 2]
+
+
+def quality_of(
+    codes: NDArray[np.uint32],
+    fg: NDArray[np.uint8] | None,
+    bg: NDArray[np.uint8] | None,
+    source: NDArray[np.uint8],
+    atlas: GlyphAtlas,
+) -> tuple[float, float, float]:
+    """(blurred SSIM, edge F1, delta E or NaN) of a grid against the source (bgr8, at cell size)."""
+    src_luma = q.luma01(source)
+    if fg is None:
+        render_luma = raster.ink(codes, atlas)
+        de = float("nan")
+    else:
+        rgb = raster.colour(codes, atlas, fg, bg)
+        render_luma = q.luma01(rgb, "rgb")
+        de = q.delta_e(rgb, cv2.cvtColor(source, cv2.COLOR_BGR2RGB))
+    return q.blurred_ssim(render_luma, src_luma), q.edge_f1(render_luma, src_luma).f1, de
+
+
+def ours(
+    frame: NDArray[np.uint8], style: Style, atlas: GlyphAtlas, repeat: int, energy: float = 0.0
+) -> Scores:
+    engine = Engine(style, atlas, seed=1)
+    engine.energy = energy
+    depth = style.color_depth
+
+    def run() -> Render:
+        render = engine.render(frame, "bgr8")
+        if render.foreground is not None:
+            ansi_lines(render.codes, render.foreground, render.background, depth)
+        else:
+            render.lines()
+        return render
+
+    ms_min, ms_med = timed(run, repeat)
+    first = Engine(style, atlas, seed=1)
+    first.energy = energy
+    r = first.render(frame, "bgr8")
+    source = q.source_at_cells(frame, style.columns, style.rows)
+    ssim, f1, de = quality_of(r.codes, r.foreground, r.background, source, atlas)
+    noisy = Engine(style, atlas, seed=1)
+    noisy.energy = energy
+    a = noisy.render(q.add_noise(frame, 1), "bgr8").codes
+    b = noisy.render(q.add_noise(frame, 2), "bgr8").codes
+    return Scores(ms_min, ms_med, ssim, f1, q.flicker(a, b), de)
+
+
+def chafa(
+    frame: NDArray[np.uint8], columns: int, rows: int, *, mode: str, work: int, atlas: GlyphAtlas, repeat: int
+) -> Scores:
+    renderer = ChafaRenderer(columns, rows, mode, work)
+    ms_min, ms_med = timed(lambda: renderer.render(frame), repeat)
+    renderer.render(frame)
+    g = renderer.grid()
+    source = q.source_at_cells(frame, columns, rows)
+    ssim, f1, de = quality_of(g.codes, g.foreground if mode != "fgbg" else None, g.background, source, atlas)
+    fresh = ChafaRenderer(columns, rows, mode, work)
+    fresh.render(q.add_noise(frame, 1))
+    a = fresh.grid().codes
+    fresh.render(q.add_noise(frame, 2))
+    b = fresh.grid().codes
+    return Scores(ms_min, ms_med, ssim, f1, q.flicker(a, b), de)
+
+
+def r4(x: float) -> float | None:
+    return None if np.isnan(x) else round(float(x), 4)
+
+
+def report(case: str, mine: Scores, anchor: Scores, anchor_name: str, **extra: Any) -> None:
+    emit(
+        "ascii",
+        case,
+        mine.ms_median,
+        anchor.ms_median,
+        "ms",
+        ours_min=r4(mine.ms_min),
+        anchor_min=r4(anchor.ms_min),
+        anchor_name=anchor_name,
+        ssim=r4(mine.ssim),
+        anchor_ssim=r4(anchor.ssim),
+        edge_f1=r4(mine.edge_f1),
+        anchor_edge_f1=r4(anchor.edge_f1),
+        flicker=r4(mine.flicker),
+        anchor_flicker=r4(anchor.flicker),
+        delta_e=r4(mine.delta_e),
+        anchor_delta_e=r4(anchor.delta_e),
+        **extra,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, one scene")
+    args = parser.parse_args()
+    repeat = 5 if args.quick else 20
+    cv2.setNumThreads(1)
+    set_single_thread()
+    atlas = load_atlas()
+    scenes = {"synthetic": SCENES["synthetic"]} if args.quick else SCENES
+    mono = [("ramp", 3), ("edges", 3), ("edges", 5), ("edges", 7), ("sketch", 3), ("glitch", 3)]
+    kernels = ["luminance"]
+    try:
+        Engine(Style(kernel="learned"), atlas).learned_matcher()
+        if Engine(Style(kernel="learned"), atlas).learned_matcher() is not None:
+            kernels.append("learned")
+    except ImportError:
+        pass
+    with tempfile.TemporaryDirectory() as tmp:
+        for scene, make in scenes.items():
+            frame = make()
+            png = str(Path(tmp) / f"{scene}.png")
+            cv2.imwrite(png, frame)
+            for columns, rows in SIZES:
+                size = f"{columns}x{rows}"
+                mono_anchor = chafa(frame, columns, rows, mode="fgbg", work=1, atlas=atlas, repeat=repeat)
+                colour_anchor = chafa(
+                    frame, columns, rows, mode="truecolor", work=1, atlas=atlas, repeat=repeat
+                )
+                for mode, work in (("fgbg", 9), ("truecolor", 9)):
+                    w9 = chafa(
+                        frame, columns, rows, mode=mode, work=work, atlas=atlas, repeat=max(3, repeat // 4)
+                    )
+                    base = mono_anchor if mode == "fgbg" else colour_anchor
+                    report(f"{scene} {size} chafa-{mode}-w9 vs w1", base, w9, f"libchafa {mode} work 9")
+                if cli_available():
+                    for mode, base in (("fgbg", mono_anchor), ("truecolor", colour_anchor)):
+                        _, cli_med = timed(partial(cli_render, png, columns, rows, mode), max(3, repeat // 4))
+                        emit(
+                            "ascii",
+                            f"{scene} {size} chafa-cli-{mode} vs libchafa",
+                            base.ms_median,
+                            cli_med,
+                            "ms",
+                            ours_name=f"libchafa {mode} w1 in-process",
+                            anchor_name=f"chafa CLI {mode} w1",
+                        )
+                for kernel in kernels:
+                    for mode, k in mono:
+                        style = Style(mode=mode, kernel=kernel, kernel_size=k, columns=columns, rows=rows)
+                        report(
+                            f"{scene} {size} {mode} k{k} {kernel}",
+                            ours(frame, style, atlas, repeat),
+                            mono_anchor,
+                            "libchafa fgbg work 1",
+                        )
+                    style = Style(mode="glitch", kernel=kernel, columns=columns, rows=rows)
+                    report(
+                        f"{scene} {size} glitch@0.5 {kernel}",
+                        ours(frame, style, atlas, repeat, energy=0.5),
+                        mono_anchor,
+                        "libchafa fgbg work 1",
+                        note="audio energy 0.5: flicker is the effect",
+                    )
+                    for depth in ("truecolor", "256"):
+                        for saturation in (1.3, 1.0):
+                            style = Style(
+                                mode="cyberpunk",
+                                kernel=kernel,
+                                columns=columns,
+                                rows=rows,
+                                color_depth=depth,
+                                saturation=saturation,
+                            )
+                            report(
+                                f"{scene} {size} cyberpunk {depth} sat{saturation} {kernel}",
+                                ours(frame, style, atlas, repeat),
+                                colour_anchor,
+                                "libchafa truecolor work 1",
+                            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Per-cell colours: a background and a glyph colour whose blend keeps each cell's mean colour.
+
+For a glyph of ink coverage c, background = mean - c * d and foreground = mean + (1 - c) * d, where
+d is the cell's contrast (bright samples minus dark samples): the blend bg + c * (fg - bg) equals
+the mean exactly, so colour fidelity holds at cell scale while the glyph shows the texture.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from krystal.ascii.grid import Samples
+
+# xterm 256-colour palette: 16 system colours, a 6x6x6 cube, 24 greys.
+_CUBE = np.array([0, 95, 135, 175, 215, 255], np.float32)
+_GREYS = np.arange(24, dtype=np.float32) * 10 + 8
+
+
+def cell_contrast(samples: Samples) -> tuple[NDArray[Any], NDArray[Any]]:
+    """(mean RGB, bright-minus-dark RGB) per cell; bright = samples above their cell's mean luma.
+
+    Area resizes by the integer sample factor do the per-cell sums (OpenCV's fast path).
+    """
+    if samples.colour is None:
+        raise ValueError("sampled without colour")
+    cols, rows = samples.columns, samples.rows
+    size = (cols, rows)
+    rgb = samples.colour.astype(np.float32)
+    mean = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    cell_luma = cv2.resize(samples.luma, size, interpolation=cv2.INTER_AREA)
+    up = cv2.resize(
+        cell_luma, (samples.luma.shape[1], samples.luma.shape[0]), interpolation=cv2.INTER_NEAREST
+    )
+    bright = (samples.luma > up).astype(np.float32)
+    frac = cv2.resize(bright, size, interpolation=cv2.INTER_AREA)[..., None]
+    bright_sum = cv2.resize(rgb * bright[..., None], size, interpolation=cv2.INTER_AREA)
+    bright_mean = np.where(frac > 0, bright_sum / np.maximum(frac, 1e-6), mean)
+    dark_mean = np.where(frac < 1, (mean - bright_sum) / np.maximum(1 - frac, 1e-6), mean)
+    return mean, bright_mean - dark_mean
+
+
+def split_colours(
+    mean: NDArray[np.float32], contrast: NDArray[np.float32], coverage: NDArray[np.float32]
+) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+    """(foreground, background) RGB per cell keeping `mean` for glyphs of `coverage` (0..1)."""
+    c = coverage[..., None]
+    fg_c = np.clip(mean + (1 - c) * contrast, 0, 255)
+    # bg from the clipped fg, so the blend still hits the mean where fg saturated.
+    bg_c = np.clip((mean - c * fg_c) / np.maximum(1 - c, 1e-3), 0, 255)
+    return (fg_c + 0.5).astype(np.uint8), (bg_c + 0.5).astype(np.uint8)
+
+
+def saturate(rgb: NDArray[np.float32], factor: float) -> NDArray[np.float32]:
+    """Scale chroma around each colour's own luma (BT.601), so brightness stays put."""
+    if factor == 1.0:
+        return rgb
+    luma = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+    return luma[..., None] + (rgb - luma[..., None]) * np.float32(factor)
+
+
+def _nearest_level_lut() -> NDArray[np.uint8]:
+    """Channel value -> index of the nearest cube level."""
+    return np.abs(np.arange(256, dtype=np.float32)[:, None] - _CUBE).argmin(axis=1).astype(np.uint8)  # type: ignore[no-any-return]
+
+
+_LEVEL = _nearest_level_lut()
+_GREY_OF = np.clip(np.rint((np.arange(256, dtype=np.float32) - 8) / 10), 0, 23).astype(np.uint8)
+
+
+def to_256(rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """Nearest xterm-256 palette index (cube 16..231 or grey 232..255) per RGB colour."""
+    idx = _LEVEL[rgb]  # ..., 3 via lookup
+    cube = _CUBE[idx]
+    x = rgb.astype(np.float32)
+    grey_level = _GREY_OF[(rgb.astype(np.uint16).sum(axis=-1) // 3).astype(np.uint8)]
+    grey = _GREYS[grey_level]
+    d_cube = ((x - cube) ** 2).sum(axis=-1)
+    d_grey = ((x - grey[..., None]) ** 2).sum(axis=-1)
+    cube_index = 16 + 36 * idx[..., 0].astype(np.int32) + 6 * idx[..., 1] + idx[..., 2]
+    return np.where(d_grey < d_cube, 232 + grey_level.astype(np.int32), cube_index).astype(np.uint8)  # type: ignore[no-any-return]
+
+
+@lru_cache(maxsize=1)
+def palette_256() -> NDArray[np.uint8]:
+    """RGB of the 256 xterm colours (system colours as xterm's defaults)."""
+    system = [
+        (0, 0, 0),
+        (205, 0, 0),
+        (0, 205, 0),
+        (205, 205, 0),
+        (0, 0, 238),
+        (205, 0, 205),
+        (0, 205, 205),
+        (229, 229, 229),
+        (127, 127, 127),
+        (255, 0, 0),
+        (0, 255, 0),
+        (255, 255, 0),
+        (92, 92, 255),
+        (255, 0, 255),
+        (0, 255, 255),
+        (255, 255, 255),
+    ]
+    cube = [(int(r), int(g), int(b)) for r in _CUBE for g in _CUBE for b in _CUBE]
+    greys = [(int(v), int(v), int(v)) for v in _GREYS]
+    return np.array(system + cube + greys, np.uint8)
+
+
+def quantize_256(rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """Colours as the 256-colour terminal will show them."""
+    return palette_256()[to_256(rgb)]  # type: ignore[no-any-return]
+
+
+def rgb_to_luma(rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
