@@ -7,33 +7,56 @@ import io
 import numpy as np
 import pytest
 
+from krystal.ascii.grid import area_resize
 from krystal.ascii.luma import to_luma
-from krystal.ascii.ramp import DEFAULT_CHARSET, RampRenderer, check_charset, codes_to_lines
+from krystal.ascii.ramp import DEFAULT_CHARSET, Ramp, ToneMap, check_charset, codes_to_lines
 from krystal.ascii.terminal import CLEAR_EOL, SYNC_BEGIN, SYNC_END, TerminalView, fit_grid
 
 
-def test_grid_has_configured_size() -> None:
-    lines = RampRenderer().render(np.zeros((480, 640), np.uint8), 80, 24)
-    assert len(lines) == 24 and all(len(line) == 80 for line in lines)
+def _render(ramp: Ramp, luma: np.ndarray, columns: int, rows: int) -> list[str]:
+    cells = area_resize(luma, columns, rows).astype(np.float32) / 255
+    return codes_to_lines(ramp.glyphs(cells))
 
 
 def test_dark_to_light_follows_the_charset() -> None:
     gradient = np.tile(np.linspace(0, 255, 256).astype(np.uint8), (16, 1))
-    line = RampRenderer().render(gradient, len(DEFAULT_CHARSET), 1)[0]
-    assert line == DEFAULT_CHARSET
-    assert RampRenderer(invert=True).render(gradient, len(DEFAULT_CHARSET), 1)[0] == DEFAULT_CHARSET[::-1]
+    assert _render(Ramp(), gradient, len(DEFAULT_CHARSET), 1)[0] == DEFAULT_CHARSET
+    assert _render(Ramp(invert=True), gradient, len(DEFAULT_CHARSET), 1)[0] == DEFAULT_CHARSET[::-1]
+
+
+def test_calibrated_levels_follow_real_ink() -> None:
+    """With measured coverage a glyph's level is its ink, not its place in the charset."""
+    ramp = Ramp(" @.", coverage=np.array([0.0, 0.27, 0.03]))
+    assert codes_to_lines(ramp.glyphs(np.array([[0.0, 0.1, 1.0]], np.float32))) == [" .@"]
+
+
+def test_hysteresis_keeps_a_glyph_near_a_boundary() -> None:
+    ramp = Ramp(" .:", hysteresis=0.05)
+    first = ramp.glyphs(np.array([[0.26]], np.float32))  # just above the ' '/'.' midpoint: '.'
+    assert chr(int(first[0, 0])) == "."
+    assert chr(int(ramp.glyphs(np.array([[0.24]], np.float32))[0, 0])) == "."  # noise: stays
+    assert chr(int(ramp.glyphs(np.array([[0.1]], np.float32))[0, 0])) == " "  # a real change: moves
+
+
+def test_tone_map_stretches_and_smooths() -> None:
+    tone = ToneMap(smoothing=0.5)
+    low = np.linspace(0.2, 0.4, 100, dtype=np.float32).reshape(10, 10)
+    out = tone(low)
+    assert out.min() < 0.05 and out.max() > 0.95
+    flat = tone(np.full((10, 10), 0.3, np.float32))  # a flat frame is not amplified into noise
+    assert float(flat.std()) < 1e-6
 
 
 def test_unicode_charset() -> None:
-    lines = RampRenderer(" ░▒▓█").render(np.full((8, 8), 255, np.uint8), 4, 2)
+    lines = _render(Ramp(" ░▒▓█"), np.full((8, 8), 255, np.uint8), 4, 2)
     assert lines == ["████", "████"]
 
 
-@pytest.mark.parametrize("bad", ["", "x", "a\tb"])
+@pytest.mark.parametrize("bad", ["", "x", "a\tb", "aa"])
 def test_bad_charsets_are_refused(bad: str) -> None:
     assert check_charset(bad)
     with pytest.raises(ValueError):
-        RampRenderer(bad)
+        Ramp(bad)
 
 
 def test_codes_to_lines_keeps_spaces() -> None:

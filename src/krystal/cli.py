@@ -52,9 +52,16 @@ def _parser() -> argparse.ArgumentParser:
         "--no-fit", action="store_true", help="keep the configured grid size instead of the terminal's"
     )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error", "fatal"])
+    run.add_argument("--mode", help="ascii_renderer style: ramp, edges, sketch, cyberpunk or glitch")
 
     view = sub.add_parser("view", help="show the ASCII video of a running graph in this terminal")
     view.add_argument("--namespace", default="", help="namespace of the graph to watch")
+    view.add_argument(
+        "--colors",
+        default="auto",
+        choices=["auto", "truecolor", "256", "none"],
+        help="colour output of colour modes (auto: truecolor if COLORTERM says so, else 256)",
+    )
 
     sub.add_parser("nodes", help="list the nodes of the graph")
     return parser
@@ -79,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     view=args.view,
                     fit=not args.no_fit,
                     log_level=args.log_level,
+                    mode=args.mode,
                 )
         except ValueError as exc:
             print(f"krystal run: {exc}", file=sys.stderr)
@@ -89,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         with own_terminal():
             spin.init(["krystal", "--ros-args", "--disable-stdout-logs"])
-            return spin.spin([AsciiViewNode(namespace=args.namespace)])
+            return spin.spin([AsciiViewNode(namespace=args.namespace, colors=args.colors)])
     return 2
 
 

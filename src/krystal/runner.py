@@ -22,6 +22,7 @@ def run(
     view: bool = False,
     fit: bool = True,
     log_level: str = "info",
+    mode: str | None = None,
 ) -> int:
     entries = select(nodes)
     params = params_file or str(default_params_file())
@@ -36,10 +37,13 @@ def run(
     created: list[Any] = []
     try:
         for entry in entries:
-            overrides = []
-            if drawing and fit and entry.name == "ascii_renderer":
-                columns, rows = fit_grid(*terminal_size())
-                overrides = [Parameter("columns", value=columns), Parameter("rows", value=rows)]
+            overrides: list[Parameter[Any]] = []
+            if entry.name == "ascii_renderer":
+                if drawing and fit:
+                    columns, rows = fit_grid(*terminal_size())
+                    overrides += [Parameter("columns", value=columns), Parameter("rows", value=rows)]
+                if mode:
+                    overrides.append(Parameter("mode", value=mode))
             cls = load_node_class(entry)
             created.append(cls(node_name=entry.name, namespace=namespace, parameter_overrides=overrides))
         if view:

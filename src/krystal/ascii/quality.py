@@ -167,7 +167,7 @@ def add_noise(image: NDArray[np.uint8], seed: int, sigma: float = NOISE_SIGMA) -
 
 
 def delta_e(
-    render_rgb: NDArray[np.uint8], source_rgb: NDArray[np.uint8], cell_w: int = 8, cell_h: int = 16
+    render_rgb: NDArray[Any], source_rgb: NDArray[Any], cell_w: int = 8, cell_h: int = 16
 ) -> float:
     """Mean CIE76 colour difference of the half-cell-blurred images (both RGB, same size)."""
 

@@ -121,17 +121,3 @@ def codes_to_lines(codes: NDArray[np.uint32]) -> list[str]:
     """rows x columns uint32 code points to one str per row, without a Python loop per cell."""
     codes = np.ascontiguousarray(codes, dtype=np.uint32)
     return codes.view(f"<U{codes.shape[1]}").ravel().tolist()  # type: ignore[no-any-return]
-
-
-class RampRenderer:
-    """Luma image to lines through a Ramp (the plain, uncalibrated path; kept for simple callers)."""
-
-    def __init__(self, charset: str = DEFAULT_CHARSET, invert: bool = False) -> None:
-        self.charset = charset
-        self._ramp = Ramp(charset, invert)
-
-    def render(self, luma: NDArray[np.uint8], columns: int, rows: int) -> list[str]:
-        from krystal.ascii.grid import area_resize
-
-        cells = area_resize(luma, columns, rows).astype(np.float32) / 255.0
-        return codes_to_lines(self._ramp.glyphs(cells))
