@@ -8,15 +8,17 @@ from pathlib import Path
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from krystal.msg import AsciiFrame, RenderStats
+from rcl_interfaces.msg import Log
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 
 from krystal.ascii.node import AsciiRendererNode
 from krystal.ros.image import array_to_image
-from krystal.ros.qos import reliable_qos, sensor_qos
+from krystal.ros.qos import latched_qos, reliable_qos, sensor_qos
 from krystal.video.node import VideoSourceNode
 from tests.conftest import spin_until
-from tests.test_video_core import write_video
+from tests.test_calibration import CALIBRATION_YAML
+from tests.video_streams import write_video
 
 
 class Probe:
@@ -29,8 +31,13 @@ class Probe:
         self.stats: list[RenderStats] = []
         self.status: dict[str, DiagnosticStatus] = {}
         self.history: list[DiagnosticStatus] = []
+        self.infos: list[CameraInfo] = []
+        self.logs: list[Log] = []
         n = self.node
         n.create_subscription(Image, "camera/image_raw", self.images.append, sensor_qos(5))
+        n.create_subscription(CameraInfo, "camera/camera_info", self.infos.append, sensor_qos(5))
+        # transient local: log lines written before discovery matched still arrive
+        n.create_subscription(Log, "/rosout", self.logs.append, latched_qos(100))
         n.create_subscription(AsciiFrame, "krystal/ascii", self.frames.append, sensor_qos(5))
         n.create_subscription(RenderStats, "krystal/render_stats", self.stats.append, reliable_qos())
         n.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, reliable_qos())
@@ -48,6 +55,10 @@ class Probe:
     def message(self, name: str) -> str:
         s = self.status.get(name)
         return s.message if s else ""
+
+    def values(self, name: str) -> dict[str, str]:
+        s = self.status.get(name)
+        return {kv.key: kv.value for kv in s.values} if s else {}
 
 
 def _video(**params: object) -> VideoSourceNode:
@@ -92,8 +103,10 @@ def test_parameter_change_applies_to_next_frame(ros) -> None:
     assert spin_until(nodes, lambda: len(probe.frames) >= 2, 10.0)
     renderer.set_parameters([Parameter("charset", value="01"), Parameter("columns", value=30)])
     probe.frames.clear()
-    assert spin_until(nodes, lambda: len(probe.frames) >= 2, 5.0)
-    assert all(len(line) == 30 and set(line) <= {"0", "1"} for line in probe.frames[0].lines)
+    # a frame already in flight may still show the old style; the next rendered one must not
+    assert spin_until(nodes, lambda: any(f.columns == 30 for f in probe.frames), 5.0)
+    first_new = next(f for f in probe.frames if f.columns == 30)
+    assert all(len(line) == 30 and set(line) <= {"0", "1"} for line in first_new.lines)
     for node in (video, renderer):
         node.destroy_node()
 
@@ -161,4 +174,72 @@ def test_file_that_ends_warns_and_stops(ros, tmp_path: Path) -> None:
     )
     assert len(probe.images) == 4
     assert (probe.images[0].width, probe.images[0].height) == (80, 60)
+    video.destroy_node()
+
+
+def _stamp(header) -> tuple[int, int, str]:
+    return (header.stamp.sec, header.stamp.nanosec, header.frame_id)
+
+
+def test_camera_info_shares_each_image_header(ros, tmp_path: Path) -> None:
+    calibration = tmp_path / "cam.yaml"
+    calibration.write_text(CALIBRATION_YAML)
+    video = _video(
+        width=160,
+        height=120,
+        publish_camera_info=True,
+        camera_info_url=f"file://{calibration}",
+        frame_id="cam",
+    )
+    probe = Probe()
+    nodes = [video, probe.node]
+    assert spin_until(nodes, lambda: len(probe.infos) >= 5 and len(probe.images) >= 5, 10.0)
+    image_headers = {_stamp(i.header) for i in probe.images}
+    matched = [info for info in probe.infos if _stamp(info.header) in image_headers]
+    assert len(matched) >= 3, "CameraInfo stamps must be those of the images"
+    info = matched[-1]
+    assert info.header.frame_id == "cam" and (info.width, info.height) == (160, 120)
+    assert list(info.k) == [200.5, 0.0, 80.25, 0.0, 201.0, 60.75, 0.0, 0.0, 1.0]
+    assert info.distortion_model == "plumb_bob" and list(info.d) == [-0.1, 0.01, 0.001, -0.002, 0.0]
+    assert info.p[0] == 190.0 and info.r[0] == 1.0
+    name = "video_source: camera_info"
+    assert spin_until(nodes, lambda: probe.level(name) == DiagnosticStatus.OK, 5.0)
+    assert "test_cam" in probe.message(name)
+    video.set_parameters([Parameter("width", value=80), Parameter("height", value=60)])
+    assert spin_until(nodes, lambda: "images are 80x60" in probe.message(name), 5.0), probe.message(name)
+    assert probe.level(name) == DiagnosticStatus.WARN and "calibration is for 160x120" in probe.message(name)
+    video.destroy_node()
+
+
+def test_bad_calibration_warns_and_images_go_on(ros, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(CALIBRATION_YAML.replace("rows: 3\n  cols: 4", "rows: 2\n  cols: 4"))
+    video = _video(width=160, height=120, publish_camera_info=True, camera_info_url=str(broken))
+    probe = Probe()
+    nodes = [video, probe.node]
+    name = "video_source: camera_info"
+    assert spin_until(
+        nodes, lambda: probe.level(name) == DiagnosticStatus.WARN and len(probe.infos) >= 3, 10.0
+    ), probe.message(name)
+    assert "projection_matrix must be 3x4" in probe.message(name)
+    assert probe.level("video_source: source") == DiagnosticStatus.OK and len(probe.images) >= 3
+    uncalibrated = probe.infos[-1]
+    assert (uncalibrated.width, uncalibrated.height) == (160, 120) and not any(uncalibrated.k)
+
+    def warnings() -> list[Log]:
+        return [m for m in probe.logs if m.name == "video_source" and "projection_matrix" in m.msg]
+
+    assert spin_until(nodes, lambda: bool(warnings()), 5.0)
+    assert warnings()[0].level == Log.WARN
+
+    video.set_parameters([Parameter("camera_info_url", value=str(tmp_path / "missing.yaml"))])
+    assert spin_until(nodes, lambda: "cannot read calibration" in probe.message(name), 5.0)
+    assert probe.level(name) == DiagnosticStatus.WARN
+
+    broken.write_text(CALIBRATION_YAML)
+    video.set_parameters([Parameter("camera_info_url", value=str(broken))])
+    assert spin_until(nodes, lambda: probe.level(name) == DiagnosticStatus.OK, 5.0), probe.message(name)
+    probe.infos.clear()
+    assert spin_until(nodes, lambda: len(probe.infos) >= 1, 5.0)
+    assert probe.infos[-1].k[0] == 200.5
     video.destroy_node()

@@ -1,4 +1,5 @@
-"""Video sources without ROS: the test pattern moves, files play and loop or end, failures are typed."""
+"""Video sources without ROS: the test pattern moves, files play and loop or end, failures are typed,
+captures stall and close without blocking, device controls are parsed and their refusals reported."""
 
 from __future__ import annotations
 
@@ -9,26 +10,21 @@ import cv2
 import numpy as np
 import pytest
 
+from krystal.video.controls import ControlReport, controls_problem, parse_controls
 from krystal.video.pattern import TestPattern
 from krystal.video.sources import (
     Backoff,
     CaptureSource,
     EndOfStream,
     FileSource,
+    Frame,
     SourceError,
     fit,
+    is_stale,
     make_source,
+    to_bgr8,
 )
-
-
-def write_video(path: Path, frames: int = 12, size: tuple[int, int] = (160, 120), fps: float = 30.0) -> Path:
-    """An MJPG AVI whose frame i is uniformly grey at level 20 * i (decodable by any OpenCV build)."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
-    assert writer.isOpened()
-    for i in range(frames):
-        writer.write(np.full((size[1], size[0], 3), (20 * i) % 256, np.uint8))
-    writer.release()
-    return path
+from tests.video_streams import FifoCamera, write_video
 
 
 def test_pattern_moves_and_is_deterministic() -> None:
@@ -130,3 +126,106 @@ def test_fit_resizes_only_when_needed() -> None:
     assert fit(img, 0, 0) is img
     assert fit(img, 20, 10) is img
     assert fit(img, 8, 4).shape == (4, 8, 3)
+
+
+def _next_frame(src: CaptureSource, timeout_s: float = 10.0) -> Frame:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        frame = src.read()
+        if frame is not None:
+            return frame
+        time.sleep(0.01)
+    raise AssertionError(f"no frame from {src.spec} in {timeout_s} s")
+
+
+def _next_error(src: CaptureSource, timeout_s: float = 10.0) -> SourceError:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            src.read()
+        except SourceError as exc:
+            return exc
+        time.sleep(0.01)
+    raise AssertionError(f"{src.spec} raised no SourceError in {timeout_s} s")
+
+
+def test_capture_source_that_stalls_fails_and_closes_without_waiting(tmp_path: Path) -> None:
+    """A camera that hangs (its pipe open, no bytes): read() reports the stall; close() returns
+    although the capture thread is still blocked in the device read."""
+    camera = FifoCamera(tmp_path / "video0")
+    camera.plug()
+    src = CaptureSource(str(camera.path), stall_timeout_s=0.5)
+    try:
+        src.open()
+        _next_frame(src)
+        camera.hold()
+        assert "stalled: no frame for" in str(_next_error(src))
+        t0 = time.monotonic()
+        src.close()
+        assert time.monotonic() - t0 < 5.0  # the blocked read is left to end on its own
+        with pytest.raises(SourceError, match="has not closed yet"):
+            src.open()  # the device is still held by the blocked thread
+    finally:
+        camera.unplug()
+        src.close()
+
+
+def test_capture_source_applies_controls_and_reports_refusals(tmp_path: Path) -> None:
+    controls = parse_controls(["brightness=0.5", "convert_rgb=1"])
+    src = CaptureSource(str(write_video(tmp_path / "c.avi", frames=30)), controls=controls)
+    src.open()
+    _next_frame(src)
+    # a file backend has no brightness; converting to BGR it does
+    assert src.controls_report == ControlReport(applied=("convert_rgb=1",), refused=("brightness=0.5",))
+    src.close()
+    assert src.controls_report is None
+
+
+def test_controls_parse_into_opencv_properties() -> None:
+    controls = parse_controls(["brightness=0.5", " exposure = -6 ", "fourcc=MJPG"])
+    assert [(c.name, c.prop, c.value, c.text) for c in controls] == [
+        ("brightness", cv2.CAP_PROP_BRIGHTNESS, 0.5, "brightness=0.5"),
+        ("exposure", cv2.CAP_PROP_EXPOSURE, -6.0, "exposure=-6"),
+        ("fourcc", cv2.CAP_PROP_FOURCC, float(cv2.VideoWriter.fourcc(*"MJPG")), "fourcc=MJPG"),
+    ]
+    assert parse_controls([]) == ()
+    assert controls_problem(["autofocus=0", "fourcc=1196444237"]) is None
+
+
+@pytest.mark.parametrize(
+    ("items", "reason"),
+    [
+        (["brightness"], "is not name=value"),
+        (["=1"], "is not name=value"),
+        (["shiny=1"], "not an OpenCV CAP_PROP name"),
+        (["BRIGHTNESS=1"], "in lower case"),
+        (["gain=high"], "'high' is not a number"),
+        (["fourcc=MJPEG"], "is not a number"),
+        (["gain=1", "gain=2"], "sets gain more than once"),
+    ],
+)
+def test_bad_controls_are_refused_with_a_reason(items: list[str], reason: str) -> None:
+    assert reason in (controls_problem(items) or "")
+
+
+def test_stale_means_older_than_a_period_plus_jitter() -> None:
+    now_ns = 10**15
+    ms = 1_000_000
+    assert not is_stale(now_ns - 30 * ms, now_ns, 30.0)
+    assert not is_stale(now_ns - 40 * ms, now_ns, 30.0)  # a quarter period of delivery jitter
+    assert is_stale(now_ns - 45 * ms, now_ns, 30.0)
+    assert not is_stale(now_ns - 240 * ms, now_ns, 5.0)
+    assert is_stale(now_ns - 260 * ms, now_ns, 5.0)
+
+
+def test_to_bgr8_converts_grey_and_bgra_and_refuses_the_rest() -> None:
+    bgr = np.zeros((4, 6, 3), np.uint8)
+    assert to_bgr8(bgr) is bgr
+    grey = np.full((4, 6), 7, np.uint8)
+    assert to_bgr8(grey).shape == (4, 6, 3) and int(to_bgr8(grey)[0, 0, 2]) == 7
+    assert to_bgr8(grey[..., None]).shape == (4, 6, 3)
+    assert to_bgr8(np.zeros((4, 6, 4), np.uint8)).shape == (4, 6, 3)
+    with pytest.raises(ValueError, match="not 8-bit"):
+        to_bgr8(np.zeros((4, 6, 3), np.float32))
+    with pytest.raises(ValueError, match="not an image"):
+        to_bgr8(np.zeros((4, 6, 2), np.uint8))

@@ -33,6 +33,9 @@ class Param:
     max_value: float | None = None
     choices: tuple[str, ...] = ()
     read_only: bool = False
+    validate: Callable[[Any], str | None] | None = None  # the reason a value is refused, or None
+    # declared type where the default cannot tell it (an empty list would become a byte array)
+    param_type: Parameter.Type | None = None
 
     def descriptor(self) -> ParameterDescriptor:
         d = ParameterDescriptor(name=self.name, description=self.description, read_only=self.read_only)
@@ -61,7 +64,9 @@ class Param:
             return f"{self.name}={value} is below {self.min_value}"
         if self.max_value is not None and isinstance(value, (int, float)) and value > self.max_value:
             return f"{self.name}={value} is above {self.max_value}"
-        return None
+        if self.validate is None or value is None:  # None: declared by type, its value comes next
+            return None
+        return self.validate(value)
 
 
 Validator = Callable[[dict[str, Any]], str | None]
@@ -99,7 +104,7 @@ class ParamTable:
 
     def _declare(self, p: Param) -> Any:
         try:
-            return self._node.declare_parameter(p.name, p.default, p.descriptor()).value
+            return self._declare_one(p, ignore_override=False)
         except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
             reason = str(exc).splitlines()[-1] if str(exc) else type(exc).__name__
             self.rejected[p.name] = reason
@@ -107,7 +112,16 @@ class ParamTable:
                 f"parameter {p.name}: value from the parameters file refused ({reason}); "
                 f"using the default {p.default!r}"
             )
-            return self._node.declare_parameter(p.name, p.default, p.descriptor(), ignore_override=True).value
+            return self._declare_one(p, ignore_override=True)
+
+    def _declare_one(self, p: Param, ignore_override: bool) -> Any:
+        if p.param_type is None:
+            return self._node.declare_parameter(p.name, p.default, p.descriptor(), ignore_override).value
+        value: Any = self._node.declare_parameter(p.name, p.param_type, p.descriptor(), ignore_override).value
+        if value is None:  # declared by type, no value in the file (rcl reads `[]` as no value)
+            self._node.set_parameters([Parameter(p.name, p.param_type, p.default)])
+            value = p.default
+        return value
 
     def _validate(self, changes: list[Parameter[Any]]) -> SetParametersResult:
         proposed = dict(self.values)
