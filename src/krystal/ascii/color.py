@@ -45,7 +45,7 @@ def cell_contrast(samples: Samples) -> tuple[NDArray[Any], NDArray[Any]]:
 
 
 def split_colours(
-    mean: NDArray[np.float32], contrast: NDArray[np.float32], coverage: NDArray[np.float32]
+    mean: NDArray[Any], contrast: NDArray[Any], coverage: NDArray[Any]
 ) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
     """(foreground, background) RGB per cell keeping `mean` for glyphs of `coverage` (0..1)."""
     c = coverage[..., None]
@@ -118,3 +118,59 @@ def quantize_256(rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
 
 def rgb_to_luma(rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+
+
+def _cube_neighbours(rgb: NDArray[np.float32]) -> list[NDArray[np.float32]]:
+    """The cube colours around each colour (levels below and above per channel) and its grey."""
+    x = np.clip(rgb, 0, 255)
+    upper = np.clip(np.searchsorted(_CUBE, x), 1, len(_CUBE) - 1)
+    lo, hi = _CUBE[upper - 1], _CUBE[upper]
+    out = [np.where(np.array(bits, bool), hi, lo) for bits in np.ndindex(2, 2, 2)]
+    grey = _GREYS[_GREY_OF[np.clip(x.mean(axis=-1), 0, 255).astype(np.uint8)]]
+    out.append(np.repeat(grey[..., None], 3, axis=-1))
+    return out
+
+
+def fit_256(
+    mean: NDArray[Any],
+    foreground: NDArray[np.uint8],
+    background: NDArray[np.uint8],
+    coverage: NDArray[Any],
+    previous: tuple[NDArray[np.uint8], NDArray[np.uint8]] | None = None,
+    *,
+    margin: float = 6.0,
+) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+    """Palette colours for each cell whose blend lands nearest the cell's mean colour.
+
+    The background dominates a cell (glyphs cover under 30 %), so each palette candidate around it
+    is tried with the glyph colour that compensates its error, and the closest blend wins; luma
+    counts most, as the eye (and the SSIM of the metric) weighs it most. A cell keeps its previous
+    pair unless the best is better by `margin`: near-ties must not flip colours under noise.
+    """
+    c = np.asarray(coverage, np.float32)[..., None]
+    weights = np.array([0.299, 0.587, 0.114], np.float32)
+    target = np.asarray(mean, np.float32)
+    palette = palette_256().astype(np.float32)
+    best_err = np.full(c.shape[:-1], np.inf, np.float32)
+    best_fg = foreground.astype(np.float32)
+    best_bg = background.astype(np.float32)
+
+    def error(fg: NDArray[np.float32], bg: NDArray[np.float32]) -> NDArray[np.float32]:
+        diff = (1 - c) * bg + c * fg - target
+        return 4 * np.abs(diff @ weights) + np.abs(diff).mean(axis=-1)  # type: ignore[no-any-return]
+
+    for bg in _cube_neighbours(background.astype(np.float32)):
+        fg_exact = np.clip((target - (1 - c) * bg) / np.maximum(c, 1e-3), 0, 255)
+        fg_exact = np.where(c > 1e-3, fg_exact, foreground.astype(np.float32))
+        fg = palette[to_256((fg_exact + 0.5).astype(np.uint8))]
+        err = error(fg, bg)
+        better = err < best_err
+        best_err = np.where(better, err, best_err)
+        best_fg = np.where(better[..., None], fg, best_fg)
+        best_bg = np.where(better[..., None], bg, best_bg)
+    if previous is not None and previous[0].shape == foreground.shape:
+        prev_fg, prev_bg = (p.astype(np.float32) for p in previous)
+        keep = (error(prev_fg, prev_bg) <= best_err + margin)[..., None]
+        best_fg = np.where(keep, prev_fg, best_fg)
+        best_bg = np.where(keep, prev_bg, best_bg)
+    return best_fg.astype(np.uint8), best_bg.astype(np.uint8)

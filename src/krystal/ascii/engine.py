@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from krystal.ascii.atlas import FontNotFoundError, GlyphAtlas, load_atlas
-from krystal.ascii.color import cell_contrast, quantize_256, saturate, split_colours
+from krystal.ascii.color import cell_contrast, fit_256, saturate, split_colours
 from krystal.ascii.edges import EDGE_GLYPHS, KERNEL_SIZES, EdgeGlyphs, LineGlyphs, edge_field
 from krystal.ascii.glitch import Glitch
 from krystal.ascii.grid import Samples, sample
@@ -49,6 +49,7 @@ class Style:
     hysteresis: float = 0.02  # luma margin a new ramp level must win by
     edge_threshold: float = 0.25  # fraction of the frame's strong-edge energy
     saturation: float = 1.3  # cyberpunk chroma gain (luma kept)
+    glyph_contrast: float = 0.6  # cyberpunk: glyphs this much brighter than their cell, blend kept
 
     def check(self) -> str | None:
         """Why this style cannot be rendered, or None."""
@@ -130,6 +131,7 @@ class Engine:
         self.edges = EdgeGlyphs(lines, threshold=threshold)
         self.glitch = Glitch(seed=self._seed)
         self._ink = self._glyph_ink()
+        self._previous_256: tuple[NDArray[np.uint8], NDArray[np.uint8]] | None = None
 
     def _glyph_ink(self) -> NDArray[np.float32]:
         """Absolute ink coverage by code point (0..255; others 0.15) for the colour split."""
@@ -152,6 +154,7 @@ class Engine:
             self.sketch_ramp.reset()
             self.edges.reset()
             self.glitch.reset()
+            self._previous_256 = None
 
     def reset(self) -> None:
         self._build()
@@ -200,12 +203,10 @@ class Engine:
     def _colours(self, s: Samples, codes: NDArray[np.uint32]) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
         mean, contrast = cell_contrast(s)
         mean = np.clip(saturate(mean, self.style.saturation), 0, 255)
-        contrast = saturate(contrast, self.style.saturation)
+        contrast = saturate(contrast, self.style.saturation) + np.float32(self.style.glyph_contrast) * mean
         coverage = self._ink[np.minimum(codes, 255)]
         fg, bg = split_colours(mean, contrast, coverage)
         if self.style.color_depth == "256":
-            bg = quantize_256(bg)
-            c = coverage[..., None]
-            fg_exact = (mean - (1 - c) * bg.astype(np.float32)) / np.maximum(c, 1e-3)
-            fg = quantize_256(np.clip(fg_exact + 0.5, 0, 255).astype(np.uint8))
+            fg, bg = fit_256(mean, fg, bg, coverage, self._previous_256)
+            self._previous_256 = (fg, bg)
         return fg, bg

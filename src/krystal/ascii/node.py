@@ -50,6 +50,9 @@ PARAMS = (
         "edge_threshold", 0.25, "Edge glyph threshold, fraction of the frame's strong-edge energy", 0.01, 1.0
     ),
     Param("saturation", 1.3, "Chroma gain of the cyberpunk mode (brightness kept)", 0.0, 3.0),
+    Param(
+        "glyph_contrast", 0.6, "Cyberpunk: glyphs this much brighter than their cell (mean kept)", 0.0, 3.0
+    ),
     Param("glitch_level", 0.25, "Glitch amount when no audio arrives (0..1)", 0.0, 1.0),
     Param("audio_timeout_s", 2.0, "Audio silent this long: glitch falls back to glitch_level", 0.1, 60.0),
     Param("follow_style", True, "Apply StyleDecision messages from the reasoning node"),
@@ -64,7 +67,7 @@ PARAMS = (
 )
 _STYLE_PARAMS = {
     "columns", "rows", "mode", "kernel", "kernel_size", "charset", "invert", "color_depth",
-    "auto_contrast", "hysteresis", "edge_threshold", "saturation",
+    "auto_contrast", "hysteresis", "edge_threshold", "saturation", "glyph_contrast",
 }  # fmt: skip
 
 
