@@ -19,7 +19,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
 import tempfile
-import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench.chafa_anchor import ChafaRenderer, cli_available, cli_render, set_single_thread
-from bench.common import emit
+from bench.common import emit, time_ms
 from bench.scenes import SCENES
 from krystal.ascii import quality as q
 from krystal.ascii import raster
@@ -49,17 +48,6 @@ class Scores:
     edge_f1: float
     flicker: float
     delta_e: float
-
-
-def timed(fn: Any, repeat: int) -> tuple[float, float]:
-    fn()
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1e3)
-    samples.sort()
-    return samples[0], samples[len(samples) // 2]
 
 
 def quality_of(
@@ -96,7 +84,7 @@ def ours(
             render.lines()
         return render
 
-    ms_min, ms_med = timed(run, repeat)
+    ms_min, ms_med = time_ms(run, repeat)
     first = Engine(style, atlas, seed=1)
     first.energy = energy
     r = first.render(frame, "bgr8")
@@ -113,7 +101,7 @@ def chafa(
     frame: NDArray[np.uint8], columns: int, rows: int, *, mode: str, work: int, atlas: GlyphAtlas, repeat: int
 ) -> Scores:
     renderer = ChafaRenderer(columns, rows, mode, work)
-    ms_min, ms_med = timed(lambda: renderer.render(frame), repeat)
+    ms_min, ms_med = time_ms(lambda: renderer.render(frame), repeat)
     renderer.render(frame)
     g = renderer.grid()
     source = q.source_at_cells(frame, columns, rows)
@@ -188,7 +176,8 @@ def main() -> None:
                     report(f"{scene} {size} chafa-{mode}-w9 vs w1", base, w9, f"libchafa {mode} work 9")
                 if cli_available():
                     for mode, base in (("fgbg", mono_anchor), ("truecolor", colour_anchor)):
-                        _, cli_med = timed(partial(cli_render, png, columns, rows, mode), max(3, repeat // 4))
+                        cli = partial(cli_render, png, columns, rows, mode)
+                        _, cli_med = time_ms(cli, max(3, repeat // 4))
                         emit(
                             "ascii",
                             f"{scene} {size} chafa-cli-{mode} vs libchafa",
