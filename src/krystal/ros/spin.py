@@ -28,6 +28,11 @@ def spin(nodes: Sequence[Node], executor: Executor | None = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # Ctrl-C shuts the context down under a running callback (a publish then fails with
+        # "context is invalid"): that is the shutdown we asked for. While running, errors are real.
+        if executor.context.ok():
+            raise
     finally:
         # A second Ctrl-C while releasing devices must not leave a traceback or a half-closed node.
         signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -1,0 +1,35 @@
+"""Process lifetime: a callback cut short by shutdown is a clean exit, a real error is not."""
+
+from __future__ import annotations
+
+import pytest
+import rclpy
+from std_msgs.msg import String
+
+from krystal.ros import spin
+
+
+def test_publish_after_shutdown_inside_a_callback_is_a_clean_exit() -> None:
+    """Ctrl-C shuts the context down while a timer is publishing (seen with 1080p video)."""
+    spin.init([])
+    node = rclpy.create_node("shutdown_race")
+    pub = node.create_publisher(String, "race", 1)
+
+    def tick() -> None:
+        rclpy.shutdown()  # what the SIGINT handler does, here at the worst moment
+        pub.publish(String(data="late"))  # raises: the publisher's context is invalid
+
+    node.create_timer(0.01, tick)
+    assert spin.spin([node]) == 0
+
+
+def test_errors_while_running_are_not_swallowed() -> None:
+    spin.init([])
+    node = rclpy.create_node("real_error")
+
+    def broken() -> None:
+        raise RuntimeError("a bug in a callback")
+
+    node.create_timer(0.01, broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        spin.spin([node])
