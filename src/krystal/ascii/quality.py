@@ -166,9 +166,7 @@ def add_noise(image: NDArray[np.uint8], seed: int, sigma: float = NOISE_SIGMA) -
     return np.clip(noisy + 0.5, 0, 255).astype(np.uint8)
 
 
-def delta_e(
-    render_rgb: NDArray[Any], source_rgb: NDArray[Any], cell_w: int = 8, cell_h: int = 16
-) -> float:
+def delta_e(render_rgb: NDArray[Any], source_rgb: NDArray[Any], cell_w: int = 8, cell_h: int = 16) -> float:
     """Mean CIE76 colour difference of the half-cell-blurred images (both RGB, same size)."""
 
     def lab(x: NDArray[np.uint8]) -> NDArray[np.float32]:
