@@ -136,22 +136,6 @@ def rgb_to_luma(rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
 
 
-def _alternatives(
-    bg: NDArray[np.float32],
-    fg: NDArray[np.float32],
-    c: NDArray[np.float32],
-    target: NDArray[np.float32],
-    ideal: NDArray[np.uint8],
-) -> list[NDArray[np.float32]]:
-    """Backgrounds worth trying besides the nearest: the cube one level toward the blend's error,
-    and the nearest grey (the grey ramp is four times finer than the cube)."""
-    short = ((target - ((1 - c) * bg + c * fg)) @ np.array([0.299, 0.587, 0.114], np.float32)) > 0
-    level = np.abs(bg[..., None] - _CUBE).argmin(axis=-1)
-    step = np.clip(level + np.where(short, 1, -1)[:, None], 0, len(_CUBE) - 1)
-    grey = _GREYS[_GREY_OF[(ideal.astype(np.uint16).sum(axis=-1) // 3).astype(np.uint8)]]
-    return [_CUBE[step], np.repeat(grey[:, None], 3, axis=1)]
-
-
 def fit_256(
     mean: NDArray[Any],
     foreground: NDArray[np.uint8],
@@ -159,48 +143,51 @@ def fit_256(
     coverage: NDArray[Any],
     previous: tuple[NDArray[np.uint8], NDArray[np.uint8]] | None = None,
     *,
-    margin: float = 6.0,
+    margin: float = 10.0,
 ) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
     """Palette colours for each cell whose blend lands nearest the cell's mean colour.
 
-    The background dominates a cell (glyphs cover under 30 %), so each palette candidate around it
-    is tried with the glyph colour that compensates its error, and the closest blend wins; luma
-    counts most, as the eye (and the SSIM of the metric) weighs it most. A cell keeps its previous pair unless
-    the best is better by `margin`: near-ties must not flip colours under noise.
+    The background dominates a cell (glyphs cover under 30 %), so three backgrounds are tried —
+    the nearest palette colour, the cube colour one level toward the blend's error, and the
+    nearest grey (four times finer than the cube) — each with the glyph colour that compensates
+    its error; the closest blend wins, luma counting most as the eye (and the metric's SSIM)
+    weighs it most. A cell keeps its previous pair unless the best is better by `margin`:
+    near-ties must not flip colours under noise.
     """
     shape = foreground.shape
     c = np.asarray(coverage, np.float32).reshape(-1, 1)
+    keep_c = 1 - c
+    inv_c = 1 / np.maximum(c, np.float32(1e-3))
     target = np.asarray(mean, np.float32).reshape(-1, 3)
-    fg_in = foreground.reshape(-1, 3).astype(np.float32)
     palette = palette_256().astype(np.float32)
     weights = np.array([0.299, 0.587, 0.114], np.float32)
 
-    def error(
-        fg: NDArray[np.float32], bg: NDArray[np.float32], cov: NDArray[np.float32], want: NDArray[np.float32]
-    ) -> NDArray[np.float32]:
-        diff = (1 - cov) * bg + cov * fg - want
+    def fit(bg: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """The compensating glyph colour for `bg` and the blend's error (a blank glyph: any)."""
+        exact = (target - keep_c * bg) * inv_c
+        np.clip(exact, 0, 255, out=exact)
+        fg = palette[to_256(exact.astype(np.uint8))]
+        return fg, error(fg, bg)
+
+    def error(fg: NDArray[np.float32], bg: NDArray[np.float32]) -> NDArray[np.float32]:
+        diff = keep_c * bg + c * fg - target
         return 4 * np.abs(diff @ weights) + np.abs(diff) @ _THIRDS  # type: ignore[no-any-return]
 
-    def compensate(
-        bg: NDArray[np.float32], cov: NDArray[np.float32], want: NDArray[np.float32], fg: NDArray[np.float32]
-    ) -> NDArray[np.float32]:
-        exact = np.clip((want - (1 - cov) * bg) / np.maximum(cov, 1e-3), 0, 255)
-        exact = np.where(cov > 1e-3, exact, fg)
-        return palette[to_256((exact + 0.5).astype(np.uint8))]  # type: ignore[no-any-return]
-
-    best_bg = palette[to_256(background.reshape(-1, 3))]
-    best_fg = compensate(best_bg, c, target, fg_in)
-    best_err = error(best_fg, best_bg, c, target)
-    for bg in _alternatives(best_bg, best_fg, c, target, background.reshape(-1, 3)):
-        fg = compensate(bg, c, target, fg_in)
-        err = error(fg, bg, c, target)
+    ideal = background.reshape(-1, 3)
+    best_bg = palette[to_256(ideal)]
+    best_fg, best_err = fit(best_bg)
+    short = (target - (keep_c * best_bg + c * best_fg)) @ weights > 0
+    step = np.clip(_LEVEL[best_bg.astype(np.uint8)].astype(np.intp) + np.where(short, 1, -1)[:, None], 0, 5)
+    grey = _GREYS[_GREY_OF[(ideal.astype(np.uint16).sum(axis=-1) // 3).astype(np.uint8)]]
+    for bg in (_CUBE[step], np.repeat(grey[:, None], 3, axis=1)):
+        fg, err = fit(bg)
         better = err < best_err
-        best_err = np.where(better, err, best_err)
-        best_fg = np.where(better[:, None], fg, best_fg)
-        best_bg = np.where(better[:, None], bg, best_bg)
+        best_err[better] = err[better]
+        best_fg[better] = fg[better]
+        best_bg[better] = bg[better]
     if previous is not None and previous[0].shape == shape:
         prev_fg, prev_bg = (p.reshape(-1, 3).astype(np.float32) for p in previous)
-        keep = (error(prev_fg, prev_bg, c, target) <= best_err + margin)[:, None]
-        best_fg = np.where(keep, prev_fg, best_fg)
-        best_bg = np.where(keep, prev_bg, best_bg)
+        keep = error(prev_fg, prev_bg) <= best_err + margin
+        best_fg[keep] = prev_fg[keep]
+        best_bg[keep] = prev_bg[keep]
     return best_fg.reshape(shape).astype(np.uint8), best_bg.reshape(shape).astype(np.uint8)
