@@ -244,3 +244,32 @@ def test_palette_round_trip() -> None:
     palette = palette_256()
     idx = np.arange(16, 256)
     assert np.array_equal(palette[to_256(palette[idx])], palette[idx])
+
+
+def test_fit_256_reuses_unchanged_cells_and_refits_changed_ones() -> None:
+    from krystal.ascii.color import fit_256
+
+    rng = np.random.default_rng(11)
+    mean = rng.uniform(0, 255, (30, 40, 3)).astype(np.float32)
+    cov = rng.uniform(0, 0.27, (30, 40)).astype(np.float32)
+    fg = np.clip(mean * 1.4, 0, 255).astype(np.uint8)
+    bg = np.clip(mean * 0.9, 0, 255).astype(np.uint8)
+    first_fg, first_bg, state = fit_256(mean, fg, bg, cov)
+    fresh_fg, fresh_bg, _ = fit_256(mean, fg, bg, cov)  # no state: the full search
+    assert np.array_equal(first_fg, fresh_fg) and np.array_equal(first_bg, fresh_bg)
+    again_fg, again_bg, state = fit_256(mean, fg, bg, cov, state)  # same inputs: same answer
+    assert np.array_equal(again_fg, first_fg) and np.array_equal(again_bg, first_bg)
+    moved = mean.copy()
+    moved[:10] = 255 - moved[:10]  # a third of the picture changes
+    moved_bg = np.clip(moved * 0.9, 0, 255).astype(np.uint8)
+    new_fg, new_bg, _ = fit_256(moved, fg, moved_bg, cov, state)
+    full_fg, full_bg, _ = fit_256(moved, fg, moved_bg, cov)
+    # changed cells are refitted (to the full search's answer or an equally good kept pair)...
+    changed_rows = (new_bg[:10] != first_bg[:10]).any(axis=-1).mean()
+    assert changed_rows > 0.5
+    # ...and unchanged ones keep exactly their pair
+    assert np.array_equal(new_fg[10:], first_fg[10:]) and np.array_equal(new_bg[10:], first_bg[10:])
+    blend = lambda f, b: (1 - cov[..., None]) * b + cov[..., None] * f.astype(np.float32)  # noqa: E731
+    err_new = np.abs(blend(new_fg, new_bg) - moved)[:10].mean()
+    err_full = np.abs(blend(full_fg, full_bg) - moved)[:10].mean()
+    assert err_new < err_full + 3.0

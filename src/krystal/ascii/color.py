@@ -7,6 +7,7 @@ the mean exactly, so colour fidelity holds at cell scale while the glyph shows t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -17,6 +18,7 @@ from numpy.typing import NDArray
 from krystal.ascii.grid import Samples
 
 _THIRDS = np.full(3, 1 / 3, np.float32)
+_INPUT_TOLERANCE = 3.0  # 8-bit levels: a cell whose mean moved less since its fit is not refitted
 # xterm 256-colour palette: 16 system colours, a 6x6x6 cube, 24 greys.
 _CUBE = np.array([0, 95, 135, 175, 215, 255], np.float32)
 _GREYS = np.arange(24, dtype=np.float32) * 10 + 8
@@ -136,44 +138,38 @@ def rgb_to_luma(rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
 
 
-def fit_256(
-    mean: NDArray[Any],
-    foreground: NDArray[np.uint8],
-    background: NDArray[np.uint8],
-    coverage: NDArray[Any],
-    previous: tuple[NDArray[np.uint8], NDArray[np.uint8]] | None = None,
+def _blend_error(
+    fg: NDArray[np.float32],
+    bg: NDArray[np.float32],
     *,
-    margin: float = 10.0,
-) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
-    """Palette colours for each cell whose blend lands nearest the cell's mean colour.
+    keep_c: NDArray[np.float32],
+    c: NDArray[np.float32],
+    target: NDArray[np.float32],
+    weights: NDArray[np.float32],
+) -> NDArray[np.float32]:
+    """How far a cell's blend lands from its mean: luma 4x, plus the mean channel difference."""
+    diff = keep_c * bg + c * fg - target
+    return 4 * np.abs(diff @ weights) + np.abs(diff) @ _THIRDS  # type: ignore[no-any-return]
 
-    The background dominates a cell (glyphs cover under 30 %), so three backgrounds are tried —
-    the nearest palette colour, the cube colour one level toward the blend's error, and the
-    nearest grey (four times finer than the cube) — each with the glyph colour that compensates
-    its error; the closest blend wins, luma counting most as the eye (and the metric's SSIM)
-    weighs it most. A cell keeps its previous pair unless the best is better by `margin`:
-    near-ties must not flip colours under noise.
-    """
-    shape = foreground.shape
-    c = np.asarray(coverage, np.float32).reshape(-1, 1)
-    keep_c = 1 - c
-    inv_c = 1 / np.maximum(c, np.float32(1e-3))
-    target = np.asarray(mean, np.float32).reshape(-1, 3)
-    palette = palette_256().astype(np.float32)
-    weights = np.array([0.299, 0.587, 0.114], np.float32)
+
+def _search(
+    ideal: NDArray[np.uint8],
+    target: NDArray[np.float32],
+    *,
+    keep_c: NDArray[np.float32],
+    inv_c: NDArray[np.float32],
+    c: NDArray[np.float32],
+    palette: NDArray[np.float32],
+    weights: NDArray[np.float32],
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Best of three backgrounds, each with the glyph colour that compensates it."""
 
     def fit(bg: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        """The compensating glyph colour for `bg` and the blend's error (a blank glyph: any)."""
         exact = (target - keep_c * bg) * inv_c
         np.clip(exact, 0, 255, out=exact)
         fg = palette[to_256(exact.astype(np.uint8))]
-        return fg, error(fg, bg)
+        return fg, _blend_error(fg, bg, keep_c=keep_c, c=c, target=target, weights=weights)
 
-    def error(fg: NDArray[np.float32], bg: NDArray[np.float32]) -> NDArray[np.float32]:
-        diff = keep_c * bg + c * fg - target
-        return 4 * np.abs(diff @ weights) + np.abs(diff) @ _THIRDS  # type: ignore[no-any-return]
-
-    ideal = background.reshape(-1, 3)
     best_bg = palette[to_256(ideal)]
     best_fg, best_err = fit(best_bg)
     short = (target - (keep_c * best_bg + c * best_fg)) @ weights > 0
@@ -185,9 +181,74 @@ def fit_256(
         best_err[better] = err[better]
         best_fg[better] = fg[better]
         best_bg[better] = bg[better]
-    if previous is not None and previous[0].shape == shape:
-        prev_fg, prev_bg = (p.reshape(-1, 3).astype(np.float32) for p in previous)
-        keep = error(prev_fg, prev_bg) <= best_err + margin
-        best_fg[keep] = prev_fg[keep]
-        best_bg[keep] = prev_bg[keep]
-    return best_fg.reshape(shape).astype(np.uint8), best_bg.reshape(shape).astype(np.uint8)
+    return best_fg, best_bg
+
+
+@dataclass
+class Fit256State:
+    """What fit_256 decided last, and for which inputs (each cell's mean when it was last fitted)."""
+
+    foreground: NDArray[np.uint8]
+    background: NDArray[np.uint8]
+    fitted_mean: NDArray[np.float32]  # cells x 3
+    fitted_ink: NDArray[np.float32]  # cells x 1
+
+
+def fit_256(
+    mean: NDArray[Any],
+    foreground: NDArray[np.uint8],
+    background: NDArray[np.uint8],
+    coverage: NDArray[Any],
+    state: Fit256State | None = None,
+    *,
+    margin: float = 10.0,
+) -> tuple[NDArray[np.uint8], NDArray[np.uint8], Fit256State]:
+    """Palette colours for each cell whose blend lands nearest the cell's mean colour.
+
+    The background dominates a cell (glyphs cover under 30 %), so three backgrounds are tried —
+    the nearest palette colour, the cube colour one level toward the blend's error, and the
+    nearest grey (four times finer than the cube) — each with the glyph colour that compensates
+    its error; the closest blend wins, luma counting most as the eye (and the metric's SSIM)
+    weighs it most. A cell keeps its previous pair unless the best is better by `margin` (near
+    ties must not flip colours under noise), and a cell whose mean moved less than the noise
+    tolerance since it was fitted is not searched again: in video most cells are as a frame ago.
+    """
+    shape = foreground.shape
+    c = np.asarray(coverage, np.float32).reshape(-1, 1)
+    keep_c = 1 - c
+    inv_c = (1 / np.maximum(c, np.float32(1e-3))).astype(np.float32)
+    target = np.asarray(mean, np.float32).reshape(-1, 3)
+    palette = palette_256().astype(np.float32)
+    weights = np.array([0.299, 0.587, 0.114], np.float32)
+    ideal = background.reshape(-1, 3)
+    if state is None or state.fitted_mean.shape != target.shape:
+        fg, bg = _search(ideal, target, keep_c=keep_c, inv_c=inv_c, c=c, palette=palette, weights=weights)
+        out_fg, out_bg = fg.astype(np.uint8), bg.astype(np.uint8)
+        fitted_mean: NDArray[np.float32] = target.copy()
+        fitted_ink: NDArray[np.float32] = c.copy()
+    else:
+        out_fg = state.foreground.reshape(-1, 3).copy()
+        out_bg = state.background.reshape(-1, 3).copy()
+        fitted_mean, fitted_ink = state.fitted_mean.copy(), state.fitted_ink.copy()
+        moved = (np.abs(target - fitted_mean) > _INPUT_TOLERANCE).any(axis=1) | (c[:, 0] != fitted_ink[:, 0])
+        todo = np.flatnonzero(moved)
+        if todo.size:
+            t_keep, t_c, t_target = keep_c[todo], c[todo], target[todo]
+            fg, bg = _search(
+                ideal[todo],
+                t_target,
+                keep_c=t_keep,
+                inv_c=inv_c[todo],
+                c=t_c,
+                palette=palette,
+                weights=weights,
+            )
+            p_fg, p_bg = out_fg[todo].astype(np.float32), out_bg[todo].astype(np.float32)
+            prev_err = _blend_error(p_fg, p_bg, keep_c=t_keep, c=t_c, target=t_target, weights=weights)
+            new_err = _blend_error(fg, bg, keep_c=t_keep, c=t_c, target=t_target, weights=weights)
+            keep = prev_err <= new_err + margin
+            fg[keep], bg[keep] = p_fg[keep], p_bg[keep]
+            out_fg[todo], out_bg[todo] = fg.astype(np.uint8), bg.astype(np.uint8)
+            fitted_mean[todo], fitted_ink[todo] = t_target, t_c
+    out_fg, out_bg = out_fg.reshape(shape), out_bg.reshape(shape)
+    return out_fg, out_bg, Fit256State(out_fg, out_bg, fitted_mean, fitted_ink)

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from krystal.ascii.atlas import FontNotFoundError, GlyphAtlas, load_atlas
-from krystal.ascii.color import cell_contrast, fit_256, saturate, split_colours
+from krystal.ascii.color import Fit256State, cell_contrast, fit_256, saturate, split_colours
 from krystal.ascii.edges import EDGE_GLYPHS, KERNEL_SIZES, EdgeGlyphs, LineGlyphs, edge_field
 from krystal.ascii.glitch import Glitch
 from krystal.ascii.grid import Samples, sample
@@ -131,7 +131,7 @@ class Engine:
         self.edges = EdgeGlyphs(lines, threshold=threshold)
         self.glitch = Glitch(seed=self._seed)
         self._ink = self._glyph_ink()
-        self._previous_256: tuple[NDArray[np.uint8], NDArray[np.uint8]] | None = None
+        self._fit_256: Fit256State | None = None
 
     def _glyph_ink(self) -> NDArray[np.float32]:
         """Absolute ink coverage by code point (0..255; others 0.15) for the colour split."""
@@ -154,7 +154,7 @@ class Engine:
             self.sketch_ramp.reset()
             self.edges.reset()
             self.glitch.reset()
-            self._previous_256 = None
+            self._fit_256 = None
 
     def reset(self) -> None:
         self._build()
@@ -207,6 +207,5 @@ class Engine:
         coverage = self._ink[np.minimum(codes, 255)]
         fg, bg = split_colours(mean, contrast, coverage)
         if self.style.color_depth == "256":
-            fg, bg = fit_256(mean, fg, bg, coverage, self._previous_256)
-            self._previous_256 = (fg, bg)
+            fg, bg, self._fit_256 = fit_256(mean, fg, bg, coverage, self._fit_256)
         return fg, bg
