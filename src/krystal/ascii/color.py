@@ -129,15 +129,6 @@ def palette_256() -> NDArray[np.uint8]:
     return np.array(system + cube + greys, np.uint8)
 
 
-def quantize_256(rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
-    """Colours as the 256-colour terminal will show them."""
-    return palette_256()[to_256(rgb)]  # type: ignore[no-any-return]
-
-
-def rgb_to_luma(rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
-
-
 def _blend_error(
     fg: NDArray[np.float32],
     bg: NDArray[np.float32],
@@ -196,7 +187,6 @@ class Fit256State:
 
 def fit_256(
     mean: NDArray[Any],
-    foreground: NDArray[np.uint8],
     background: NDArray[np.uint8],
     coverage: NDArray[Any],
     state: Fit256State | None = None,
@@ -213,7 +203,7 @@ def fit_256(
     ties must not flip colours under noise), and a cell whose mean moved less than the noise
     tolerance since it was fitted is not searched again: in video most cells are as a frame ago.
     """
-    shape = foreground.shape
+    shape = background.shape
     c = np.asarray(coverage, np.float32).reshape(-1, 1)
     keep_c = 1 - c
     inv_c = (1 / np.maximum(c, np.float32(1e-3))).astype(np.float32)

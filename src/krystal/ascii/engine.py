@@ -10,7 +10,7 @@ State (tone map, hysteresis, glitch history) lives here, so consecutive frames a
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -18,10 +18,10 @@ from numpy.typing import NDArray
 
 from krystal.ascii.atlas import FontNotFoundError, GlyphAtlas, load_atlas
 from krystal.ascii.color import Fit256State, cell_contrast, fit_256, saturate, split_colours
+from krystal.ascii.decode import to_8bit
 from krystal.ascii.edges import EDGE_GLYPHS, KERNEL_SIZES, EdgeGlyphs, LineGlyphs, edge_field
 from krystal.ascii.glitch import Glitch
 from krystal.ascii.grid import Samples, sample
-from krystal.ascii.luma import to_8bit
 from krystal.ascii.ramp import DEFAULT_CHARSET, Ramp, ToneMap, check_charset, codes_to_lines
 
 MODES = ("ramp", "edges", "sketch", "cyberpunk", "glitch")
@@ -72,7 +72,6 @@ class Render:
     foreground: NDArray[np.uint8] | None = None  # rows x columns x RGB, colour modes
     background: NDArray[np.uint8] | None = None
     kernel: str = "luminance"
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     def lines(self) -> list[str]:
         return codes_to_lines(self.codes)
@@ -156,9 +155,6 @@ class Engine:
             self.glitch.reset()
             self._fit_256 = None
 
-    def reset(self) -> None:
-        self._build()
-
     def learned_matcher(self) -> Any:
         """The learned glyph matcher, loaded on first use; None (with a reason) if unavailable."""
         if self._learned is None and self._learned_error is None:
@@ -177,7 +173,7 @@ class Engine:
         image, order = to_8bit(pixels, encoding, colour)
         s = sample(image, order, st.columns, st.rows, sub_x=SUB_X, sub_y=SUB_Y, colour=colour)
         luma = self.tone(s.cell_mean_luma())
-        codes, kernel, notes = self._fill(s, luma)
+        codes, kernel = self._fill(s, luma)
         if st.mode != "ramp":
             mask, line_codes = self.edges.select(edge_field(s, st.kernel_size), luma)
             codes = np.where(mask, line_codes, codes)
@@ -185,20 +181,18 @@ class Engine:
             codes, _ = self.glitch.apply(codes, self.energy)
         if colour:
             fg, bg = self._colours(s, codes)
-            return Render(codes, fg, bg, kernel, notes)
-        return Render(codes, kernel=kernel, notes=notes)
+            return Render(codes, fg, bg, kernel)
+        return Render(codes, kernel=kernel)
 
-    def _fill(self, s: Samples, luma: NDArray[np.float32]) -> tuple[NDArray[np.uint32], str, tuple[str, ...]]:
+    def _fill(self, s: Samples, luma: NDArray[np.float32]) -> tuple[NDArray[np.uint32], str]:
+        """Glyphs between edges, and the kernel that chose them (luminance if learned is missing)."""
         st = self.style
         if st.mode == "sketch":
-            return self.sketch_ramp.glyphs(luma), "luminance", ()
-        if st.kernel == "learned":
-            matcher = self.learned_matcher()
-            if matcher is not None:
-                base = self.ramp.glyphs(luma)
-                return matcher.glyphs(self.tone.apply(s.luma), s.sub_x, s.sub_y, base), "learned", ()
-            return self.ramp.glyphs(luma), "luminance", (self._learned_error or "",)
-        return self.ramp.glyphs(luma), "luminance", ()
+            return self.sketch_ramp.glyphs(luma), "luminance"
+        matcher = self.learned_matcher() if st.kernel == "learned" else None
+        if matcher is None:
+            return self.ramp.glyphs(luma), "luminance"
+        return matcher.glyphs(self.tone.apply(s.luma), s.sub_x, s.sub_y, self.ramp.glyphs(luma)), "learned"
 
     def _colours(self, s: Samples, codes: NDArray[np.uint32]) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
         mean, contrast = cell_contrast(s)
@@ -207,5 +201,5 @@ class Engine:
         coverage = self._ink[np.minimum(codes, 255)]
         fg, bg = split_colours(mean, contrast, coverage)
         if self.style.color_depth == "256":
-            fg, bg, self._fit_256 = fit_256(mean, fg, bg, coverage, self._fit_256)
+            fg, bg, self._fit_256 = fit_256(mean, bg, coverage, self._fit_256)
         return fg, bg

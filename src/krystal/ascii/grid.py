@@ -37,13 +37,6 @@ class Samples:
     rows: int
     sub_x: int
     sub_y: int
-
-    def cells(self, x: NDArray[Any]) -> NDArray[Any]:
-        """(rows, columns, sub_y, sub_x, ...) view of a sample-grid array."""
-        shape = (self.rows, self.sub_y, self.columns, self.sub_x, *x.shape[2:])
-        axes = (0, 2, 1, 3, *range(4, x.ndim + 2))
-        return x.reshape(shape).transpose(axes)
-
     gray: NDArray[np.uint8]  # the same luma in 8 bits, for cheap comparisons
 
     def cell_mean_luma(self) -> NDArray[np.float32]:

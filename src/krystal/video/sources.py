@@ -83,10 +83,6 @@ class FileSource:
             raise SourceError(f"cannot decode video file: {self.path}")
         self._cap, self._index = cap, 0
 
-    @property
-    def file_fps(self) -> float:
-        return float(self._cap.get(cv2.CAP_PROP_FPS)) if self._cap is not None else 0.0
-
     def read(self) -> Frame:
         if self._cap is None:
             raise SourceError("file source is not open")

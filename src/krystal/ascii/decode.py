@@ -1,4 +1,4 @@
-"""Decoded image arrays (as image_to_array returns them) to 8-bit grey or colour for the renderers."""
+"""Decoded image arrays (as image_to_array returns them) to 8-bit grey or colour for the engine."""
 
 from __future__ import annotations
 
@@ -50,11 +50,3 @@ def to_8bit(pixels: NDArray[Any], encoding: str, colour: bool = True) -> tuple[N
             return cv2.cvtColor(packed, _YUV_TO_BGR[encoding]), "bgr"
         return cv2.cvtColor(packed, _YUV_TO_GRAY[encoding]), "gray"
     raise ValueError(f"no 8-bit conversion for {encoding!r}")
-
-
-def to_luma(pixels: NDArray[Any], encoding: str) -> NDArray[Any]:
-    """H x W uint8 luma of an image array as image_to_array returns it."""
-    image, order = to_8bit(pixels, encoding, colour=False)
-    if order == "gray":
-        return image
-    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY if order == "bgr" else cv2.COLOR_RGB2GRAY)
