@@ -192,7 +192,8 @@ class Engine:
         matcher = self.learned_matcher() if st.kernel == "learned" else None
         if matcher is None:
             return self.ramp.glyphs(luma), "luminance"
-        return matcher.glyphs(self.tone.apply(s.luma), s.sub_x, s.sub_y, self.ramp.glyphs(luma)), "learned"
+        base = self.ramp.glyphs(luma) if matcher.info.flat_cells == "ramp" else None
+        return matcher.glyphs(self.tone.apply(s.luma), s.sub_x, s.sub_y, base), "learned"
 
     def _colours(self, s: Samples, codes: NDArray[np.uint32]) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
         mean, contrast = cell_contrast(s)

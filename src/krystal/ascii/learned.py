@@ -301,15 +301,22 @@ class GlyphMatcher:
             best[moved[keep]] = o[keep]
 
     def glyphs(
-        self, sub_luma: NDArray[np.float32], sub_x: int, sub_y: int, base_codes: NDArray[np.uint32]
+        self,
+        sub_luma: NDArray[np.float32],
+        sub_x: int,
+        sub_y: int,
+        base_codes: NDArray[np.uint32] | None = None,
     ) -> NDArray[np.uint32]:
-        """(rows, columns) code points for a tone-mapped sample grid and the ramp's glyphs."""
+        """(rows, columns) code points for a tone-mapped sample grid; base_codes, the ramp's glyphs,
+        are needed only by a model whose flat cells take the ramp (info.flat_cells == "ramp")."""
         info = self.info
         if (sub_x, sub_y) != (info.sub_x, info.sub_y):
             raise ValueError(f"model wants {info.sub_x}x{info.sub_y} samples per cell, got {sub_x}x{sub_y}")
         sub = np.ascontiguousarray(sub_luma, dtype=np.float32)
         stats = cell_stats(sub, sub_x, sub_y, self._work)
-        if base_codes.shape != stats.mean.shape:
+        if info.flat_cells == "ramp" and base_codes is None:
+            raise ValueError("this model draws flat cells with the ramp: pass the ramp's glyphs")
+        if base_codes is not None and base_codes.shape != stats.mean.shape:
             raise ValueError(f"samples for {stats.mean.shape} cells, ramp glyphs for {base_codes.shape}")
         work = stats.work
         if work is not self._work:  # a new grid
@@ -334,6 +341,7 @@ class GlyphMatcher:
             self._flat_best.take(bins, out=choice)
             self._hold(self._flat_scores, choice, last, bins, ~active)
         else:
+            assert base_codes is not None
             self._index.take(np.minimum(base_codes.reshape(-1), len(self._index) - 1), out=choice)
         if cells.size:
             planes = feature_planes(stats)
@@ -353,7 +361,7 @@ class GlyphMatcher:
             out[cells] = self.codes.take(choice.take(cells))
         self._slot = 3 - self._slot  # this frame's choice is the next one's last
         self._engaged, self._fresh = active, False
-        return out.reshape(base_codes.shape)
+        return out.reshape(stats.mean.shape)
 
 
 def save_matcher(path: Path, weights: dict[str, NDArray[np.float32]], info: ModelInfo) -> None:
