@@ -7,6 +7,7 @@ cv_bridge's imgmsg_to_cv2 makes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -28,34 +29,21 @@ def anchor_in(msg: Image) -> NDArray[Any]:
     return np.array(msg.data, dtype=np.uint8).reshape(msg.height, msg.width, 3)
 
 
+def compare(case: str, ours: Callable[[], object], anchor: Callable[[], object], anchor_name: str) -> None:
+    ours_min, ours_med = time_ms(ours)
+    anchor_min, anchor_med = time_ms(anchor)
+    emit("image", case, ours_med, anchor_med, "ms", ours_min=round(ours_min, 4),
+         anchor_min=round(anchor_min, 4), anchor_name=anchor_name)  # fmt: skip
+
+
 def main() -> None:
     for name, (w, h) in {"640x480": (640, 480), "1080p": (1920, 1080)}.items():
         frame = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
-        ours_min, ours_med = time_ms(partial(array_to_image, frame, "bgr8"))
-        anc_min, anc_med = time_ms(partial(anchor_out, frame))
-        emit(
-            "image",
-            f"to_msg {name}",
-            ours_med,
-            anc_med,
-            "ms",
-            ours_min=round(ours_min, 4),
-            anchor_min=round(anc_min, 4),
-            anchor_name="msg.data = frame.tobytes()",
-        )
+        compare(f"to_msg {name}", partial(array_to_image, frame, "bgr8"), partial(anchor_out, frame),
+                "msg.data = frame.tobytes()")  # fmt: skip
         msg = array_to_image(frame, "bgr8")
-        ours_min, ours_med = time_ms(partial(image_to_array, msg))
-        anc_min, anc_med = time_ms(partial(anchor_in, msg))
-        emit(
-            "image",
-            f"from_msg {name}",
-            ours_med,
-            anc_med,
-            "ms",
-            ours_min=round(ours_min, 4),
-            anchor_min=round(anc_min, 4),
-            anchor_name="np.array(msg.data) (copy)",
-        )
+        compare(f"from_msg {name}", partial(image_to_array, msg), partial(anchor_in, msg),
+                "np.array(msg.data) (copy)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from typing import TextIO
 import numpy as np
 from numpy.typing import NDArray
 
+from krystal.ascii.color import to_256
 from krystal.ascii.ramp import codes_to_lines
 
 ESC = "\x1b"
@@ -100,8 +101,6 @@ def ansi_lines(
         return codes_to_lines(codes)
     rows, cols = codes.shape
     if depth == "256":
-        from krystal.ascii.color import to_256
-
         fg = to_256(foreground)[..., None]
         bg = to_256(background)[..., None] if background is not None else None
         fg_tpl, bg_tpl = "\x1b[38;5;000", ";48;5;000"

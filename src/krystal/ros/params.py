@@ -92,12 +92,11 @@ class ParamTable:
         self._on_change = on_change
         self.values: dict[str, Any] = {}
         self.rejected: dict[str, str] = {}  # parameters-file values replaced by defaults, and why
+        self._declared = False  # while declaring, the callback checks values but applies nothing
         node.add_on_set_parameters_callback(self._validate)
         for p in params:
             self.values[p.name] = self._declare(p)
         self._declared = True
-
-    _declared = False
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
