@@ -19,7 +19,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 100))
+# KRYSTAL_TEST_DOMAIN_ID pins the domain, so test runs that share a machine stay apart.
+os.environ["ROS_DOMAIN_ID"] = os.environ.get(
+    "KRYSTAL_TEST_DOMAIN_ID", str(random.SystemRandom().randint(1, 89))
+)
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
 try:
