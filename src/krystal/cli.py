@@ -63,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
         help="colour output of colour modes (auto: truecolor if COLORTERM says so, else 256)",
     )
 
+    health = sub.add_parser("health", help="live table of the graph's health from /diagnostics")
+    health.add_argument("--namespace", default="", help="namespace to listen in")
+    health.add_argument("--once", action="store_true", help="listen --wait seconds, print one table, exit")
+    health.add_argument("--wait", type=float, default=3.0, help="seconds to listen with --once")
+    health.add_argument("--stale-after", type=float, default=5.0, help="seconds without update: STALE")
+
     sub.add_parser("nodes", help="list the nodes of the graph")
     return parser
 
@@ -91,6 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             print(f"krystal run: {exc}", file=sys.stderr)
             return 2
+    if args.command == "health":
+        from krystal.health_cli import main as health_main
+
+        return health_main(args.namespace, args.once, args.wait, args.stale_after)
     if args.command == "view":
         from krystal.ascii.node import AsciiViewNode
         from krystal.ros import spin

@@ -38,6 +38,12 @@ GRAPH: tuple[NodeEntry, ...] = (
         node_class="krystal.ascii.node:AsciiRendererNode",
         description="sensor_msgs/Image to AsciiFrame (text art)",
     ),
+    NodeEntry(
+        name="gateway",
+        executable="gateway",
+        node_class="krystal.gateway.node:GatewayNode",
+        description="HTTP API, live page, Prometheus metrics and Foxglove bridge for the graph",
+    ),
 )
 
 

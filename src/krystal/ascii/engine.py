@@ -141,6 +141,10 @@ class Engine:
                     ink[ord(g)] = c
         return ink
 
+    def reset(self) -> None:
+        """Fresh state: a one-shot render (gateway upload) must not inherit another frame's."""
+        self._build()
+
     def set_style(self, style: Style) -> None:
         reason = style.check()
         if reason:

@@ -1,0 +1,1 @@
+"""Gateway: the running graph over HTTP, a live page, Prometheus metrics and a Foxglove bridge."""

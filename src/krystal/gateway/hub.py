@@ -1,0 +1,175 @@
+"""What the gateway knows about the running graph: written by ROS callbacks, read by HTTP handlers.
+
+Thread-safe and ROS-free: the node converts messages to plain values before handing them over, so
+the HTTP side never touches rclpy objects and a slow client never blocks the executor.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from krystal.gateway.health import HealthBook
+from krystal.sched.metrics import RateMeter
+
+SERIES = ("render_time_ms", "temperature_c", "tempo_bpm")
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    accepted: bool
+    level: int
+    message: str
+    values: dict[str, str] = field(default_factory=dict)
+
+
+# (device_id, command, arguments, timeout_s, caller, command_id) -> future result
+DeviceCommander = Callable[[str, str, dict[str, str], float, str, str], "Future[CommandResult]"]
+StyleSetter = Callable[[dict[str, Any], str], None]  # (style fields, caller)
+
+
+class Metrics:
+    """The Prometheus view of the graph, one registry per gateway (tests make their own)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.render_ms = Histogram(
+            "krystal_render_time_ms",
+            "ASCII render time per frame, ms",
+            buckets=(1, 2, 5, 10, 15, 20, 25, 33, 50, 100, 250),
+            registry=r,
+        )
+        self.frames_dropped = Gauge(
+            "krystal_frames_dropped", "Frames superseded or too old since the renderer started", registry=r
+        )
+        self.frames_invalid = Gauge("krystal_frames_invalid", "Malformed frames since start", registry=r)
+        self.deadline_misses = Gauge(
+            "krystal_deadline_misses", "Callback deadline misses reported on /diagnostics", ["node"], registry=r
+        )
+        self.temperature = Gauge("krystal_temperature_c", "Sensor temperature, C", ["sensor"], registry=r)
+        self.gpu_util = Gauge("krystal_gpu_utilization_ratio", "GPU busy fraction", ["device"], registry=r)
+        self.bpm = Gauge("krystal_audio_tempo_bpm", "Tempo of the room's audio", registry=r)
+        self.decisions = Counter(
+            "krystal_style_decisions", "Style decisions received, by policy", ["policy"], registry=r
+        )
+        self.requests = Counter(
+            "krystal_gateway_requests", "HTTP requests, by route and status", ["route", "status"], registry=r
+        )
+
+    def text(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class Hub:
+    def __init__(
+        self,
+        stale_after_s: float = 5.0,
+        history_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._frame_cond = threading.Condition(self._lock)
+        self.health = HealthBook(stale_after_s, clock)
+        self.metrics = Metrics()
+        self.history_s = history_s
+        self.frame: dict[str, Any] | None = None
+        self.frame_seq = 0
+        self.style: dict[str, Any] | None = None
+        self.render_stats: dict[str, Any] | None = None
+        self.nodes: list[str] = []
+        self._rates: dict[str, RateMeter] = {}
+        self._series: dict[str, deque[tuple[float, float]]] = {k: deque(maxlen=2000) for k in SERIES}
+        self.device_commander: DeviceCommander | None = None
+        self.style_setter: StyleSetter | None = None
+
+    # ROS side -------------------------------------------------------------------------------
+    def tick(self, topic: str) -> None:
+        with self._lock:
+            meter = self._rates.get(topic)
+            if meter is None:
+                meter = self._rates[topic] = RateMeter(5.0)
+            meter.tick(self._clock())
+
+    def add_point(self, series: str, value: float) -> None:
+        if not math.isfinite(value):
+            return
+        now = self._clock()
+        with self._lock:
+            points = self._series[series]
+            if points and now - points[-1][0] < 0.5:  # 2 points/s is plenty for a plot
+                return
+            points.append((now, value))
+            while points and now - points[0][0] > self.history_s:
+                points.popleft()
+
+    def set_frame(self, frame: dict[str, Any]) -> None:
+        with self._frame_cond:
+            self.frame = frame
+            self.frame_seq += 1
+            self._frame_cond.notify_all()
+        self.metrics.render_ms.observe(float(frame.get("render_time_ms", 0.0)))
+        self.add_point("render_time_ms", float(frame.get("render_time_ms", math.nan)))
+
+    def set_style(self, style: dict[str, Any]) -> None:
+        with self._lock:
+            self.style = style
+        self.metrics.decisions.labels(policy=str(style.get("policy") or "unknown")).inc()
+
+    def set_render_stats(self, stats: dict[str, Any]) -> None:
+        with self._lock:
+            self.render_stats = stats
+        self.metrics.frames_dropped.set(float(stats.get("frames_dropped", 0)))
+        self.metrics.frames_invalid.set(float(stats.get("frames_invalid", 0)))
+
+    def set_temperatures(self, sensors: dict[str, float], hottest_c: float) -> None:
+        for name, t in sensors.items():
+            if math.isfinite(t):
+                self.metrics.temperature.labels(sensor=name).set(t)
+        self.add_point("temperature_c", hottest_c)
+
+    def set_gpu(self, device: str, utilization: float) -> None:
+        if math.isfinite(utilization):
+            self.metrics.gpu_util.labels(device=device).set(utilization)
+
+    def set_tempo(self, bpm: float) -> None:
+        if math.isfinite(bpm) and bpm > 0:
+            self.metrics.bpm.set(bpm)
+            self.add_point("tempo_bpm", bpm)
+
+    def set_nodes(self, nodes: list[str]) -> None:
+        with self._lock:
+            self.nodes = sorted(nodes)
+
+    # HTTP side ------------------------------------------------------------------------------
+    def wait_frame(self, after_seq: int, timeout_s: float) -> tuple[int, dict[str, Any] | None]:
+        """The newest frame once its sequence passes `after_seq` (or the current one on timeout)."""
+        with self._frame_cond:
+            self._frame_cond.wait_for(lambda: self.frame_seq > after_seq, timeout=timeout_s)
+            return self.frame_seq, self.frame
+
+    def rates(self) -> dict[str, float]:
+        now = self._clock()
+        with self._lock:
+            return {t: round(m.rate_hz(now), 2) for t, m in sorted(self._rates.items())}
+
+    def series(self) -> dict[str, list[tuple[float, float]]]:
+        now = self._clock()
+        with self._lock:
+            return {k: [(round(t - now, 2), v) for t, v in pts] for k, pts in self._series.items()}
+
+    def refresh_metrics(self) -> None:
+        for node, value in self.health.values("deadline_misses").items():
+            try:
+                self.metrics.deadline_misses.labels(node=node).set(float(value))
+            except ValueError:
+                continue

@@ -1,0 +1,79 @@
+"""Crash-safe JSON Lines: one os.write per record on an O_APPEND descriptor, size-based rotation.
+
+A kill -9 loses at most the record being written (the kernel has every completed write); fsync per
+record is optional, for power loss. Readers skip a torn last line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def state_dir() -> Path:
+    """$XDG_STATE_HOME/krystal (default ~/.local/state/krystal)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "krystal"
+
+
+class JsonLines:
+    def __init__(self, path: str | Path, max_bytes: int = 64 * 1024 * 1024, backups: int = 3,
+                 fsync: bool = False) -> None:  # fmt: skip
+        self.path = Path(path).expanduser()
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.fsync = fsync
+        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = self._open()
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def append(self, record: dict[str, Any]) -> None:
+        line = (json.dumps(record, separators=(",", ":"), default=str, allow_nan=False) + "\n").encode()
+        with self._lock:
+            if self.max_bytes and os.fstat(self._fd).st_size + len(line) > self.max_bytes:
+                self._rotate()
+            os.write(self._fd, line)
+            if self.fsync:
+                os.fsync(self._fd)
+
+    def _rotate(self) -> None:
+        os.close(self._fd)
+        for n in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{n}")
+            if older.exists():
+                older.replace(self.path.with_name(f"{self.path.name}.{n + 1}"))
+        if self.backups > 0:
+            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink(missing_ok=True)
+        self._fd = self._open()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+
+def read_json_lines(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Every complete, valid record; a torn or corrupt line is skipped, never fatal."""
+    try:
+        with open(path, "rb") as f:
+            for raw in f:
+                if not raw.endswith(b"\n"):
+                    return
+                try:
+                    record = json.loads(raw)
+                except (ValueError, UnicodeDecodeError):
+                    continue
+                if isinstance(record, dict):
+                    yield record
+    except OSError:
+        return
