@@ -7,7 +7,6 @@ listening for `--wait` seconds. The exit status is 1 when any node is ERROR (usa
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any
 
@@ -73,15 +72,23 @@ def main(namespace: str = "", once: bool = False, wait_s: float = 3.0, stale_aft
     executor.add_node(node)
     console = Console()
     status = 3
+    heard_at: list[float] = []
     try:
         if once:
+            # Every node publishes at 1 Hz: once one is heard, 1.5 s more hears the rest.
             end = time.monotonic() + wait_s
             while time.monotonic() < end:
                 executor.spin_once(timeout_sec=0.1)
+                if meters and not heard_at:
+                    heard_at.append(time.monotonic())
+                if heard_at and time.monotonic() - heard_at[0] > 1.5:
+                    break
             health = book.snapshot()
             console.print(table(health, {n: m.rate_hz() for n, m in meters.items()}))
             if not health.nodes:
-                console.print(f"no /diagnostics heard in {wait_s:g} s (is the graph running, same ROS_DOMAIN_ID?)")
+                console.print(
+                    f"no /diagnostics heard in {wait_s:g} s (is the graph running, same ROS_DOMAIN_ID?)"
+                )
             return exit_status(health)
         with Live(console=console, refresh_per_second=2, screen=False) as live:
             last = 0.0
@@ -101,4 +108,3 @@ def main(namespace: str = "", once: bool = False, wait_s: float = 3.0, stale_aft
         import rclpy
 
         rclpy.try_shutdown()
-

@@ -21,8 +21,9 @@ def state_dir() -> Path:
 
 
 class JsonLines:
-    def __init__(self, path: str | Path, max_bytes: int = 64 * 1024 * 1024, backups: int = 3,
-                 fsync: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self, path: str | Path, max_bytes: int = 64 * 1024 * 1024, backups: int = 3, fsync: bool = False
+    ) -> None:
         self.path = Path(path).expanduser()
         self.max_bytes = max_bytes
         self.backups = backups

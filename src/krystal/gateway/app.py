@@ -6,12 +6,11 @@ No `from __future__ import annotations`: FastAPI must evaluate the dependency an
 name closures of create_app.
 """
 
-
 import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Annotated, Any
 
@@ -25,7 +24,7 @@ from krystal.ascii.engine import KERNELS, MODES
 from krystal.gateway.access import Access, AccessError, Principal
 from krystal.gateway.frames import CONTENT_TYPES, EnginePool, FrameRequest, Limits, UploadError, process_frame
 from krystal.gateway.health import as_dict
-from krystal.gateway.hub import CommandResult, Hub
+from krystal.gateway.hub import CommandRequest, CommandResult, Hub
 
 RequestLog = Callable[[str, str, str, int, float], None]  # (who, method, path, status, ms)
 AuditLog = Callable[[dict[str, Any]], None]
@@ -33,7 +32,7 @@ AuditLog = Callable[[dict[str, Any]], None]
 
 @dataclass(frozen=True)
 class GatewaySettings:
-    limits: Limits = Limits()
+    limits: Limits = field(default_factory=Limits)
     cors_origins: tuple[str, ...] = ()
     stream_hz: float = 10.0  # ASCII frames per second to each page
     command_timeout_s: float = 5.0
@@ -56,7 +55,7 @@ class StyleBody(BaseModel):
 
 
 def _page(name: str) -> str:
-    return resources.files("krystal.gateway").joinpath("static", name).read_text()
+    return resources.files("krystal.gateway").joinpath("static").joinpath(name).read_text()
 
 
 def create_app(
@@ -74,8 +73,12 @@ def create_app(
         version="0.1.0",
     )
     if cfg.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(cfg.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type"])  # fmt: skip
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cfg.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
 
     @app.exception_handler(AccessError)
     async def _access_error(_: Request, exc: AccessError) -> JSONResponse:
@@ -97,8 +100,13 @@ def create_app(
         hub.metrics.requests.labels(route=path, status=str(response.status_code)).inc()
         if request_log is not None:
             who: Principal | None = getattr(request.state, "principal", None)
-            request_log(who.name if who else "-", request.method, request.url.path, response.status_code,
-                        (time.perf_counter() - t0) * 1e3)  # fmt: skip
+            request_log(
+                who.name if who else "-",
+                request.method,
+                request.url.path,
+                response.status_code,
+                (time.perf_counter() - t0) * 1e3,
+            )
         return response
 
     def need(permission: str) -> Callable[..., Principal]:
@@ -117,12 +125,14 @@ def create_app(
     # --- page and stream ----------------------------------------------------------------------
     page = APIRouter(tags=["page"])
 
+    # The page and its script hold no data (a browser cannot send a bearer header on navigation);
+    # the stream they open checks the token given after '#token=' in the page's address.
     @page.get("/", response_class=HTMLResponse, summary="Live page: ASCII stream, style, plots, health")
-    def index(_: Annotated[Principal, Depends(need("stream:read"))]) -> HTMLResponse:
+    def index() -> HTMLResponse:
         return HTMLResponse(_page("index.html"))
 
     @page.get("/static/app.js", response_class=PlainTextResponse, summary="The live page's script")
-    def script(_: Annotated[Principal, Depends(need("stream:read"))]) -> Response:
+    def script() -> Response:
         return Response(_page("app.js"), media_type="text/javascript")
 
     @page.websocket("/ws")
@@ -232,6 +242,7 @@ def create_app(
     @frames.post("/process_frame", summary="Render an uploaded image as ASCII", openapi_extra=body_doc)
     async def process(
         request: Request,
+        *,
         _: Annotated[Principal, Depends(need("frames:process"))],
         mode: Annotated[str, Query(description=f"one of {', '.join(MODES)}")] = "ramp",
         kernel: Annotated[str, Query(description=f"one of {', '.join(KERNELS)}")] = "luminance",
@@ -266,15 +277,23 @@ def create_app(
         if not device_id.replace("-", "").replace("_", "").isalnum():
             raise UploadError(422, f"device id {device_id!r} must be letters, digits, - and _")
         timeout = body.timeout_s or cfg.command_timeout_s
-        future = hub.device_commander(device_id, body.command, body.arguments, timeout, who.name,
-                                      body.command_id)  # fmt: skip
+        command = CommandRequest(device_id, body.command, body.arguments, timeout, who.name, body.command_id)
+        future = hub.device_commander(command)
         try:
             result: CommandResult = await asyncio.wait_for(asyncio.wrap_future(future), timeout + 1.0)
         except (TimeoutError, asyncio.TimeoutError):
             result = CommandResult(False, 2, f"no answer from devices/{device_id}/command in {timeout:g} s")
-        record = {"who": who.name, "role": who.role, "action": "devices:command", "device": device_id,
-                  "command": body.command, "arguments": body.arguments, "command_id": body.command_id,
-                  "accepted": result.accepted, "message": result.message}  # fmt: skip
+        record = {
+            "who": who.name,
+            "role": who.role,
+            "action": "devices:command",
+            "device": device_id,
+            "command": body.command,
+            "arguments": body.arguments,
+            "command_id": body.command_id,
+            "accepted": result.accepted,
+            "message": result.message,
+        }
         if audit is not None:
             audit(record)
         status = 200 if result.accepted else 409

@@ -136,8 +136,12 @@ def _reduction(fmt: str, width: int, columns: int) -> int:
     return factor
 
 
-_REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-            8: cv2.IMREAD_REDUCED_COLOR_8}  # fmt: skip
+_REDUCED = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
 
 
 def decode(data: bytes, fmt: str, width: int, columns: int) -> NDArray[np.uint8]:
@@ -145,7 +149,7 @@ def decode(data: bytes, fmt: str, width: int, columns: int) -> NDArray[np.uint8]
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     if pixels is None or pixels.size == 0:
         raise UploadError(422, f"the {fmt} data could not be decoded")
-    return pixels
+    return np.asarray(pixels, dtype=np.uint8)
 
 
 class EnginePool:

@@ -31,8 +31,17 @@ class CommandResult:
     values: dict[str, str] = field(default_factory=dict)
 
 
-# (device_id, command, arguments, timeout_s, caller, command_id) -> future result
-DeviceCommander = Callable[[str, str, dict[str, str], float, str, str], "Future[CommandResult]"]
+@dataclass(frozen=True)
+class CommandRequest:
+    device_id: str
+    command: str
+    arguments: dict[str, str]
+    timeout_s: float
+    caller: str
+    command_id: str = ""
+
+
+DeviceCommander = Callable[[CommandRequest], "Future[CommandResult]"]
 StyleSetter = Callable[[dict[str, Any], str], None]  # (style fields, caller)
 
 
@@ -53,7 +62,10 @@ class Metrics:
         )
         self.frames_invalid = Gauge("krystal_frames_invalid", "Malformed frames since start", registry=r)
         self.deadline_misses = Gauge(
-            "krystal_deadline_misses", "Callback deadline misses reported on /diagnostics", ["node"], registry=r
+            "krystal_deadline_misses",
+            "Callback deadline misses reported on /diagnostics",
+            ["node"],
+            registry=r,
         )
         self.temperature = Gauge("krystal_temperature_c", "Sensor temperature, C", ["sensor"], registry=r)
         self.gpu_util = Gauge("krystal_gpu_utilization_ratio", "GPU busy fraction", ["device"], registry=r)

@@ -22,7 +22,7 @@ from std_msgs.msg import Header
 from krystal.gateway.access import Access, RateLimiter, check_bind, load_tokens
 from krystal.gateway.app import GatewaySettings, create_app
 from krystal.gateway.frames import Limits
-from krystal.gateway.hub import CommandResult, Hub
+from krystal.gateway.hub import CommandRequest, CommandResult, Hub
 from krystal.journal import JsonLines, state_dir
 from krystal.msg import AsciiFrame, AudioFeatures, GpuTelemetry, RenderStats, StyleDecision, ThermalState
 from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
@@ -32,9 +32,15 @@ from krystal.ros.qos import latched_qos, reliable_qos, sensor_qos
 from krystal.srv import DeviceCommand
 
 FOXGLOVE_TOPICS = (
-    "krystal/ascii", "krystal/ascii/image", "krystal/render_stats", "krystal/style", "thermal/state",
-    "gpu/telemetry", "audio/features", "/diagnostics",
-)  # fmt: skip
+    "krystal/ascii",
+    "krystal/ascii/image",
+    "krystal/render_stats",
+    "krystal/style",
+    "thermal/state",
+    "gpu/telemetry",
+    "audio/features",
+    "/diagnostics",
+)
 MAX_DEVICE_CLIENTS = 64
 
 
@@ -45,24 +51,47 @@ def _port_ok(v: Any) -> str | None:
 PARAMS = (
     Param("host", "127.0.0.1", "Address to bind; anything but loopback needs tokens", read_only=True),
     Param("port", 8080, "HTTP port (0: any free port, logged at start)", 0, 65535, read_only=True),
-    Param("tls_cert_file", "", "PEM certificate for HTTPS (with tls_key_file); empty: plain HTTP",
-          read_only=True),  # fmt: skip
+    Param(
+        "tls_cert_file",
+        "",
+        "PEM certificate for HTTPS (with tls_key_file); empty: plain HTTP",
+        read_only=True,
+    ),
     Param("tls_key_file", "", "PEM private key for HTTPS", read_only=True),
-    Param("token_file", "", "Bearer tokens, one 'role:name:token' per line (also $KRYSTAL_GATEWAY_TOKENS)",
-          read_only=True),  # fmt: skip
+    Param(
+        "token_file",
+        "",
+        "Bearer tokens, one 'role:name:token' per line (also $KRYSTAL_GATEWAY_TOKENS)",
+        read_only=True,
+    ),
     Param("max_body_bytes", 16 * 1024 * 1024, "Largest accepted upload, bytes", 1024, 512 * 1024 * 1024),
-    Param("max_pixels", 40_000_000, "Largest accepted image, pixels (decompression bomb guard)", 1, 500_000_000),
+    Param(
+        "max_pixels", 40_000_000, "Largest accepted image, pixels (decompression bomb guard)", 1, 500_000_000
+    ),
     Param("rate_limit_hz", 20.0, "Requests per second per token (0: unlimited)", 0.0, 10000.0),
     Param("rate_limit_burst", 40, "Requests a token may make at once", 1, 100000),
-    Param("cors_origins", [], "Origins allowed by CORS; empty: CORS off", read_only=True,
-          param_type=Parameter.Type.STRING_ARRAY),
+    Param(
+        "cors_origins",
+        [],
+        "Origins allowed by CORS; empty: CORS off",
+        read_only=True,
+        param_type=Parameter.Type.STRING_ARRAY,
+    ),
     Param("stream_hz", 10.0, "ASCII frames per second sent to each live page", 0.5, 60.0),
     Param("stale_after_s", 5.0, "A diagnostics task not heard from this long is STALE", 0.5, 600.0),
     Param("command_timeout_s", 5.0, "Default wait for a device command's answer", 0.1, 60.0),
-    Param("audit_log", "", "Operator actions, JSON Lines; empty: $XDG_STATE_HOME/krystal/gateway_audit.jsonl",
-          read_only=True),  # fmt: skip
-    Param("request_log", "", "Every request, JSON Lines; empty: $XDG_STATE_HOME/krystal/gateway_requests.jsonl",
-          read_only=True),  # fmt: skip
+    Param(
+        "audit_log",
+        "",
+        "Operator actions, JSON Lines; empty: $XDG_STATE_HOME/krystal/gateway_audit.jsonl",
+        read_only=True,
+    ),
+    Param(
+        "request_log",
+        "",
+        "Every request, JSON Lines; empty: $XDG_STATE_HOME/krystal/gateway_requests.jsonl",
+        read_only=True,
+    ),
     Param("foxglove", False, "Serve the graph's topics to Foxglove (WebSocket protocol)", read_only=True),
     Param("foxglove_port", 8765, "Foxglove WebSocket port (0: any free port)", 0, 65535, read_only=True),
     Param("foxglove_topics", list(FOXGLOVE_TOPICS), "Topics bridged to Foxglove", read_only=True),
@@ -115,7 +144,7 @@ class GatewayNode(Node):
         )
         access = Access(tokens, RateLimiter(p["rate_limit_hz"], p["rate_limit_burst"]))
         self.app = create_app(self.hub, access, settings, self._log_request, self._log_audit)
-        self._clients: dict[str, Any] = {}
+        self._device_clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
         self._style_pub = self.create_publisher(StyleDecision, "krystal/style", latched_qos())
         self._subscribe()
@@ -152,7 +181,9 @@ class GatewayNode(Node):
         self.hub.tick("/diagnostics")
         for s in msg.status:
             level = s.level[0] if isinstance(s.level, bytes) else int(s.level)
-            self.hub.health.update(s.name, level, s.message, s.hardware_id, {kv.key: kv.value for kv in s.values})
+            self.hub.health.update(
+                s.name, level, s.message, s.hardware_id, {kv.key: kv.value for kv in s.values}
+            )
 
     def _on_frame(self, msg: AsciiFrame) -> None:
         self.hub.tick("krystal/ascii")
@@ -160,15 +191,47 @@ class GatewayNode(Node):
 
     def _on_style(self, msg: StyleDecision) -> None:
         self.hub.tick("krystal/style")
-        self.hub.set_style(_fields(msg, ("decision_id", "mode", "kernel", "kernel_size", "columns", "rows",
-                                         "policy", "reason", "confidence", "predicted_frame_time_ms")))  # fmt: skip
+        self.hub.set_style(
+            _fields(
+                msg,
+                (
+                    "decision_id",
+                    "mode",
+                    "kernel",
+                    "kernel_size",
+                    "columns",
+                    "rows",
+                    "policy",
+                    "reason",
+                    "confidence",
+                    "predicted_frame_time_ms",
+                ),
+            )
+        )
 
     def _on_stats(self, msg: RenderStats) -> None:
         self.hub.tick("krystal/render_stats")
-        self.hub.set_render_stats(_fields(msg, (
-            "frames_rendered", "frames_dropped", "frames_invalid", "input_fps", "output_fps",
-            "render_time_ms_p50", "render_time_ms_p99", "latency_ms_p99", "budget_ms", "columns", "rows",
-            "mode", "kernel", "kernel_size")))  # fmt: skip
+        self.hub.set_render_stats(
+            _fields(
+                msg,
+                (
+                    "frames_rendered",
+                    "frames_dropped",
+                    "frames_invalid",
+                    "input_fps",
+                    "output_fps",
+                    "render_time_ms_p50",
+                    "render_time_ms_p99",
+                    "latency_ms_p99",
+                    "budget_ms",
+                    "columns",
+                    "rows",
+                    "mode",
+                    "kernel",
+                    "kernel_size",
+                ),
+            )
+        )
 
     def _on_thermal(self, msg: ThermalState) -> None:
         self.hub.tick("thermal/state")
@@ -190,36 +253,40 @@ class GatewayNode(Node):
             self._bridge_new_topics()
 
     # --- operator actions (called from the HTTP thread) -------------------------------------
-    def _device_command(self, device_id: str, command: str, arguments: dict[str, str], timeout_s: float,
-                        caller: str, command_id: str) -> Future[CommandResult]:  # fmt: skip
+    def _device_command(self, cmd: CommandRequest) -> Future[CommandResult]:
         out: Future[CommandResult] = Future()
         with self._clients_lock:
-            client = self._clients.get(device_id)
+            client = self._device_clients.get(cmd.device_id)
             if client is None:
-                if len(self._clients) >= MAX_DEVICE_CLIENTS:
-                    old_id, old = next(iter(self._clients.items()))
-                    del self._clients[old_id]
+                if len(self._device_clients) >= MAX_DEVICE_CLIENTS:
+                    old_id, old = next(iter(self._device_clients.items()))
+                    del self._device_clients[old_id]
                     self.destroy_client(old)
-                client = self._clients[device_id] = self.create_client(
-                    DeviceCommand, f"devices/{device_id}/command"
+                client = self._device_clients[cmd.device_id] = self.create_client(
+                    DeviceCommand, f"devices/{cmd.device_id}/command"
                 )
         if not client.service_is_ready():
-            out.set_result(CommandResult(False, 2, f"no device agent serves devices/{device_id}/command"))
+            out.set_result(CommandResult(False, 2, f"no device agent serves devices/{cmd.device_id}/command"))
             return out
         req = DeviceCommand.Request(
-            command=command,
-            arguments=[KeyValue(key=k, value=v) for k, v in arguments.items()],
-            timeout_s=float(timeout_s),
+            command=cmd.command,
+            arguments=[KeyValue(key=k, value=v) for k, v in cmd.arguments.items()],
+            timeout_s=float(cmd.timeout_s),
         )
-        for name, value in (("command_id", command_id), ("caller", caller)):
+        for name, value in (("command_id", cmd.command_id), ("caller", cmd.caller)):
             if hasattr(req, name):
                 setattr(req, name, value)
 
-        def done(f: RosFuture) -> None:
+        def done(f: RosFuture[Any]) -> None:
             try:
                 r = f.result()
-                out.set_result(CommandResult(bool(r.accepted), int(r.level), r.message,
-                                             {kv.key: kv.value for kv in r.values}))  # fmt: skip
+                if r is None:
+                    raise RuntimeError("no response")
+                out.set_result(
+                    CommandResult(
+                        bool(r.accepted), int(r.level), r.message, {kv.key: kv.value for kv in r.values}
+                    )
+                )
             except Exception as exc:  # the agent died mid-call
                 out.set_result(CommandResult(False, 2, f"device command failed: {exc}"))
 
@@ -238,15 +305,24 @@ class GatewayNode(Node):
                 columns=int(style["columns"]),
                 rows=int(style["rows"]),
                 policy="manual",
-                reason=f"set by {caller} through the gateway" + (f": {style['reason']}" if style["reason"] else ""),
+                reason=f"set by {caller} through the gateway"
+                + (f": {style['reason']}" if style["reason"] else ""),
                 confidence=1.0,
             )
         )
 
     def _log_request(self, who: str, method: str, path: str, status: int, ms: float) -> None:
         self.requests_served += 1
-        self._requests.append({"t": time.time(), "who": who, "method": method, "path": path,
-                               "status": status, "ms": round(ms, 2)})  # fmt: skip
+        self._requests.append(
+            {
+                "t": time.time(),
+                "who": who,
+                "method": method,
+                "path": path,
+                "status": status,
+                "ms": round(ms, 2),
+            }
+        )
         if status >= 400:
             self.get_logger().info(f"{who} {method} {path} -> {status}", throttle_duration_sec=1.0)
 
@@ -276,10 +352,18 @@ class GatewayNode(Node):
             if f and not Path(f).is_file():
                 sock.close()
                 raise RuntimeError(f"TLS file {f} does not exist")
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off",
-                                ssl_certfile=cert or None, ssl_keyfile=key or None)  # fmt: skip
+        config = uvicorn.Config(
+            self.app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            ssl_certfile=cert or None,
+            ssl_keyfile=key or None,
+        )
         self._server = uvicorn.Server(config)
-        self.url = f"{'https' if tls else 'http'}://{host if family == socket.AF_INET else f'[{host}]'}:{self.port}/"
+        self.url = (
+            f"{'https' if tls else 'http'}://{host if family == socket.AF_INET else f'[{host}]'}:{self.port}/"
+        )
 
         def serve() -> None:
             try:
@@ -320,8 +404,9 @@ class GatewayNode(Node):
                 continue
             try:
                 cls = message_class(types[0])
-                schema = foxglove.Schema(name=types[0], encoding="ros2msg",
-                                         data=message_definition(types[0]).encode())  # fmt: skip
+                schema = foxglove.Schema(
+                    name=types[0], encoding="ros2msg", data=message_definition(types[0]).encode()
+                )
                 channel = foxglove.Channel(name, message_encoding="cdr", schema=schema)
             except (LookupError, OSError, ValueError) as exc:
                 self._fox_error = f"cannot bridge {name}: {exc}"
@@ -329,8 +414,9 @@ class GatewayNode(Node):
                 continue
             self._fox_channels[name] = channel
             qos = reliable_qos(10) if name == "/diagnostics" else sensor_qos(depth=5)
-            self.create_subscription(cls, name, lambda raw, c=channel: c.log(raw, log_time=time.time_ns()),
-                                     qos, raw=True)  # fmt: skip
+            self.create_subscription(
+                cls, name, lambda raw, c=channel: c.log(raw, log_time=time.time_ns()), qos, raw=True
+            )
 
     # --- health -----------------------------------------------------------------------------
     def _http_health(self) -> Health:

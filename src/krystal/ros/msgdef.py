@@ -13,9 +13,22 @@ from pathlib import Path
 
 SEPARATOR = "=" * 80
 _BUILTIN = {
-    "bool", "byte", "char", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32",
-    "int64", "uint64", "string", "wstring",
-}  # fmt: skip
+    "bool",
+    "byte",
+    "char",
+    "float32",
+    "float64",
+    "int8",
+    "uint8",
+    "int16",
+    "uint16",
+    "int32",
+    "uint32",
+    "int64",
+    "uint64",
+    "string",
+    "wstring",
+}
 _FIELD = re.compile(r"^\s*([A-Za-z_][\w/]*)(?:<=\d+)?(?:\[[^\]]*\])?\s+\w+")
 
 
@@ -45,8 +58,7 @@ def _msg_file(pkg: str, name: str) -> Path:
 def _dependencies(text: str, pkg: str) -> list[str]:
     out = []
     for line in text.splitlines():
-        line = line.split("#", 1)[0]
-        m = _FIELD.match(line)
+        m = _FIELD.match(line.split("#", 1)[0])
         if not m:
             continue
         field_type = m.group(1)
