@@ -73,8 +73,7 @@ PARAMS = (
     Param(
         "cors_origins",
         [],
-        "Origins allowed by CORS; empty: CORS off",
-        read_only=True,
+        "Origins allowed by CORS, read at start; empty: CORS off",
         param_type=Parameter.Type.STRING_ARRAY,
     ),
     Param("stream_hz", 10.0, "ASCII frames per second sent to each live page", 0.5, 60.0),
