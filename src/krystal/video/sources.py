@@ -19,6 +19,7 @@ from krystal.video.controls import Control, ControlReport, configure
 from krystal.video.pattern import TestPattern
 
 SOURCE_TYPES = ("test_pattern", "file", "camera", "stream")
+OPEN_TIMEOUT_S = 10.0  # a stream URL that has not answered by then is failed and retried
 
 
 class SourceError(RuntimeError):
@@ -153,12 +154,15 @@ class CaptureSource:
             return cv2.VideoCapture(int(spec))
         if "!" in spec:  # a GStreamer pipeline string
             return cv2.VideoCapture(spec, cv2.CAP_GSTREAMER)
-        if "://" in spec:  # FFmpeg would wait 30 s on a dead server; the thread should end sooner
-            timeout_ms = int((self.stall_timeout_s + 1.0) * 1000)
+        if "://" in spec:
+            # FFmpeg would wait 30 s on a dead stream; a blocked read should end soon after the stall
+            # is called. Opening is off the executor, so a slow open may take its time.
+            read_ms = int((self.stall_timeout_s + 1.0) * 1000)
+            open_ms = max(read_ms, int(OPEN_TIMEOUT_S * 1000))
             return cv2.VideoCapture(
                 spec,
                 cv2.CAP_ANY,
-                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms],
+                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, open_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, read_ms],
             )
         return cv2.VideoCapture(spec)
 
