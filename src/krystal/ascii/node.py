@@ -187,7 +187,9 @@ class AsciiRendererNode(Node):
 
             def stamp_health() -> Health:
                 st = stamps.status()
-                return Health(WARN if st.skewed else OK, st.describe(), {"stamp_offset_s": f"{st.offset_s:.3f}"})
+                return Health(
+                    WARN if st.skewed else OK, st.describe(), {"stamp_offset_s": f"{st.offset_s:.3f}"}
+                )
 
             self._diagnostics.add("input_stamps", stamp_health)
         # the node's clock, as the stamps are (sim time under use_sim_time), not the wall clock

@@ -46,9 +46,9 @@ class StampAge:
         delay = now_ns - stamp_ns
         self._delays_ns.append(delay)
         full = len(self._delays_ns) == self._delays_ns.maxlen
-        if full and all(d > self._skew_ns for d in self._delays_ns):
-            self.skewed = True
-        elif full and all(d < -self._skew_ns for d in self._delays_ns):
+        if (full and all(d > self._skew_ns for d in self._delays_ns)) or (
+            full and all(d < -self._skew_ns for d in self._delays_ns)
+        ):
             self.skewed = True
         elif abs(delay) <= self._skew_ns:
             self.skewed = False
