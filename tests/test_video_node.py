@@ -29,7 +29,7 @@ BGR = (200, 100, 30)
 
 
 def _coloured_video(path: Path, frames: int = 60) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (64, 48))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 30.0, (64, 48))
     assert writer.isOpened()
     for _ in range(frames):
         writer.write(np.full((48, 64, 3), BGR, np.uint8))

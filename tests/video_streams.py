@@ -22,7 +22,7 @@ import numpy as np
 
 def write_video(path: Path, frames: int = 12, size: tuple[int, int] = (160, 120), fps: float = 30.0) -> Path:
     """An MJPG AVI whose frame i is uniformly grey at level 20 * i (decodable by any OpenCV build)."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, size)
     assert writer.isOpened()
     for i in range(frames):
         writer.write(np.full((size[1], size[0], 3), (20 * i) % 256, np.uint8))
