@@ -233,8 +233,10 @@ def camera_wakeup(seconds: float) -> tuple[list[float], list[float]]:
                 executor.spin_once(timeout_sec=0.05)
             if isinstance(source, Polling):
                 source.session.stop.set()
-            else:
-                source.destroy_node()
+                source.session.thread.join(2.0)
+            executor.shutdown(timeout_sec=1.0)
+            for n in (source, sink):
+                n.destroy_node()
             return ages
         finally:
             rclpy.try_shutdown()
