@@ -5,7 +5,14 @@ receipt), the age of each frame when its render started, and whether output stam
 Ours: the shipped transport profile and sensor-data QoS. Anchor, same run: Fast DDS defaults with
 reliable QoS (set through the nodes' qos_overrides parameters), what users get without the profile.
 
-    python -m bench.e2e_bench [--seconds 10] [--mode edges]
+Where the time goes, per stage (p50 and p99 ms): `wait` (capture to video_source's callback),
+`convert` (into the Image message), `publish` (rclpy serialization and the DDS write) from
+video_source's /diagnostics; `dds_rclpy` (transport, deserialization and the renderer's executor:
+the renderer's capture-to-publication latency less its render time and the video stages, a
+difference of medians); `render` (AsciiFrame.render_time_ms); `ascii_delivery` (AsciiFrame
+publication to this probe's receipt). `copy_1080p` is the cost of one memcpy of the frame, the floor.
+
+    python -m bench.e2e_bench [--seconds 10] [--mode edges] [--quick]
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import emit
+from bench.common import emit, time_ms
 
 DEFAULTS_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
 <dds xmlns="http://www.eprosima.com"><profiles>
@@ -42,12 +49,13 @@ def _executable(name: str) -> str:
 def probe(seconds: float, check_stamps: float) -> dict[str, Any]:
     """Runs in its own process: records AsciiFrames (and, briefly, images for the stamp check)."""
     import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
     from krystal.msg import AsciiFrame
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.time import Time
     from sensor_msgs.msg import Image
 
-    from krystal.ros.qos import sensor_qos
+    from krystal.ros.qos import reliable_qos, sensor_qos
 
     rclpy.init()
     node = rclpy.create_node("e2e_probe")
@@ -58,6 +66,14 @@ def probe(seconds: float, check_stamps: float) -> dict[str, Any]:
         rows.append((stamp, (time.time_ns() - stamp) / 1e6, msg.latency_ms, msg.render_time_ms))
 
     node.create_subscription(AsciiFrame, "krystal/ascii", on_frame, sensor_qos(10))
+    video_values: dict[str, str] = {}
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name == "video_source: source":
+                video_values.update({kv.key: kv.value for kv in status.values})
+
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, reliable_qos(10))
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     start = time.monotonic()
@@ -86,11 +102,19 @@ def probe(seconds: float, check_stamps: float) -> dict[str, Any]:
         "frames": measured,
         "stamp_matches": sum(s in image_stamps for s in checked),
         "stamp_checked": len(checked),
+        "video": video_values,  # the last 300 frames' stages, as video_source reports them
     }
 
 
 def run_graph(
-    env: dict[str, str], seconds: float, *, mode: str, columns: int, rows: int, qos: list[str]
+    env: dict[str, str],
+    seconds: float,
+    *,
+    mode: str,
+    columns: int,
+    rows: int,
+    qos: list[str],
+    check_stamps: float = 3.0,
 ) -> dict[str, Any]:
     video = subprocess.Popen(
         [_executable("video_source"), "--ros-args", "-p", "width:=1920", "-p", "height:=1080",
@@ -104,7 +128,8 @@ def run_graph(
     )  # fmt: skip
     try:
         out = subprocess.run(
-            [sys.executable, "-m", "bench.e2e_bench", "--probe", str(seconds)],
+            [sys.executable, "-m", "bench.e2e_bench", "--probe", str(seconds),
+             "--check-stamps", str(check_stamps)],
             env=env, capture_output=True, text=True, check=True, timeout=seconds + 60,
         )  # fmt: skip
         return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
@@ -118,14 +143,29 @@ def run_graph(
                 os.killpg(p.pid, signal.SIGKILL)
 
 
-def summarize(result: dict[str, Any], period_ms: float) -> dict[str, float]:
+def summarize(result: dict[str, Any], period_ms: float) -> dict[str, Any]:
     frames = np.array(result["frames"], dtype=np.float64).reshape(-1, 4)
     if not len(frames):
         return {"frames": 0}
     receipt, published, render = frames[:, 1], frames[:, 2], frames[:, 3]
     age_at_render = published - render
+    video = result.get("video", {})
+
+    def stage(name: str, q: str) -> float:
+        return float(video.get(f"{name}_ms_{q}", "nan"))
+
+    video_p50 = sum(stage(name, "p50") for name in ("wait", "convert", "publish"))
+    delivery = receipt - published
+    stages = {
+        **{name: [stage(name, "p50"), stage(name, "p99")] for name in ("wait", "convert", "publish")},
+        "dds_rclpy": [float(np.percentile(published - render, 50)) - video_p50, float("nan")],
+        "render": [float(np.percentile(render, 50)), float(np.percentile(render, 99))],
+        "ascii_delivery": [float(np.percentile(delivery, 50)), float(np.percentile(delivery, 99))],
+    }
     return {
         "frames": float(len(frames)),
+        "stages_p50_p99_ms": {k: [round(v, 2) for v in pair] for k, pair in stages.items()},
+        "video_frames_dropped": float(video.get("frames_dropped", "nan")),
         "publish_p50_ms": float(np.percentile(published, 50)),
         "publish_p99_ms": float(np.percentile(published, 99)),
         "receipt_p99_ms": float(np.percentile(receipt, 99)),
@@ -136,23 +176,98 @@ def summarize(result: dict[str, Any], period_ms: float) -> dict[str, float]:
     }
 
 
+def camera_wakeup(seconds: float) -> tuple[list[float], list[float]]:
+    """Capture-to-receipt (ms) of a 30 fps MJPEG stream, in one process: video_source publishing on
+    arrival, then the previous design (a 30 Hz timer polling the capture thread's newest frame)."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from rclpy.time import Time
+    from sensor_msgs.msg import Image
+    from tests.video_streams import MjpegServer
+
+    from krystal.ros.image import array_to_image
+    from krystal.ros.qos import sensor_qos
+    from krystal.video.node import VideoSourceNode
+    from krystal.video.reconnect import Frame, Session
+    from krystal.video.sources import CaptureSource
+
+    class Polling(Node):
+        def __init__(self, url: str) -> None:
+            super().__init__("polling_source")
+            self.pub = self.create_publisher(Image, "camera/image_raw", sensor_qos(1))
+            self.session = Session(CaptureSource(url), notify=lambda: None, period_s=lambda: 1 / 30)
+            self.session.start()
+            self.create_timer(1 / 30, self.tick)
+
+        def tick(self) -> None:
+            frames = [e for e in self.session.take() if isinstance(e, Frame)]
+            if frames:
+                stamp = Time(nanoseconds=frames[-1].stamp_ns).to_msg()
+                msg = array_to_image(frames[-1].pixels, "bgr8")
+                msg.header.stamp = stamp
+                self.pub.publish(msg)
+
+    def measure(make: Any) -> list[float]:
+        server = MjpegServer(fps=30.0)
+        server.start()
+        rclpy.init()
+        try:
+            source = make(server.url)
+            sink = rclpy.create_node("sink")
+            ages: list[float] = []
+            sink.create_subscription(
+                Image,
+                "camera/image_raw",
+                lambda m: ages.append((time.time_ns() - Time.from_msg(m.header.stamp).nanoseconds) / 1e6),
+                sensor_qos(1),
+            )
+            executor = SingleThreadedExecutor()
+            for n in (source, sink):
+                executor.add_node(n)
+            end = time.monotonic() + 0.5 + seconds
+            while time.monotonic() < end:
+                if time.monotonic() < end - seconds:
+                    ages.clear()  # warm-up
+                executor.spin_once(timeout_sec=0.05)
+            if isinstance(source, Polling):
+                source.session.stop.set()
+                source.session.thread.join(2.0)
+            executor.shutdown(timeout_sec=1.0)
+            for n in (source, sink):
+                n.destroy_node()
+            return ages
+        finally:
+            rclpy.try_shutdown()
+            server.stop()
+
+    stream = [Parameter(k, value=v) for k, v in (("source_type", "stream"), ("width", 0), ("height", 0))]
+    ours = measure(lambda url: VideoSourceNode(parameter_overrides=[*stream, Parameter("source", value=url)]))
+    anchor = measure(Polling)
+    return ours, anchor
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--mode", default="edges")
     parser.add_argument("--columns", type=int, default=160)
     parser.add_argument("--rows", type=int, default=45)
+    parser.add_argument("--quick", action="store_true", help="2.5 s per graph, for CI (< 20 s in all)")
     parser.add_argument("--probe", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--check-stamps", type=float, default=3.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.check_stamps = 2.5, 0.3
     if args.probe is not None:
-        print(json.dumps(probe(args.probe, check_stamps=3.0)))
+        print(json.dumps(probe(args.probe, check_stamps=args.check_stamps)))
         return
     from krystal.paths import PROFILES_ENV, transport_profile
     from krystal.ros.compat import localhost_discovery_env
 
-    base = dict(
-        os.environ, ROS_DOMAIN_ID=str(random.SystemRandom().randint(1, 100)), **localhost_discovery_env()
-    )
+    domain = os.environ.get("ROS_DOMAIN_ID") or str(random.SystemRandom().randint(1, 100))
+    base = dict(os.environ, ROS_DOMAIN_ID=domain, **localhost_discovery_env())
     period_ms = 1000 / 30
     with tempfile.TemporaryDirectory() as tmp:
         defaults = Path(tmp) / "defaults.xml"
@@ -163,20 +278,33 @@ def main() -> None:
         ]  # fmt: skip
         ours = summarize(
             run_graph({**base, PROFILES_ENV: str(transport_profile())}, args.seconds, mode=args.mode,
-                      columns=args.columns, rows=args.rows, qos=[]),
+                      columns=args.columns, rows=args.rows, qos=[], check_stamps=args.check_stamps),
             period_ms,
         )  # fmt: skip
         anchor = summarize(
             run_graph({**base, PROFILES_ENV: str(defaults)}, args.seconds, mode=args.mode,
-                      columns=args.columns, rows=args.rows, qos=reliable),
+                      columns=args.columns, rows=args.rows, qos=reliable, check_stamps=args.check_stamps),
             period_ms,
         )  # fmt: skip
     case = f"1080p30 -> {args.columns}x{args.rows} {args.mode}"
     emit("e2e", f"{case} capture-to-AsciiFrame p99", ours.get("publish_p99_ms", float("nan")),
          anchor.get("publish_p99_ms", float("nan")), "ms",
          anchor_name="Fast DDS defaults, reliable QoS", ours_detail=ours, anchor_detail=anchor)  # fmt: skip
-    emit("e2e", f"{case} frames rendered in {args.seconds:.0f} s", ours.get("frames", 0),
-         anchor.get("frames", 0), "frames", lower_is_better=False)  # fmt: skip
+    emit("e2e", f"{case} frames rendered in {args.seconds:g} s", ours.get("frames", 0),
+         anchor.get("frames", 0), "frames", lower_is_better=False,
+         anchor_name="Fast DDS defaults, reliable QoS")  # fmt: skip
+    frame = np.zeros((1080, 1920, 3), np.uint8)
+    copy_ms = time_ms(frame.copy, repeat=20)[1]
+    emit("e2e", f"{case} capture-to-AsciiFrame p50",
+         ours.get("publish_p50_ms", float("nan")), anchor.get("publish_p50_ms", float("nan")), "ms",
+         anchor_name="Fast DDS defaults, reliable QoS", copy_1080p_ms=round(copy_ms, 3))  # fmt: skip
+    ours_ms, anchor_ms = camera_wakeup(max(1.5, args.seconds / 3))
+    for q in (50, 99):
+        emit("e2e", f"stream 30 fps -> video_source, capture-to-receipt p{q} (one process)",
+             float(np.percentile(ours_ms, q)) if ours_ms else float("nan"),
+             float(np.percentile(anchor_ms, q)) if anchor_ms else float("nan"), "ms",
+             anchor_name="a 30 Hz timer polling the capture thread (the previous design)",
+             frames=[len(ours_ms), len(anchor_ms)])  # fmt: skip
 
 
 if __name__ == "__main__":

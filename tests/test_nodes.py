@@ -174,6 +174,7 @@ def test_file_that_ends_warns_and_stops(ros, tmp_path: Path) -> None:
     )
     assert len(probe.images) == 4
     assert (probe.images[0].width, probe.images[0].height) == (80, 60)
+    assert spin_until(nodes, lambda: any("set loop:=true" in m.msg for m in probe.logs), 5.0)
     video.destroy_node()
 
 

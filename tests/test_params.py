@@ -9,10 +9,12 @@ import rclpy
 import yaml
 from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
+from rclpy.time import Time
 
 from krystal.ascii.node import AsciiRendererNode
 from krystal.video.node import VideoSourceNode
 from tests.conftest import spin_until
+from tests.test_nodes import Probe
 
 
 def test_bad_file_values_fall_back_to_defaults(tmp_path: Path) -> None:
@@ -65,6 +67,19 @@ def test_run_time_changes_are_validated(ros) -> None:
         (ok,) = _set("video_source", [video], Parameter("fps", value=15.0))
         assert ok.successful and video.params["fps"] == 15.0
         assert video.get_parameter("fps").value == 15.0
+        # the stored value is not enough: the images must come at the new rate
+        probe = Probe()
+        nodes = [video, probe.node]
+        for fps, low, high in ((5.0, 3.5, 6.5), (25.0, 15.0, 30.0)):
+            (ok,) = _set("video_source", nodes, Parameter("fps", value=fps))
+            assert ok.successful
+            assert spin_until(nodes, lambda: False, 0.3) is False  # frames of the old rate drain
+            probe.images.clear()
+            assert spin_until(nodes, lambda: len(probe.images) >= 8, 10.0)
+            stamps = [Time.from_msg(i.header.stamp).nanoseconds / 1e9 for i in probe.images]
+            rate_hz = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+            assert low < rate_hz < high, (fps, rate_hz)
+        probe.node.destroy_node()
     finally:
         video.destroy_node()
 

@@ -1,5 +1,5 @@
 """Video sources without ROS: the test pattern moves, files play and loop or end, failures are typed,
-captures stall and close without blocking, device controls are parsed and their refusals reported."""
+device controls are parsed and their refusals reported."""
 
 from __future__ import annotations
 
@@ -12,19 +12,19 @@ import pytest
 
 from krystal.video.controls import ControlReport, controls_problem, parse_controls
 from krystal.video.pattern import TestPattern
+from krystal.video.reconnect import Frame, Session
 from krystal.video.sources import (
     Backoff,
     CaptureSource,
     EndOfStream,
     FileSource,
-    Frame,
     SourceError,
     fit,
     is_stale,
     make_source,
     to_bgr8,
 )
-from tests.video_streams import FifoCamera, write_video
+from tests.video_streams import jpeg_frame, write_video
 
 
 def test_pattern_moves_and_is_deterministic() -> None:
@@ -50,7 +50,7 @@ def test_pattern_rejects_tiny_sizes() -> None:
 def test_file_source_plays_then_ends(tmp_path: Path) -> None:
     src = FileSource(str(write_video(tmp_path / "v.avi", frames=5)), loop=False)
     src.open()
-    levels = [int(src.read().pixels.mean().round()) for _ in range(5)]
+    levels = [int(src.read().mean().round()) for _ in range(5)]
     assert levels == pytest.approx([0, 20, 40, 60, 80], abs=3)
     with pytest.raises(EndOfStream):
         src.read()
@@ -60,9 +60,20 @@ def test_file_source_plays_then_ends(tmp_path: Path) -> None:
 def test_file_source_loops(tmp_path: Path) -> None:
     src = FileSource(str(write_video(tmp_path / "v.avi", frames=3)), loop=True)
     src.open()
-    frames = [src.read() for _ in range(7)]
-    assert [f.index for f in frames] == list(range(7))
-    assert frames[3].pixels.mean() == pytest.approx(frames[0].pixels.mean(), abs=3)
+    levels = [float(src.read().mean()) for _ in range(7)]
+    assert levels == pytest.approx([0, 20, 40, 0, 20, 40, 0], abs=3)
+    src.close()
+
+
+def test_file_that_cannot_seek_still_loops(tmp_path: Path) -> None:
+    """Raw MJPEG has no index: seeking to frame 0 'succeeds' and the next read fails. The file is
+    reopened instead of ending (before, a looping file ended and said "set loop:=true")."""
+    path = tmp_path / "raw.mjpeg"
+    path.write_bytes(b"".join(jpeg_frame(2 * i) for i in range(3)))  # levels 0, 20, 40
+    src = FileSource(str(path), loop=True)
+    src.open()
+    levels = [float(src.read().mean()) for _ in range(7)]
+    assert levels == pytest.approx([0, 20, 40, 0, 20, 40, 0], abs=3)
     src.close()
 
 
@@ -78,24 +89,26 @@ def test_file_source_missing_or_garbage(tmp_path: Path) -> None:
 
 
 def test_capture_source_keeps_only_the_newest_frame(tmp_path: Path) -> None:
-    """A stream read by the capture thread: reads skip frames the consumer was too slow for."""
+    """A stream read by its session's thread: a slow consumer gets the newest frame, not a backlog."""
     src = CaptureSource(str(write_video(tmp_path / "s.avi", frames=60)))
-    src.open()
-    deadline = time.monotonic() + 5
-    frames = []
-    while time.monotonic() < deadline:
-        try:
-            f = src.read()
-        except SourceError:
-            break  # the stream ended: the thread reports it once the last frame was taken
-        if f is not None:
-            frames.append(f)
+    session = Session(src, notify=lambda: None, period_s=lambda: 1 / 30)
+    session.start()
+    frames: list[Frame] = []
+    failures: list[str] = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not failures:
         time.sleep(0.02)
-    src.close()
-    assert frames, "no frame from the capture thread"
+        for event in session.take():
+            if isinstance(event, Frame):
+                frames.append(event)
+            elif hasattr(event, "reason"):
+                failures.append(event.reason)  # the file ends: the last frame came before it
+    session.stop.set()
+    assert failures == [f"{src.spec} stopped delivering frames"]
     indices = [f.index for f in frames]
-    assert indices == sorted(set(indices))
-    assert len(indices) < 60  # the file decodes faster than we read: older frames were dropped
+    assert indices == sorted(set(indices)) and len(indices) < 60  # older frames were superseded
+    assert indices[-1] == 59, "the newest frame was lost"
+    assert float(frames[-1].pixels.mean()) == pytest.approx((20 * 59) % 256, abs=3)
 
 
 def test_capture_source_that_cannot_open() -> None:
@@ -105,7 +118,7 @@ def test_capture_source_that_cannot_open() -> None:
 
 def test_make_source_types(tmp_path: Path) -> None:
     common = {"spec": "", "width": 64, "height": 48, "fps": 10.0, "loop": True}
-    assert make_source(source_type="test_pattern", **common).read().pixels.shape == (48, 64, 3)
+    assert make_source(source_type="test_pattern", **common).read().shape == (48, 64, 3)
     assert isinstance(make_source(source_type="file", **common), FileSource)
     assert isinstance(make_source(source_type="camera", **common), CaptureSource)
     with pytest.raises(ValueError, match="unknown source_type"):
@@ -128,57 +141,15 @@ def test_fit_resizes_only_when_needed() -> None:
     assert fit(img, 8, 4).shape == (4, 8, 3)
 
 
-def _next_frame(src: CaptureSource, timeout_s: float = 10.0) -> Frame:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        frame = src.read()
-        if frame is not None:
-            return frame
-        time.sleep(0.01)
-    raise AssertionError(f"no frame from {src.spec} in {timeout_s} s")
-
-
-def _next_error(src: CaptureSource, timeout_s: float = 10.0) -> SourceError:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            src.read()
-        except SourceError as exc:
-            return exc
-        time.sleep(0.01)
-    raise AssertionError(f"{src.spec} raised no SourceError in {timeout_s} s")
-
-
-def test_capture_source_that_stalls_fails_and_closes_without_waiting(tmp_path: Path) -> None:
-    """A camera that hangs (its pipe open, no bytes): read() reports the stall; close() returns
-    although the capture thread is still blocked in the device read."""
-    camera = FifoCamera(tmp_path / "video0")
-    camera.plug()
-    src = CaptureSource(str(camera.path), stall_timeout_s=0.5)
-    try:
-        src.open()
-        _next_frame(src)
-        camera.hold()
-        assert "stalled: no frame for" in str(_next_error(src))
-        t0 = time.monotonic()
-        src.close()
-        assert time.monotonic() - t0 < 5.0  # the blocked read is left to end on its own
-        with pytest.raises(SourceError, match="has not closed yet"):
-            src.open()  # the device is still held by the blocked thread
-    finally:
-        camera.unplug()
-        src.close()
-
-
 def test_capture_source_applies_controls_and_reports_refusals(tmp_path: Path) -> None:
     controls = parse_controls(["brightness=0.5", "convert_rgb=1"])
     src = CaptureSource(str(write_video(tmp_path / "c.avi", frames=30)), controls=controls)
+    assert src.controls_report is None  # until the device is open
     src.open()
-    _next_frame(src)
+    assert src.read().shape == (120, 160, 3)
     # a file backend has no brightness; converting to BGR it does
     assert src.controls_report == ControlReport(applied=("convert_rgb=1",), refused=("brightness=0.5",))
     src.close()
-    assert src.controls_report is None
 
 
 def test_controls_parse_into_opencv_properties() -> None:
@@ -209,13 +180,11 @@ def test_bad_controls_are_refused_with_a_reason(items: list[str], reason: str) -
 
 
 def test_stale_means_older_than_a_period_plus_jitter() -> None:
-    now_ns = 10**15
-    ms = 1_000_000
-    assert not is_stale(now_ns - 30 * ms, now_ns, 30.0)
-    assert not is_stale(now_ns - 40 * ms, now_ns, 30.0)  # a quarter period of delivery jitter
-    assert is_stale(now_ns - 45 * ms, now_ns, 30.0)
-    assert not is_stale(now_ns - 240 * ms, now_ns, 5.0)
-    assert is_stale(now_ns - 260 * ms, now_ns, 5.0)
+    assert not is_stale(0.030, 30.0)
+    assert not is_stale(0.040, 30.0)  # a quarter period of delivery jitter
+    assert is_stale(0.045, 30.0)
+    assert not is_stale(0.240, 5.0)
+    assert is_stale(0.260, 5.0)
 
 
 def test_to_bgr8_converts_grey_and_bgra_and_refuses_the_rest() -> None:

@@ -9,6 +9,7 @@ they do not measure speed.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -140,16 +141,23 @@ def test_frame_older_than_a_period_is_dropped(ros, server: MjpegServer) -> None:
     with _streaming_node(source_type="stream", source=server.url, stall_timeout_s=30.0) as (nodes, probe):
         server.hold()
         spin_until(nodes, lambda: False, 0.5)  # the last live frames are taken
-        assert spin_until(nodes, lambda: "frames_stale" in probe.values(SOURCE), 3.0)
+        seen = len(probe.history)
+        assert spin_until(nodes, lambda: any(s.name == SOURCE for s in probe.history[seen:]), 3.0)
         stale_before = int(probe.values(SOURCE)["frames_stale"])
-        published = len(probe.images)
+        published_before = int(probe.values(SOURCE)["frames_published"])
+        received = len(probe.images)
+        assert received > 0, "the probe never received an image: this test would prove nothing"
         server.step()  # one frame reaches the capture thread...
-        time.sleep(1.0)  # ...while the node does not spin: 10 periods old when the timer fires
+        time.sleep(1.0)  # ...while the node does not spin: 10 periods old when it wakes
         assert spin_until(nodes, lambda: int(probe.values(SOURCE)["frames_stale"]) > stale_before, 5.0)
-        assert len(probe.images) == published, "the stale frame was published"
         values = probe.values(SOURCE)
-        assert int(values["frames_dropped"]) >= int(values["frames_stale"])
+        assert int(values["frames_stale"]) == stale_before + 1  # exactly the held frame
+        assert int(values["frames_published"]) == published_before, "the stale frame was published"
+        assert len(probe.images) == received
         assert probe.level(SOURCE) == OK  # a stale frame is not a failure
+        server.step()  # a fresh frame, taken at once: published, and the probe still listens
+        assert spin_until(nodes, lambda: len(probe.images) == received + 1, 5.0)
+        assert int(probe.values(SOURCE)["frames_stale"]) == stale_before + 1
 
 
 def test_bad_camera_controls_are_refused_with_a_reason(ros) -> None:
@@ -165,3 +173,31 @@ def test_bad_camera_controls_are_refused_with_a_reason(ros) -> None:
         assert not url.successful and "only file:// URLs" in url.reason
     finally:
         video.destroy_node()
+
+
+def test_parameter_changes_while_a_camera_hangs_never_open_it_twice(ros, tmp_path: Path) -> None:
+    """Each change of a reopening parameter used to make a fresh source and bypass the "not closed
+    yet" guard: the blocked device was opened again and blocked capture threads piled up."""
+    camera = FifoCamera(tmp_path / "video0")
+    camera.plug()
+    params = {"source_type": "camera", "source": str(camera.path), "stall_timeout_s": 0.5}
+
+    def threads() -> int:
+        return sum(str(camera.path) in t.name for t in threading.enumerate() if t.is_alive())
+
+    try:
+        with _streaming_node(**params) as (nodes, probe):
+            camera.hold()
+            _failed(nodes, probe)
+            video = nodes[0]
+            for width in (320, 0, 320, 0):
+                assert video.set_parameters([Parameter("width", value=width)])[0].successful
+                spin_until(nodes, lambda: False, 0.4)
+                assert threads() <= 1, f"{threads()} capture threads on one device"
+            assert spin_until(nodes, lambda: "has not closed yet" in probe.message(SOURCE), 5.0)
+            camera.unplug()
+            camera.plug()
+            _streaming(nodes, probe)
+            assert threads() == 1
+    finally:
+        camera.unplug()

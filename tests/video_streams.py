@@ -22,7 +22,7 @@ import numpy as np
 
 def write_video(path: Path, frames: int = 12, size: tuple[int, int] = (160, 120), fps: float = 30.0) -> Path:
     """An MJPG AVI whose frame i is uniformly grey at level 20 * i (decodable by any OpenCV build)."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, size)
     assert writer.isOpened()
     for i in range(frames):
         writer.write(np.full((size[1], size[0], 3), (20 * i) % 256, np.uint8))
@@ -101,6 +101,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         owner = self.server.owner
         owner.connected(self.connection)
+        time.sleep(owner.answer_delay_s)  # a slow camera or a far server: the open takes this long
         self.send_response(200)
         self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
         self.end_headers()
@@ -124,8 +125,8 @@ class MjpegServer:
     hold() keeps connections open and sends nothing (a stalled stream); step() then sends one frame.
     """
 
-    def __init__(self, fps: float = 30.0) -> None:
-        self.fps = fps
+    def __init__(self, fps: float = 30.0, answer_delay_s: float = 0.0) -> None:
+        self.fps, self.answer_delay_s = fps, answer_delay_s
         self.port = 0
         self._server: _Server | None = None
         self._lock = threading.Lock()

@@ -177,8 +177,30 @@ class AsciiRendererNode(Node):
                 self._period_ns = float(gap)
         if stamp_ns:
             self._last_stamp_ns = stamp_ns
+        if not stamp_ns:
+            return True
+        stamps = getattr(self, "_stamp_age", None)
+        if stamps is None:  # created here so that this check stays in one place
+            from krystal.ros.stamps import StampAge
+
+            stamps = self._stamp_age = StampAge()
+
+            def stamp_health() -> Health:
+                st = stamps.status()
+                return Health(
+                    WARN if st.skewed else OK, st.describe(), {"stamp_offset_s": f"{st.offset_s:.3f}"}
+                )
+
+            self._diagnostics.add("input_stamps", stamp_health)
+        # the node's clock, as the stamps are (sim time under use_sim_time), not the wall clock
+        was_skewed = stamps.skewed
+        age_ms = stamps.age_ns(stamp_ns, self.get_clock().now().nanoseconds) / 1e6
+        if stamps.skewed != was_skewed:
+            text = stamps.status().describe()
+            (self.get_logger().warning if stamps.skewed else self.get_logger().info)(text)
+            self._diagnostics.level_changed("input_stamps", WARN if stamps.skewed else OK)
         max_age_ms = self.params["max_frame_age_ms"]
-        if stamp_ns and max_age_ms > 0 and (time.time_ns() - stamp_ns) / 1e6 > max_age_ms:
+        if max_age_ms > 0 and age_ms > max_age_ms:
             self._stale += 1
             return False
         return True

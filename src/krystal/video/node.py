@@ -1,7 +1,9 @@
 """video_source: frames from a camera, file, stream or test pattern as sensor_msgs/Image.
 
 A failed, unplugged or stalled source is closed, reported as ERROR and reopened with backoff; its
-device controls are set again on every open. CameraInfo, when asked for, shares each image's header.
+device controls are set again on every open. Sources are opened and read on their own thread
+(reconnect.py); a frame is published as soon as it arrives, woken by a guard condition.
+CameraInfo, when asked for, shares each image's header.
 """
 
 from __future__ import annotations
@@ -23,21 +25,13 @@ from krystal.ros.qos import overridable, sensor_qos
 from krystal.sched.metrics import RateMeter, Window
 from krystal.video.calibration import Calibration, CalibrationError, load_calibration, url_problem
 from krystal.video.controls import ControlReport, controls_problem, parse_controls
-from krystal.video.sources import (
-    SOURCE_TYPES,
-    Backoff,
-    CaptureSource,
-    EndOfStream,
-    Frame,
-    FrameSource,
-    SourceError,
-    fit,
-    is_stale,
-    make_source,
-    to_bgr8,
-)
+from krystal.video.reconnect import Frame, RateCap, Report, Supervisor
+from krystal.video.sources import SOURCE_TYPES, FrameSource, fit, is_stale, make_source, to_bgr8
 
 ENCODINGS = ("bgr8", "rgb8", "mono8")
+# capture -> executor callback, conversion into the message, rclpy publish (serialization, DDS write)
+STAGES = ("wait", "convert", "publish")
+SUPERVISE_PERIOD_S = 0.05  # stall checks and reopen delays; frames wake the node themselves
 
 PARAMS = (
     Param("source_type", "test_pattern", "Where frames come from", choices=SOURCE_TYPES),
@@ -49,7 +43,13 @@ PARAMS = (
     ),
     Param("width", 640, "Output width in pixels, 0 for the source's own", 0, 7680),
     Param("height", 480, "Output height in pixels, 0 for the source's own", 0, 4320),
-    Param("fps", 30.0, "Publication rate in frames per second", 1.0, 240.0),
+    Param(
+        "fps",
+        30.0,
+        "Frames per second: the rate of test_pattern and file, a cap on camera and stream",
+        1.0,
+        240.0,
+    ),
     Param("encoding", "bgr8", "Encoding of the published image", choices=ENCODINGS),
     Param("frame_id", "camera_optical_frame", "frame_id of the published images"),
     Param("loop", True, "Start a video file again at its end"),
@@ -93,16 +93,13 @@ class VideoSourceNode(Node):
         self._info_pub = self.create_publisher(
             CameraInfo, "camera/camera_info", sensor_qos(depth=1), qos_overriding_options=overridable()
         )
-        self._source: FrameSource | None = None  # made from the parameters, reused by reopens
-        self._opened = False
-        self._awaiting_first_frame = False
-        self._backoff = Backoff(self.params["reconnect_initial_s"], self.params["reconnect_max_s"])
         self._health = Health(WARN, "starting")
-        self._ended = False
-        self._opens = self._published = self._skipped = self._stale = self._invalid = 0
+        self._published = self._skipped = self._stale = self._capped = self._invalid = self._errors = 0
         self._last_index = -1
         self._rate = RateMeter()
         self._latency_ms = Window(300)
+        self._stage_ms = {stage: Window(300) for stage in STAGES}
+        self._cap = RateCap(self.params["fps"])
         self._controls: ControlReport | None = None
         self._controls_open = 0  # the open that applied them: proves they are set again after a reopen
         self._refused_logged: tuple[str, ...] = ()
@@ -113,7 +110,23 @@ class VideoSourceNode(Node):
         self._diagnostics.add("source", self._source_health)
         self._diagnostics.add("camera_info", self._camera_info_health)
         self._load_calibration()
-        self._timer = self.create_timer(1.0 / self.params["fps"], self._tick)
+        # the session's thread wakes the executor when a frame arrives: published at once, not polled
+        self._wake = self.create_guard_condition(self._step)
+        p = self.params
+        self._supervisor = Supervisor(
+            self._make_source,
+            self._wake.trigger,
+            fps=p["fps"],
+            reconnect_initial_s=p["reconnect_initial_s"],
+            reconnect_max_s=p["reconnect_max_s"],
+            stall_timeout_s=p["stall_timeout_s"],
+            stamp_clock=self._stamp_ns,
+        )
+        self._timer = self.create_timer(SUPERVISE_PERIOD_S, self._step)  # stalls and reopen delays
+
+    def _stamp_ns(self) -> int:
+        """Header stamps from the node's clock (sim time under use_sim_time); called by the session."""
+        return int(self.get_clock().now().nanoseconds)
 
     def _describe(self) -> str:
         p = self.params
@@ -128,17 +141,16 @@ class VideoSourceNode(Node):
         return None
 
     def _on_change(self, changed: set[str]) -> None:
+        p = self.params
         if changed & _REOPEN:
-            self._close_source()
-            self._source, self._controls = None, None
-            self._ended = False
-            self._backoff.reset()
+            self._supervisor.replace(self._make_source, p["stall_timeout_s"])
+            self._controls = None
+            self._wake.trigger()
         if "fps" in changed:
-            self._timer.cancel()
-            self.destroy_timer(self._timer)
-            self._timer = self.create_timer(1.0 / self.params["fps"], self._tick)
+            self._supervisor.set_fps(p["fps"])
+            self._cap = RateCap(p["fps"])
         if changed & {"reconnect_initial_s", "reconnect_max_s"}:
-            self._backoff = Backoff(self.params["reconnect_initial_s"], self.params["reconnect_max_s"])
+            self._supervisor.set_backoff(p["reconnect_initial_s"], p["reconnect_max_s"])
         if changed & {"camera_info_url", "publish_camera_info"}:
             self._load_calibration()
 
@@ -161,82 +173,69 @@ class VideoSourceNode(Node):
             stall_timeout_s=p["stall_timeout_s"],
         )
 
-    def _open_source(self, now_s: float) -> bool:
+    def _step(self) -> None:
         try:
-            if self._source is None:
-                self._source = self._make_source()
-            self._source.open()
-        except (SourceError, ValueError) as exc:
-            self._fail(now_s, str(exc))
-            return False
-        self._opened, self._awaiting_first_frame, self._last_index = True, True, -1
-        self._opens += 1
-        if self._health.level != ERROR:  # after a failure its reason stays until frames flow again
-            self._set_health(
-                Health(self._health.level, f"opened {self._source.description}; waiting for frames")
-            )
-        return True
+            reports, frame = self._supervisor.step(time.monotonic())
+            for report in reports:
+                self._on_report(report)
+            if frame is not None:
+                self._on_frame(frame)
+        except Exception as exc:  # a bug here must not stop the executor's other nodes
+            self._errors += 1
+            text = f"video_source step failed: {type(exc).__name__}: {exc}"
+            self.get_logger().error(text, throttle_duration_sec=5.0)
+            self._set_health(Health(ERROR, text))
 
-    def _close_source(self) -> None:
-        if self._opened and self._source is not None:
-            self._source.close()
-        self._opened = False
+    def _on_report(self, report: Report) -> None:
+        description = self._supervisor.description
+        if report.kind == "opening":
+            if self._health.level != ERROR:  # after a failure its reason stays until frames flow again
+                self._set_health(Health(self._health.level, report.text))
+        elif report.kind == "opened":
+            self._last_index = -1
+            if self._health.level != ERROR:
+                self._set_health(Health(self._health.level, f"{report.text}; waiting for frames"))
+            self._controls_opened(report.controls, description)
+        elif report.kind == "delivering":
+            if report.attempts:
+                self.get_logger().info(f"{description} delivers again after {report.attempts} attempt(s)")
+            else:
+                self.get_logger().info(f"publishing {description}")
+        elif report.kind == "ended":
+            hint = "" if self.params["loop"] else "; set loop:=true to repeat"
+            self.get_logger().warning(f"{report.text}{hint}")
+            self._set_health(Health(WARN, report.text))
+        elif report.kind == "failed":
+            text = f"{report.text}; reopening in {report.wait_s:.1f} s (attempt {report.attempts})"
+            self.get_logger().error(text, throttle_duration_sec=5.0)
+            self._set_health(Health(ERROR, text))
 
-    def _fail(self, now_s: float, error: str) -> None:
-        self._close_source()
-        wait = self._backoff.failed(now_s)
-        text = f"{error}; reopening in {wait:.1f} s (attempt {self._backoff.attempts})"
-        self.get_logger().error(text, throttle_duration_sec=5.0)
-        self._set_health(Health(ERROR, text))
-
-    def _tick(self) -> None:
-        now_s = time.monotonic()
-        if not self._opened and (self._ended or not self._backoff.due(now_s) or not self._open_source(now_s)):
-            return
-        assert self._source is not None
-        try:
-            frame = self._source.read()
-        except EndOfStream as exc:
-            self._close_source()
-            self._ended = True
-            self.get_logger().warning(f"{exc}; set loop:=true to repeat")
-            self._set_health(Health(WARN, str(exc)))
-            return
-        except SourceError as exc:
-            self._fail(now_s, str(exc))
-            return
-        if frame is None:
-            return
-        if self._awaiting_first_frame:
-            self._first_frame(self._source)
-        if self._last_index >= 0 and frame.index > self._last_index + 1:
-            self._skipped += frame.index - self._last_index - 1
-        self._last_index = frame.index
-        if is_stale(frame.capture_ns, time.time_ns(), self.params["fps"]):
-            self._stale += 1
-            return
-        self._publish(frame, self._source.description)
-
-    def _first_frame(self, source: FrameSource) -> None:
-        self._awaiting_first_frame = False
-        if self._backoff.attempts:
-            attempts = self._backoff.attempts
-            self.get_logger().info(f"{source.description} delivers again after {attempts} attempt(s)")
-        else:
-            self.get_logger().info(f"publishing {source.description}")
-        self._backoff.reset()
-        report = source.controls_report if isinstance(source, CaptureSource) else None
+    def _controls_opened(self, report: ControlReport | None, description: str) -> None:
         if report is None:
             return
-        self._controls, self._controls_open = report, self._opens
+        self._controls, self._controls_open = report, self._supervisor.opens
         if report.refused and report.refused != self._refused_logged:
             self.get_logger().warning(
-                f"{source.description} refused camera_controls {', '.join(report.refused)} "
+                f"{description} refused camera_controls {', '.join(report.refused)} "
                 "(not supported by this device or backend)"
             )
         self._refused_logged = report.refused
 
-    def _publish(self, frame: Frame, description: str) -> None:
+    def _on_frame(self, frame: Frame) -> None:
+        if self._last_index >= 0 and frame.index > self._last_index + 1:
+            self._skipped += frame.index - self._last_index - 1
+        self._last_index = frame.index
+        now_s = time.monotonic()
+        session = self._supervisor.session
+        if session is not None and not session.source.paced and not self._cap.admit(now_s):
+            self._capped += 1  # a camera faster than fps: this frame is over the rate cap
+            return
+        if is_stale(now_s - frame.captured_s, self.params["fps"]):
+            self._stale += 1
+            return
+        self._publish(frame, self._supervisor.description, now_s)
+
+    def _publish(self, frame: Frame, description: str, start_s: float) -> None:
         p = self.params
         try:
             pixels = fit(to_bgr8(frame.pixels), p["width"], p["height"])
@@ -251,15 +250,23 @@ class VideoSourceNode(Node):
             pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
         elif encoding == "mono8":
             pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
-        header = Header(stamp=Time(nanoseconds=frame.capture_ns).to_msg(), frame_id=p["frame_id"])
+        header = Header(stamp=Time(nanoseconds=frame.stamp_ns).to_msg(), frame_id=p["frame_id"])
         msg = array_to_image(pixels, encoding, header)
+        converted_s = time.monotonic()
         self._pub.publish(msg)
+        published_s = time.monotonic()
         self._image_size = (msg.width, msg.height)
         if p["publish_camera_info"]:
             self._info_pub.publish(self._camera_info(header))
         self._published += 1
-        self._rate.tick()
-        self._latency_ms.add((time.time_ns() - frame.capture_ns) / 1e6)
+        self._rate.tick(published_s)
+        for stage, ms in zip(
+            STAGES,
+            (start_s - frame.captured_s, converted_s - start_s, published_s - converted_s),
+            strict=True,
+        ):
+            self._stage_ms[stage].add(ms * 1e3)
+        self._latency_ms.add((published_s - frame.captured_s) * 1e3)
         streaming = Health(OK, f"streaming {description}")
         if self._health != streaming:
             self._set_health(streaming)
@@ -295,14 +302,21 @@ class VideoSourceNode(Node):
             "fps_target": f"{self.params['fps']:.1f}",
             "fps_achieved": f"{self._rate.rate_hz():.1f}",
             "frames_published": str(self._published),
-            "frames_dropped": str(self._skipped + self._stale),
+            "frames_dropped": str(self._skipped + self._stale + self._capped),
+            "frames_superseded": str(self._skipped),
             "frames_stale": str(self._stale),
+            "frames_over_rate_cap": str(self._capped),
             "frames_invalid": str(self._invalid),
             "capture_to_publish_ms_p50": f"{lat.p50:.2f}",
             "capture_to_publish_ms_p99": f"{lat.p99:.2f}",
-            "opens": str(self._opens),
-            "reconnect_attempts": str(self._backoff.attempts),
+            "opens": str(self._supervisor.opens),
+            "reconnect_attempts": str(self._supervisor.reconnect.backoff.attempts),
+            "state": self._supervisor.reconnect.state,
         }
+        for stage, window in self._stage_ms.items():
+            summary = window.summary()
+            values[f"{stage}_ms_p50"] = f"{summary.p50:.2f}"
+            values[f"{stage}_ms_p99"] = f"{summary.p99:.2f}"
         if self.params["camera_controls"] and self._controls is not None:
             values["controls_applied"] = ", ".join(self._controls.applied) or "none"
             values["controls_refused"] = ", ".join(self._controls.refused) or "none"
@@ -326,5 +340,5 @@ class VideoSourceNode(Node):
         return Health(OK, f"calibrated ({cal.camera_name or 'unnamed camera'})", values)
 
     def destroy_node(self) -> None:
-        self._close_source()
+        self._supervisor.close()
         super().destroy_node()

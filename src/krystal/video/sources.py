@@ -1,16 +1,14 @@
-"""Frame sources behind one small interface, and the reconnect policy for the ones that fail.
+"""Frame sources behind one small blocking interface; reconnect.py runs them off the executor.
 
-A source's read() returns the newest frame not yet returned, or None when none is new; it raises
-SourceError when the device or stream is gone or stalled, and EndOfStream at the end of a file.
+A source's open() and read() may block (a device, a stream, a decoder): they run on a session's
+thread, never on the executor. read() returns the next frame's pixels; it raises SourceError when
+the device or stream is gone, and EndOfStream at the end of a file that does not loop.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import cv2
@@ -21,6 +19,7 @@ from krystal.video.controls import Control, ControlReport, configure
 from krystal.video.pattern import TestPattern
 
 SOURCE_TYPES = ("test_pattern", "file", "camera", "stream")
+OPEN_TIMEOUT_S = 10.0  # a stream URL that has not answered by then is failed and retried
 
 
 class SourceError(RuntimeError):
@@ -31,24 +30,20 @@ class EndOfStream(SourceError):
     """A file source reached its end and does not loop."""
 
 
-@dataclass(frozen=True)
-class Frame:
-    pixels: NDArray[Any]  # bgr8, H x W x 3
-    capture_ns: int  # time.time_ns() when the frame was captured or generated
-    index: int  # frames delivered by this source since it opened
-
-
 class FrameSource(Protocol):
     description: str
+    paced: bool  # True: frames are made on demand, the session paces read() at fps
 
     def open(self) -> None: ...
 
-    def read(self) -> Frame | None: ...
+    def read(self) -> NDArray[Any]: ...
 
     def close(self) -> None: ...
 
 
 class PatternSource:
+    paced = True
+
     def __init__(self, width: int, height: int, fps: float) -> None:
         self._pattern = TestPattern(width or 640, height or 480, fps)
         self._index = 0
@@ -57,17 +52,19 @@ class PatternSource:
     def open(self) -> None:
         self._index = 0
 
-    def read(self) -> Frame:
-        frame = Frame(self._pattern.frame(self._index), time.time_ns(), self._index)
+    def read(self) -> NDArray[Any]:
+        pixels = self._pattern.frame(self._index)
         self._index += 1
-        return frame
+        return pixels
 
     def close(self) -> None:
         pass
 
 
 class FileSource:
-    """A video file decoded on demand, one frame per read (the node's timer paces it)."""
+    """A video file decoded on demand, one frame per read (the session paces it at fps)."""
+
+    paced = True
 
     def __init__(self, path: str, loop: bool = True) -> None:
         self.path, self.loop = path, loop
@@ -75,28 +72,49 @@ class FileSource:
         self._cap: cv2.VideoCapture | None = None
         self._index = 0
 
-    def open(self) -> None:
+    def _capture(self) -> cv2.VideoCapture:
         if not os.path.isfile(self.path):
             raise SourceError(f"video file not found: {self.path}")
         cap = cv2.VideoCapture(self.path)
         if not cap.isOpened():
+            cap.release()  # a capture that failed to open still holds its backend
             raise SourceError(f"cannot decode video file: {self.path}")
-        self._cap, self._index = cap, 0
+        return cap
 
-    def read(self) -> Frame:
+    def open(self) -> None:
+        self.close()
+        self._cap, self._index = self._capture(), 0
+
+    def read(self) -> NDArray[Any]:
         if self._cap is None:
             raise SourceError("file source is not open")
         ok, pixels = self._cap.read()
         if not ok and self.loop and self._index > 0:
-            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, pixels = self._cap.read()
+            ok, pixels = self._rewind()
         if not ok:
             if self._index == 0 or not os.path.isfile(self.path):
                 raise SourceError(f"cannot read frames from {self.path}")
             raise EndOfStream(f"end of {self.path} after {self._index} frames")
-        frame = Frame(pixels, time.time_ns(), self._index)
         self._index += 1
-        return frame
+        return pixels  # type: ignore[no-any-return]
+
+    def _rewind(self) -> tuple[bool, Any]:
+        """Back to the first frame; a file that cannot seek (raw MJPEG, some streams) is reopened."""
+        assert self._cap is not None
+        if self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
+            ok, pixels = self._cap.read()
+            if ok:
+                return ok, pixels
+        self._cap.release()
+        self._cap = None
+        try:
+            self._cap = self._capture()
+        except SourceError as exc:
+            raise SourceError(f"cannot loop {self.path}: {exc}") from exc
+        ok, pixels = self._cap.read()
+        if not ok:
+            raise SourceError(f"cannot loop {self.path}: no frame after reopening it")
+        return ok, pixels
 
     def close(self) -> None:
         if self._cap is not None:
@@ -104,46 +122,15 @@ class FileSource:
             self._cap = None
 
 
-OPEN_WAIT_S = 0.25  # open() waits this long for the outcome; a slower open finishes in the thread
-CLOSE_WAIT_S = 0.25  # close() waits this long; a read blocked on a dead stream ends on its own
-
-
-class _Session:
-    """One open of a capture: what its thread shares with read(), never reused by a later open."""
-
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-        self.opening_done = threading.Event()
-        self.lock = threading.Lock()
-        self.latest: Frame | None = None
-        self.error: str | None = None
-        self.report: ControlReport | None = None
-        self.last_frame_s = time.monotonic()  # the open's start until the first frame
-        self.index = 0
-
-    def deliver(self, pixels: NDArray[Any]) -> None:
-        with self.lock:
-            self.latest = Frame(pixels, time.time_ns(), self.index)
-            self.index += 1
-            self.last_frame_s = time.monotonic()
-
-    def fail(self, error: str) -> None:
-        with self.lock:
-            self.error = self.error or error
-
-    def idle_s(self) -> float:
-        with self.lock:
-            return time.monotonic() - self.last_frame_s
-
-
 class CaptureSource:
-    """Camera (index or /dev path) or stream (URL, GStreamer pipeline) opened and read by a thread.
+    """Camera (index or /dev path) or stream (URL, GStreamer pipeline), read as fast as it delivers.
 
-    The thread drains the device continuously and keeps only the newest frame, so a slow consumer
-    never sees a stale buffered frame (usb_cam #319). Opening, reading and releasing all happen in
-    the thread, so a dead device or stream never blocks the caller for more than OPEN_WAIT_S or
-    CLOSE_WAIT_S; no frame for `stall_timeout_s` counts as a failure.
+    Its session's thread drains the device continuously and keeps only the newest frame, so a slow
+    consumer never sees a stale buffered frame (usb_cam #319). A read that blocks on a dead device
+    blocks only that thread; the supervisor calls it stalled after `stall_timeout_s` without a frame.
     """
+
+    paced = False
 
     def __init__(
         self,
@@ -158,8 +145,8 @@ class CaptureSource:
         self.spec, self.width, self.height, self.fps = spec, width, height, fps
         self.controls, self.stall_timeout_s = tuple(controls), stall_timeout_s
         self.description = f"capture {spec}"
-        self._session: _Session | None = None
-        self._thread: threading.Thread | None = None
+        self.controls_report: ControlReport | None = None  # what the last open made of the controls
+        self._cap: cv2.VideoCapture | None = None
 
     def _open_capture(self) -> cv2.VideoCapture:
         spec = self.spec.strip()
@@ -167,12 +154,15 @@ class CaptureSource:
             return cv2.VideoCapture(int(spec))
         if "!" in spec:  # a GStreamer pipeline string
             return cv2.VideoCapture(spec, cv2.CAP_GSTREAMER)
-        if "://" in spec:  # FFmpeg would wait 30 s on a dead server; the thread should end sooner
-            timeout_ms = int((self.stall_timeout_s + 1.0) * 1000)
+        if "://" in spec:
+            # FFmpeg would wait 30 s on a dead stream; a blocked read should end soon after the stall
+            # is called. Opening is off the executor, so a slow open may take its time.
+            read_ms = int((self.stall_timeout_s + 1.0) * 1000)
+            open_ms = max(read_ms, int(OPEN_TIMEOUT_S * 1000))
             return cv2.VideoCapture(
                 spec,
                 cv2.CAP_ANY,
-                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms],
+                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, open_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, read_ms],
             )
         return cv2.VideoCapture(spec)
 
@@ -181,84 +171,31 @@ class CaptureSource:
         spec = self.spec.strip()
         if spec.startswith("/") and not os.path.exists(spec):  # an unplugged camera's node is gone
             raise SourceError(f"cannot open {spec}: no such device or file")
-        if self._thread is not None:
-            self._thread.join(CLOSE_WAIT_S)
-            if self._thread.is_alive():  # still blocked on the old device: opening it twice may fail
-                raise SourceError(f"the previous capture of {self.spec} has not closed yet")
-        session = self._session = _Session()
-        self._thread = threading.Thread(
-            target=self._run, args=(session,), name=f"capture {self.spec}", daemon=True
-        )
-        self._thread.start()
-        session.opening_done.wait(OPEN_WAIT_S)
-        with session.lock:
-            error = session.error if session.report is None else None  # later errors: read() tells
-        if error:
-            raise SourceError(error)
-
-    def _run(self, session: _Session) -> None:
-        cap: cv2.VideoCapture | None = None
         try:
             cap = self._open_capture()
             if not cap.isOpened():
-                session.fail(f"cannot open {self.spec}")
-                return
-            report = configure(cap, self.width, self.height, self.fps, self.controls)
-            with session.lock:
-                session.report = report
-            session.opening_done.set()
-            while not session.stop.is_set():
-                ok, pixels = cap.read()
-                if session.stop.is_set():
-                    return
-                if not ok:
-                    idle_s = session.idle_s()
-                    stalled = idle_s >= self.stall_timeout_s
-                    session.fail(
-                        self._stalled(idle_s) if stalled else f"{self.spec} stopped delivering frames"
-                    )
-                    return
-                session.deliver(pixels)
+                cap.release()
+                raise SourceError(f"cannot open {self.spec}")
+            self.controls_report = configure(cap, self.width, self.height, self.fps, self.controls)
         except cv2.error as exc:  # a backend that throws instead of failing
-            session.fail(f"{self.spec}: {exc}")
-        finally:
-            session.opening_done.set()
-            if cap is not None:
-                cap.release()  # here, not in close(): it can block as long as a read on a dead stream
+            raise SourceError(f"{self.spec}: {exc}") from exc
+        self._cap = cap
 
-    def _stalled(self, idle_s: float) -> str:
-        return f"{self.spec} stalled: no frame for {idle_s:.1f} s"
-
-    @property
-    def controls_report(self) -> ControlReport | None:
-        """What the current open made of the controls; None until the device is open."""
-        session = self._session
-        if session is None:
-            return None
-        with session.lock:
-            return session.report
-
-    def read(self) -> Frame | None:
-        session = self._session
-        if session is None:
+    def read(self) -> NDArray[Any]:
+        if self._cap is None:
             raise SourceError(f"{self.description} is not open")
-        with session.lock:
-            frame, session.latest, error = session.latest, None, session.error
-        if frame is not None:
-            return frame
-        if error:
-            raise SourceError(error)
-        idle_s = session.idle_s()
-        if idle_s > self.stall_timeout_s:
-            raise SourceError(self._stalled(idle_s))
-        return None
+        try:
+            ok, pixels = self._cap.read()
+        except cv2.error as exc:
+            raise SourceError(f"{self.spec}: {exc}") from exc
+        if not ok:
+            raise SourceError(f"{self.spec} stopped delivering frames")
+        return pixels  # type: ignore[no-any-return]
 
     def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            session.stop.set()
-            if self._thread is not None:
-                self._thread.join(CLOSE_WAIT_S)
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
 
 
 def make_source(
@@ -307,9 +244,9 @@ class Backoff:
 STALE_TOLERANCE = 0.25  # of a period: delivery jitter when the camera runs at the node's rate
 
 
-def is_stale(capture_ns: int, now_ns: int, fps: float) -> bool:
+def is_stale(age_s: float, fps: float) -> bool:
     """Older than one publication period (plus jitter): publishing it would show the past as now."""
-    return now_ns - capture_ns > (1.0 + STALE_TOLERANCE) * 1e9 / fps
+    return age_s > (1.0 + STALE_TOLERANCE) / fps
 
 
 def to_bgr8(pixels: NDArray[Any]) -> NDArray[Any]:
