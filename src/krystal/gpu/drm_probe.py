@@ -39,9 +39,16 @@ def _uevent(path: str) -> dict[str, str]:
 def _hex(path: str) -> int:
     text = sysfs.read_text(path) or ""
     try:
-        return int(text, 16)
+        value = int(text, 16)
     except ValueError:
         return 0
+    return value if 0 <= value <= 0xFFFF else 0  # PCI ids are 16 bits
+
+
+def _bytes(path: str) -> int:
+    """A byte count that fits uint64, 0 when unknown."""
+    value = sysfs.read_int_or_none(path)
+    return value if value is not None and 0 <= value < 1 << 64 else 0
 
 
 def _number(path: str, scale: float) -> float:
@@ -71,8 +78,9 @@ class DrmProbe:
             os.path.basename(os.path.realpath(device_dir))
         )
         vendor_id = _hex(os.path.join(device_dir, "vendor"))
-        driver = uevent.get("DRIVER", "") or os.path.basename(
-            os.path.realpath(os.path.join(device_dir, "driver"))
+        driver_link = os.path.join(device_dir, "driver")
+        driver = uevent.get("DRIVER", "") or (
+            os.path.basename(os.readlink(driver_link)) if os.path.islink(driver_link) else ""
         )
         hwmon_dir = ""
         try:
@@ -119,8 +127,8 @@ class DrmProbe:
         d, hw = card.device_dir, card.hwmon_dir
         busy = _number(os.path.join(d, "gpu_busy_percent"), 0.01)
         mem_busy = _number(os.path.join(d, "mem_busy_percent"), 0.01)
-        total = sysfs.read_int_or_none(os.path.join(d, "mem_info_vram_total")) or 0
-        used = sysfs.read_int_or_none(os.path.join(d, "mem_info_vram_used")) or 0
+        total = _bytes(os.path.join(d, "mem_info_vram_total"))
+        used = _bytes(os.path.join(d, "mem_info_vram_used"))
         temp = power = limit = sclk = mclk = NAN
         if hw:
             temp = _number(os.path.join(hw, "temp1_input"), 1e-3)
@@ -136,8 +144,8 @@ class DrmProbe:
             card.static,
             utilization_ratio=busy if 0.0 <= busy <= 1.0 else NAN,
             memory_utilization_ratio=mem_busy if 0.0 <= mem_busy <= 1.0 else NAN,
-            memory_total_bytes=max(total, 0),
-            memory_used_bytes=max(used, 0),
+            memory_total_bytes=total,
+            memory_used_bytes=used,
             temperature_c=temp if -60.0 <= temp <= 200.0 else NAN,
             power_w=power if power >= 0 else NAN,
             power_limit_w=limit if limit >= 0 else NAN,
