@@ -91,6 +91,7 @@ class GpuTelemetryNode(Node):
         )
         self._last: Snapshot | None = None
         self._device_tasks: set[str] = set()
+        self._shape: tuple[object, ...] = ()
         self._diagnostics = Diagnostics(self, hardware_id="gpu")
         self._diagnostics.add("summary", self._summary_health)
         self._timer = self.create_timer(1.0 / p["rate_hz"], self._tick)
@@ -125,6 +126,16 @@ class GpuTelemetryNode(Node):
             self._pub.publish(to_msg(dev, header))
         if not snap.devices:
             self._pub.publish(GpuTelemetryMsg(header=header, source="none"))
+        # levels can only move when this changes: skip building every Health each cycle
+        shape = (
+            snap.ids,
+            tuple(self.telemetry.gone),
+            tuple(snap.probe_errors),
+            tuple(d.errors for d in snap.devices),
+        )
+        if shape == self._shape:
+            return
+        self._shape = shape
         for i in (*snap.ids, *self.telemetry.gone):
             if i not in self._device_tasks:
                 self._device_tasks.add(i)
