@@ -53,7 +53,7 @@ PARAMS = (
         "Also publish sensor_msgs/Temperature per sensor on thermal/<sensor>, while it has subscribers",
     ),
 )
-_LEVELS = {0: OK, LEVEL_WARN: WARN, LEVEL_ERROR: ERROR}
+_LEVELS: dict[int, bytes] = {0: OK, LEVEL_WARN: WARN, LEVEL_ERROR: ERROR}
 _TRANSIENT = ("vanished", "EAGAIN")  # unreadable for a moment: WARN; anything else is broken: ERROR
 
 
@@ -159,7 +159,7 @@ class ThermalMonitorNode(Node):
         """The level _sensor_health gives, without building its values (runs every cycle)."""
         error = cycle.readings[i].error
         if error:
-            return WARN if error.startswith(_TRANSIENT) else ERROR
+            return _LEVELS[LEVEL_WARN if error.startswith(_TRANSIENT) else LEVEL_ERROR]
         return _LEVELS[cycle.summary.levels[i]]
 
     def _sensor_task(self, name: str) -> Callable[[], Health]:
