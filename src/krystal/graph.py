@@ -44,6 +44,20 @@ GRAPH: tuple[NodeEntry, ...] = (
         node_class="krystal.gateway.node:GatewayNode",
         description="HTTP API, live page, Prometheus metrics and Foxglove bridge for the graph",
     ),
+    NodeEntry(
+        name="gpu_telemetry",
+        executable="gpu_telemetry",
+        node_class="krystal.gpu.node:GpuTelemetryNode",
+        description="Vulkan, NVML and sysfs DRM GPUs to GpuTelemetry",
+        sensor=True,
+    ),
+    NodeEntry(
+        name="thermal_monitor",
+        executable="thermal_monitor",
+        node_class="krystal.thermal.node:ThermalMonitorNode",
+        description="Thermal zones and hwmon sensors to ThermalState and sensor_msgs/Temperature",
+        sensor=True,
+    ),
 )
 
 

@@ -1,0 +1,1 @@
+"""gpu_telemetry's room: Vulkan probe, NVML, sysfs DRM, merged per physical device."""

@@ -1,0 +1,1 @@
+"""thermal_monitor's room: thermal zones and hwmon sensors, thresholds, throttle penalty."""
