@@ -44,6 +44,12 @@ GRAPH: tuple[NodeEntry, ...] = (
         node_class="krystal.gateway.node:GatewayNode",
         description="HTTP API, live page, Prometheus metrics and Foxglove bridge for the graph",
     ),
+    NodeEntry(
+        name="device_agents",
+        executable="device_agents",
+        node_class="krystal.devices.node:DeviceAgentsNode",
+        description="One lifecycle node per configured device (DeviceStatus, DeviceCommand, audit log)",
+    ),
 )
 
 
