@@ -21,9 +21,10 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter, parameter_value_to_python
+from rclpy.task import Future
 from std_msgs.msg import Header
 
-from krystal.devices.agent import Agent, DeviceConfig, Timing
+from krystal.devices.agent import Agent, Answer, DeviceConfig, Timing
 from krystal.devices.audit import AuditLog
 from krystal.devices.driver import find_driver
 from krystal.devices.registry import Entry, Registry
@@ -116,6 +117,11 @@ class RemoteParameters:
                 raise LookupError(f"{remote}/{kind} did not answer within {timeout_s:g} s")
             return future.result()
 
+    def ready(self, node: str) -> bool:
+        """Whether `node`'s parameter services are up (a graph query: no executor needed)."""
+        with self._lock:
+            return bool(self._service(node, "set_parameters", SetParameters).service_is_ready())
+
     def get(self, node: str, name: str, timeout_s: float) -> Any:
         response = self._call(
             node, "get_parameters", GetParameters, GetParameters.Request(names=[name]), timeout_s
@@ -139,64 +145,90 @@ class RemoteParameters:
 
 
 class DeviceAgentNode(LifecycleNode):
-    """One device's lifecycle node: the shell of a core Agent."""
+    """One device's lifecycle node: the shell of a core Agent.
+
+    Driver status reads run on the agent's own poll thread and commands on a thread of their own
+    (the service callback awaits it), so a slow or hanging driver never holds the executor, and a
+    driver may call services of nodes on that same executor (the `model` driver does). Lifecycle
+    transitions call the driver on the executor, bounded by call_timeout_s.
+    """
 
     def __init__(self, agent: Agent, host: DeviceAgentsNode, namespace: str) -> None:
         super().__init__(agent.config.name, namespace=namespace)
         self.agent = agent
         self._host = host
+        self._lock = threading.RLock()  # one driver conversation at a time
         self._seq = 0
         self._last_key: tuple[Any, ...] = ()
         self._status_pub = self.create_publisher(DeviceStatus, "status", latched_qos(1))
         self.create_service(DeviceCommand, "~/command", self._on_command)
         self._diagnostics = Diagnostics(self, hardware_id=agent.uuid)
         self._diagnostics.add("device", self._health)
-        self.create_timer(host.params["poll_period_s"], self._poll)
+        period_s = float(host.params["poll_period_s"])
+        self.create_timer(period_s, self._changed)
         self._heartbeat = self.create_timer(host.params["heartbeat_period_s"], self._beat)
+        self._stop = threading.Event()
+        self._poller = threading.Thread(
+            target=self._poll_loop, args=(period_s,), name=f"poll-{agent.config.name}", daemon=True
+        )
+        self._poller.start()
         self.publish_status()
 
     # lifecycle: the core does the work; nothing it returns can raise out of here
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        reason = self.agent.configure()
+        with self._lock:
+            reason = self.agent.configure()
         if reason:
             self.get_logger().warning(f"configure failed: {reason}", throttle_duration_sec=10.0)
         self._changed()
         return TransitionCallbackReturn.FAILURE if reason else TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.agent.activate()
+        with self._lock:
+            self.agent.activate()
         self._changed()
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.agent.deactivate()
+        with self._lock:
+            self.agent.deactivate()
         self._changed()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.agent.cleanup()
+        with self._lock:
+            self.agent.cleanup()
         self._changed()
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.agent.shutdown()
+        with self._lock:
+            self.agent.shutdown()
         self._changed()
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.agent.cleanup()
+        with self._lock:
+            self.agent.cleanup()
         self._changed()
         return TransitionCallbackReturn.SUCCESS
 
     def lifecycle_label(self) -> str:
         return str(self._state_machine.current_state[1])
 
-    def _poll(self) -> None:
-        try:
-            self.agent.poll()
-        except Exception as exc:  # the core catches driver errors; this guards the core itself
-            self.get_logger().error(f"poll failed: {exc!r}", throttle_duration_sec=5.0)
-        self._changed()
+    def _poll_loop(self, period_s: float) -> None:
+        while not self._stop.wait(period_s):
+            try:
+                with self._lock:
+                    self.agent.poll()
+            except Exception as exc:  # the core catches driver errors; this guards the core itself
+                self.get_logger().error(f"poll failed: {exc!r}", throttle_duration_sec=5.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._poller.join(timeout=2.0)
+        with self._lock:
+            self.agent.shutdown()
 
     def _beat(self) -> None:
         if self.agent.state == "active":
@@ -247,19 +279,33 @@ class DeviceAgentNode(LifecycleNode):
         values.update({f"command.{c.name}": c.describe() for c in a.schema})
         return Health(bytes([min(a.level, 3)]), f"{a.state}: {a.message}", values)
 
-    def _on_command(self, request: Any, response: Any) -> Any:
+    def _command(self, request: Any) -> Answer:
         try:
-            answer = self.agent.command(
-                request.command,
-                [(kv.key, kv.value) for kv in request.arguments],
-                command_id=request.command_id,
-                caller=request.caller,
-                timeout_s=float(request.timeout_s),
-            )
+            with self._lock:
+                return self.agent.command(
+                    request.command,
+                    [(kv.key, kv.value) for kv in request.arguments],
+                    command_id=request.command_id,
+                    caller=request.caller,
+                    timeout_s=float(request.timeout_s),
+                )
         except Exception as exc:  # the core answers everything; never let a request kill the node
             self.get_logger().error(f"command {request.command!r} failed: {exc!r}", throttle_duration_sec=5.0)
-            response.accepted, response.level, response.message = False, 2, f"internal error: {exc!r}"
-            return response
+            return Answer(False, 2, f"internal error: {exc!r}")
+
+    async def _on_command(self, request: Any, response: Any) -> Any:
+        executor = self.executor
+        if executor is None:
+            answer = self._command(request)
+        else:
+            done: Future[Answer] = Future(executor=executor)
+            done.add_done_callback(lambda _: None)  # completion schedules a task: wakes the executor
+            threading.Thread(
+                target=lambda: done.set_result(self._command(request)), name="device-command", daemon=True
+            ).start()
+            result = await done
+            assert result is not None
+            answer = result
         response.accepted, response.level, response.message = answer.accepted, answer.level, answer.message
         response.values = [KeyValue(key=k, value=v) for k, v in answer.values.items()]
         self._changed()
@@ -443,7 +489,7 @@ class DeviceAgentsNode(Node):
             if agent.executor is not None:
                 agent.executor.remove_node(agent)
             with contextlib.suppress(Exception):
-                agent.agent.shutdown()
+                agent.stop()
             agent.destroy_node()
         self.remote_parameters.shutdown()
         self._param_node.destroy_node()

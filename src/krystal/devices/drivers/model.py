@@ -1,8 +1,8 @@
 """`model`: deploys a model file to a running node by setting its parameter, then verifies it.
 
 The node's parameter services are reached through the `parameters` service the host puts in the
-driver's Context (a RemoteParameters: get/set with timeouts), so this module stays ROS-free. A
-deploy is done only when the node accepted the new value and reports it back on a fresh read.
+driver's Context (a RemoteParameters: ready, get/set with timeouts), so this module stays ROS-free.
+A deploy is done only when the node accepted the new value and reports it back on a fresh read.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from krystal.devices.schema import Arg, Command
 
 
 class RemoteParameters(Protocol):
+    def ready(self, node: str) -> bool:
+        """Whether the node's parameter services are up, without calling them."""
+
     def get(self, node: str, name: str, timeout_s: float) -> Any:
         """The value; LookupError when the node or parameter cannot be reached."""
 
@@ -49,6 +52,12 @@ class ModelDriver:
         self._node = str(options["node"])
         self._name = str(options["parameter"])
         self._deployed_sha = ""
+        self._deployed = ""
+
+    def _reachable(self) -> None:
+        # Open and status only look the node up: they may run where its services cannot answer.
+        if not self._params.ready(self._node):
+            raise DeviceGone(f"node {self._node} is not running (no parameter services)")
 
     def _get(self) -> str:
         try:
@@ -57,13 +66,14 @@ class ModelDriver:
             raise DeviceGone(f"node {self._node}: {exc}") from exc
 
     def open(self) -> Opened:
-        self._get()
+        self._reachable()
         return Opened(hardware_id=f"{self._node}.{self._name}", message=f"{self._node} reachable")
 
     def read_status(self) -> Reading:
-        current = self._get()
-        values = {"model_path": current, "model_sha256": self._deployed_sha}
-        return Reading(OK, f"{self._node} runs {current or 'its default model'}", values)
+        self._reachable()
+        values = {"model_path": self._deployed, "model_sha256": self._deployed_sha}
+        deployed = self._deployed or "nothing deployed yet"
+        return Reading(OK, f"{self._node}.{self._name}: {deployed}", values)
 
     def commands(self) -> Sequence[Command]:
         return (
@@ -97,7 +107,7 @@ class ModelDriver:
         reported = self._get()
         if reported != path:
             return Outcome(ERROR, f"{self._node} reports {self._name}={reported!r} after the deploy")
-        self._deployed_sha = sha
+        self._deployed, self._deployed_sha = path, sha
         return Outcome(OK, f"deployed {path or 'the default model'} to {self._node}", {"model_sha256": sha})
 
     def close(self) -> None:
