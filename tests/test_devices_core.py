@@ -59,7 +59,9 @@ def wait_for(predicate: Any, timeout_s: float = 5.0, step: Any = None) -> bool:
 
 
 def test_schema_types_ranges_and_states() -> None:
-    cmd = Command("set", (Arg("rate_hz", "float", min_value=0, max_value=10), Arg("on", "bool", default=True)))
+    cmd = Command(
+        "set", (Arg("rate_hz", "float", min_value=0, max_value=10), Arg("on", "bool", default=True))
+    )
     assert validate([cmd], "set", {"rate_hz": "2.5"}, "active").args == {"rate_hz": 2.5, "on": True}
     for args, reason in [
         ({"rate_hz": "11"}, "above 10"),
@@ -409,7 +411,9 @@ def test_fuzz_commands_always_answer(
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(items=st.lists(_text | st.sampled_from(["fault=timeout", "hang_s=-1", "max_rpm=1e9", "=x"]), max_size=4))
+@given(
+    items=st.lists(_text | st.sampled_from(["fault=timeout", "hang_s=-1", "max_rpm=1e9", "=x"]), max_size=4)
+)
 def test_fuzz_config_options(tmp_path: Path, items: list[str]) -> None:
     agent = make_agent(tmp_path, tuple(items))
     try:

@@ -37,8 +37,8 @@ from krystal.srv import DeviceCommand
 
 STRINGS = Parameter.Type.STRING_ARRAY
 PARAMS = (
-    Param("devices", ["sim0"], "Names of the devices to host; each has <name>.driver, .kind, .uuid, .options",
-          param_type=STRINGS, read_only=True),
+    Param("devices", ["sim0"], "Devices to host, read at start; each has <name>.driver, .kind, .uuid, .options",
+          param_type=STRINGS),
     Param("supervise", True, "Bring every device to active at start; retry a failed configure with backoff"),
     Param("heartbeat_period_s", 1.0, "DeviceStatus period while active (bond: 1 s)", 0.05, 60.0),
     Param("heartbeat_timeout_s", 4.0, "No status this long: STALE in the registry (bond: 4 s)", 0.1, 600.0),
@@ -64,6 +64,7 @@ _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
 def device_params(name: str) -> list[Param]:
+    """Settings of one device, read at start (restart the host to change a device)."""
     return [
         Param(
             f"{name}.driver",
@@ -328,6 +329,7 @@ class DeviceAgentsNode(Node):
                     f"device name {n!r} skipped: letters, digits and _ only, a letter first"
                 )
         self.device_params = ParamTable(self, [p for n in names for p in device_params(n)])
+        self.params.values.update(self.device_params.values)  # one view of all that is declared
         p = self.params
         folder = state_dir(p["state_dir"])
         self.audit = AuditLog(p["audit_log"] or folder / "audit.jsonl", fsync=p["audit_fsync"])
