@@ -37,7 +37,7 @@ from krystal.srv import DeviceCommand
 
 STRINGS = Parameter.Type.STRING_ARRAY
 PARAMS = (
-    Param("devices", ["sim0"], "Devices to host, read at start; each has <name>.driver, .kind, .uuid, .options",
+    Param("devices", ["sim0"], "Devices to host, read at start; each has <name>.driver, .options, ...",
           param_type=STRINGS),
     Param("supervise", True, "Bring every device to active at start; retry a failed configure with backoff"),
     Param("heartbeat_period_s", 1.0, "DeviceStatus period while active (bond: 1 s)", 0.05, 60.0),
