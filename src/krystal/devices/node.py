@@ -159,6 +159,7 @@ class DeviceAgentNode(LifecycleNode):
         self.agent = agent
         self._host = host
         self._lock = threading.RLock()  # one driver conversation at a time
+        self._publish_lock = threading.Lock()
         self._seq = 0
         self._last_key: tuple[Any, ...] = ()
         self._status_pub = self.create_publisher(DeviceStatus, "status", latched_qos(1))
@@ -222,6 +223,7 @@ class DeviceAgentNode(LifecycleNode):
             try:
                 with self._lock:
                     self.agent.poll()
+                self._changed()  # a change goes out now, not at the next timer tick
             except Exception as exc:  # the core catches driver errors; this guards the core itself
                 self.get_logger().error(f"poll failed: {exc!r}", throttle_duration_sec=5.0)
 
@@ -238,11 +240,13 @@ class DeviceAgentNode(LifecycleNode):
 
     def _changed(self) -> None:
         a = self.agent
-        key = (a.state, a.level, a.message, a.connected, a.last_command)
-        if key != self._last_key:
+        with self._publish_lock:  # the poll thread and the executor both report changes
+            key = (a.state, a.level, a.message, a.connected, a.last_command)
+            if key == self._last_key:
+                return
             self._last_key = key
             self.publish_status()
-            self._diagnostics.level_changed("device", bytes([min(a.level, 3)]))
+        self._diagnostics.level_changed("device", bytes([min(a.level, 3)]))
 
     def status(self) -> DeviceStatus:
         a = self.agent
