@@ -362,9 +362,12 @@ def test_uuid_kept_across_restarts(tmp_path: Path) -> None:
     assert UuidStore(tmp_path / "uuids.json").get("sim0", fixed) == fixed
     (tmp_path / "uuids.json").write_text("{garbled")
     assert UuidStore(tmp_path / "uuids.json").get("sim0")  # a garbled file starts afresh
-    assert state_dir("", {"XDG_STATE_HOME": "/x"}) == Path("/x/krystal/devices")
-    assert state_dir("", {"HOME": "/h"}) == Path("/h/.local/state/krystal/devices")
     assert state_dir("/o") == Path("/o")
+
+
+def test_state_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", "/x")
+    assert state_dir() == Path("/x/krystal/devices")
 
 
 def test_registry_marks_missed_heartbeats_stale() -> None:

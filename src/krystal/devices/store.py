@@ -6,17 +6,14 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import Mapping
 from pathlib import Path
 
+from krystal import journal
 
-def state_dir(override: str = "", environ: Mapping[str, str] | None = None) -> Path:
-    """`override`, else $XDG_STATE_HOME/krystal/devices, else ~/.local/state/krystal/devices."""
-    if override:
-        return Path(override).expanduser()
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local" / "state")
-    return Path(base) / "krystal" / "devices"
+
+def state_dir(override: str = "") -> Path:
+    """`override`, else $XDG_STATE_HOME/krystal/devices (default ~/.local/state/krystal/devices)."""
+    return Path(override).expanduser() if override else journal.state_dir() / "devices"
 
 
 class UuidStore:
