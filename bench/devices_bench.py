@@ -13,6 +13,7 @@ python -m bench.devices_bench [--quick]
 from __future__ import annotations
 
 import argparse
+import random
 import tempfile
 import threading
 import time
@@ -68,7 +69,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer calls, one fault (< 20 s)")
     args = parser.parse_args()
     calls = 150 if args.quick else 1000
-    faults = 1 if args.quick else 3
+    faults = 1 if args.quick else 7
 
     import rclpy
     from diagnostic_msgs.msg import KeyValue
@@ -155,7 +156,9 @@ def main() -> None:
             )
 
         lost_ms, back_ms, bond_lost_ms, bond_back_ms = [], [], [], []
+        rng = random.Random(1)
         for _ in range(faults):
+            spin_until(lambda: False, rng.uniform(0.0, 0.5))  # any phase of the 0.5 s status poll
             statuses.clear()
             t0 = time.monotonic()
             plug.unlink()
