@@ -29,7 +29,7 @@ def make_host(tmp_path: Path, devices: dict[str, tuple[str, list[str]]], supervi
         Parameter("supervise", value=supervise),
         Parameter("heartbeat_period_s", value=0.2),
         Parameter("poll_period_s", value=0.05),
-        Parameter("call_timeout_s", value=0.5),
+        Parameter("call_timeout_s", value=1.0),
         Parameter("reconnect_initial_s", value=0.1),
         Parameter("reconnect_max_s", value=0.3),
     ]
