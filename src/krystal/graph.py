@@ -58,6 +58,12 @@ GRAPH: tuple[NodeEntry, ...] = (
         description="Thermal zones and hwmon sensors to ThermalState and sensor_msgs/Temperature",
         sensor=True,
     ),
+    NodeEntry(
+        name="device_agents",
+        executable="device_agents",
+        node_class="krystal.devices.node:DeviceAgentsNode",
+        description="One lifecycle node per configured device (DeviceStatus, DeviceCommand, audit log)",
+    ),
 )
 
 

@@ -107,6 +107,7 @@ class Engine:
         self.energy = 0.0
         self._learned: Any = None
         self._learned_error: str | None = None
+        self.model_path = ""  # learned matcher weights; empty: $KRYSTAL_GLYPH_MODEL or the shipped one
         self._build()
 
     def _coverage(self, glyphs: str) -> NDArray[np.float32] | None:
@@ -159,13 +160,17 @@ class Engine:
             self.glitch.reset()
             self._fit_256 = None
 
+    def set_model(self, path: str) -> None:
+        """Use the learned matcher in `path` (loaded on next use); a deployment changes it live."""
+        self.model_path, self._learned, self._learned_error = path, None, None
+
     def learned_matcher(self) -> Any:
         """The learned glyph matcher, loaded on first use; None (with a reason) if unavailable."""
         if self._learned is None and self._learned_error is None:
             try:
                 from krystal.ascii.learned import load_matcher
 
-                self._learned = load_matcher()
+                self._learned = load_matcher(self.model_path or None)
             except (OSError, ValueError, KeyError) as exc:
                 self._learned_error = f"learned kernel unavailable ({exc}); using luminance"
                 log.warning(self._learned_error)

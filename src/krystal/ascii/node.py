@@ -4,6 +4,7 @@ terminal viewer node of `krystal view`."""
 from __future__ import annotations
 
 import array
+import hashlib
 import os
 import sys
 import time
@@ -64,11 +65,34 @@ PARAMS = (
     Param("budget_ms", 33.0, "Render time per frame above which health turns WARN", 1.0, 1000.0),
     Param("stats_period_s", 1.0, "Period of RenderStats messages", 0.1, 60.0),
     Param("input_timeout_s", 2.0, "No image for this long turns health WARN", 0.1, 60.0),
+    Param(
+        "model_path",
+        "",
+        "Learned-kernel weights (.npz); empty: $KRYSTAL_GLYPH_MODEL or the shipped model",
+        validate=lambda path: _model_error(path),  # noqa: PLW0108  (defined below)
+    ),
 )
 _STYLE_PARAMS = {
     "columns", "rows", "mode", "kernel", "kernel_size", "charset", "invert", "color_depth",
     "auto_contrast", "hysteresis", "edge_threshold", "saturation", "glyph_contrast",
 }  # fmt: skip
+
+
+def _model_error(path: str) -> str | None:
+    """Why the weights in `path` cannot be used, or None: a deployment is refused, not half-applied."""
+    from krystal.ascii.learned import load_matcher
+
+    try:
+        load_matcher(path or None)
+    except (OSError, ValueError, KeyError) as exc:
+        return f"model_path={path!r}: {exc}"
+    return None
+
+
+def _model_file(path: str) -> str:
+    from krystal.ascii.learned import DEFAULT_MODEL, MODEL_ENV
+
+    return path or os.environ.get(MODEL_ENV) or str(DEFAULT_MODEL)
 
 
 def style_of(values: dict[str, Any]) -> Style:
@@ -87,6 +111,8 @@ class AsciiRendererNode(Node):
         super().__init__(node_name, **kwargs)
         self.params = ParamTable(self, PARAMS, self._cross_check, self._on_change)
         self.engine = Engine(style_of(self.params.values))
+        self.engine.set_model(self.params["model_path"])
+        self._model_sha256 = _sha256(_model_file(self.params["model_path"]))
         if self.engine.atlas is None:
             self.get_logger().warning("no monospace font found: uncalibrated ramp, no rendered Image")
         self._pub = self.create_publisher(
@@ -116,6 +142,7 @@ class AsciiRendererNode(Node):
         self._style_note: str | None = None
         self._diagnostics = Diagnostics(self)
         self._diagnostics.add("render", self._render_health)
+        self._diagnostics.add("model", self._model_health)
         self._stats_timer = self.create_timer(self.params["stats_period_s"], self._publish_stats)
 
     @staticmethod
@@ -125,6 +152,10 @@ class AsciiRendererNode(Node):
         return check_charset(values["charset"]) or style_of(values).check()
 
     def _on_change(self, changed: set[str]) -> None:
+        if "model_path" in changed:
+            self.engine.set_model(self.params["model_path"])
+            self._model_sha256 = _sha256(_model_file(self.params["model_path"]))
+            self._diagnostics.publish()
         if changed & _STYLE_PARAMS:
             self.engine.set_style(style_of(self.params.values))
         if "stats_period_s" in changed:
@@ -305,6 +336,13 @@ class AsciiRendererNode(Node):
             )
         )
 
+    def _model_health(self) -> Health:
+        path = _model_file(self.params["model_path"])
+        values = {"model_path": path, "model_sha256": self._model_sha256, "kernel": self.engine.style.kernel}
+        if self.engine.style.kernel == "learned" and self.engine.learned_matcher() is None:
+            return Health(WARN, f"learned model unusable: {path}", values)
+        return Health(OK, f"model {os.path.basename(path)} sha256 {self._model_sha256[:12]}", values)
+
     def _render_health(self) -> Health:
         r = self._render_ms.summary()
         st = self.engine.style
@@ -331,6 +369,14 @@ class AsciiRendererNode(Node):
         if r.count and r.p50 > budget:
             return Health(WARN, f"render {r.p50:.1f} ms over the {budget:.0f} ms budget", values)
         return Health(OK, f"rendering {self._out_rate.rate_hz():.1f} fps", values)
+
+
+def _sha256(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return ""
 
 
 def terminal_colors(choice: str = "auto") -> str:

@@ -1,0 +1,1 @@
+"""Built-in device drivers (registered in krystal.devices.driver.BUILTIN)."""
