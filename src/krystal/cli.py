@@ -70,7 +70,71 @@ def _parser() -> argparse.ArgumentParser:
     health.add_argument("--stale-after", type=float, default=5.0, help="seconds without update: STALE")
 
     sub.add_parser("nodes", help="list the nodes of the graph")
+
+    record = sub.add_parser("record", help="record topics to an MCAP file (ROS 2 message definitions inside)")
+    record.add_argument("topics", nargs="*", help="topics (default: all but /rosout, /parameter_events)")
+    record.add_argument("-o", "--output", required=True, help="MCAP file to write, e.g. run.mcap")
+    record.add_argument("--duration", type=float, default=0.0, help="stop after this many s (0: Ctrl-C)")
+
+    play = sub.add_parser("play", help="publish an MCAP recording back with its original timing")
+    play.add_argument("file", help="MCAP file written by krystal record or ros2 bag record -s mcap")
+    play.add_argument("--rate", type=float, default=1.0, help="time factor: 2 plays twice as fast")
+    play.add_argument("--loop", action="store_true", help="start again at the end")
+    play.add_argument("--topics", nargs="*", help="play only these topics")
+    play.add_argument("--wait-s", type=float, default=1.0, help="wait this long for subscribers first")
     return parser
+
+
+def _record(args: argparse.Namespace) -> int:
+    import threading
+    from pathlib import Path
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from krystal.record.node import RecorderNode
+    from krystal.ros import spin
+
+    spin.init(["krystal_record", "--ros-args", "--disable-stdout-logs"])
+    node = RecorderNode(Path(args.output), args.topics)
+    if args.duration > 0:
+        threading.Timer(args.duration, rclpy.try_shutdown).start()
+    code = spin.spin([node], SingleThreadedExecutor())
+    print(f"krystal record: {node.recorder.count} messages on {len(node.topics)} topics to {args.output}")
+    return code
+
+
+def _play(args: argparse.Namespace) -> int:
+    import threading
+    from pathlib import Path
+
+    from rclpy.node import Node
+
+    from krystal.record.node import Player
+    from krystal.ros import spin
+
+    if args.rate <= 0:
+        print("krystal play: --rate must be > 0", file=sys.stderr)
+        return 2
+    spin.init(["krystal_play"])
+    node = Node("krystal_play")
+    stop = threading.Event()
+    try:
+        player = Player(node, Path(args.file), args.topics)
+        player.wait_for_subscribers(args.wait_s)
+        n = player.play(args.rate, args.loop, stop)
+        print(f"krystal play: {n} messages from {args.file}")
+    except KeyboardInterrupt:
+        stop.set()
+    except (OSError, ValueError, ImportError, AttributeError) as exc:
+        print(f"krystal play: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        node.destroy_node()
+        import rclpy
+
+        rclpy.try_shutdown()
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,6 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with own_terminal():
             spin.init(["krystal", "--ros-args", "--disable-stdout-logs"])
             return spin.spin([AsciiViewNode(namespace=args.namespace, colors=args.colors)])
+    if args.command == "record":
+        return _record(args)
+    if args.command == "play":
+        return _play(args)
     return 2
 
 

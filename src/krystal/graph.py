@@ -64,6 +64,12 @@ GRAPH: tuple[NodeEntry, ...] = (
         node_class="krystal.devices.node:DeviceAgentsNode",
         description="One lifecycle node per configured device (DeviceStatus, DeviceCommand, audit log)",
     ),
+    NodeEntry(
+        name="reasoning",
+        executable="reasoning",
+        node_class="krystal.reasoning.node:ReasoningNode",
+        description="Telemetry to StyleDecision: rules, frame-time prediction, TD policy, decision log",
+    ),
 )
 
 

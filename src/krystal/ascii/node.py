@@ -28,7 +28,7 @@ from krystal.msg import AsciiFrame, AudioFeatures, RenderStats, StyleDecision
 from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
 from krystal.ros.image import ImageFormatError, array_to_image, image_to_array
 from krystal.ros.params import Param, ParamTable
-from krystal.ros.qos import overridable, reliable_qos, sensor_qos
+from krystal.ros.qos import latched_qos, overridable, reliable_qos, sensor_qos
 from krystal.sched.metrics import RateMeter, Window
 
 PARAMS = (
@@ -71,6 +71,7 @@ PARAMS = (
         "Learned-kernel weights (.npz); empty: $KRYSTAL_GLYPH_MODEL or the shipped model",
         validate=lambda path: _model_error(path),  # noqa: PLW0108  (defined below)
     ),
+    Param("slowdown", 1.0, "Test/load knob: each render stretched (sleep) to this times its cost", 1.0, 100.0),
 )
 _STYLE_PARAMS = {
     "columns", "rows", "mode", "kernel", "kernel_size", "charset", "invert", "color_depth",
@@ -127,7 +128,7 @@ class AsciiRendererNode(Node):
             sensor_qos(depth=1),
             qos_overriding_options=overridable(),
         )
-        self.create_subscription(StyleDecision, "krystal/style", self._on_style, reliable_qos(10))
+        self.create_subscription(StyleDecision, "krystal/style", self._on_style, latched_qos())
         self.create_subscription(AudioFeatures, "audio/features", self._on_audio, sensor_qos(depth=5))
         self._rendered = self._invalid = self._dropped = self._stale = 0
         self._in_rate, self._out_rate = RateMeter(), RateMeter()
@@ -254,6 +255,8 @@ class AsciiRendererNode(Node):
             self._diagnostics.level_changed("render", ERROR)
             return
         out = self._frame(msg.header, render)
+        if self.params["slowdown"] > 1.0:  # a slower machine, for closed-loop tests
+            time.sleep((time.perf_counter() - t0) * (self.params["slowdown"] - 1.0))
         render_ms = (time.perf_counter() - t0) * 1e3
         out.render_time_ms = render_ms
         out.latency_ms = (time.time_ns() - stamp_ns) / 1e6 if stamp_ns else 0.0

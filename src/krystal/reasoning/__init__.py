@@ -1,0 +1,1 @@
+"""Reasoning: rules, frame-time prediction, TD policy and the decision log behind StyleDecision."""

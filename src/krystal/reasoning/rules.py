@@ -1,0 +1,215 @@
+"""The guardrail rules: budget, headroom, tempo and thermal, with hysteresis and minimum dwell.
+
+A state machine over a ladder of styles (styles.py). Time comes in as an argument (seconds on
+any monotonic clock), so tests drive it frame by frame.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from krystal.reasoning.context import Context
+from krystal.reasoning.predictor import Prediction
+from krystal.reasoning.styles import Style, mode_floor
+
+Predict = Callable[[Style], Prediction]
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    budget_ms: float = 33.0
+    over_frames: int = 3  # K frames in a row over budget: step down
+    headroom_ratio: float = 0.5  # a frame under budget * ratio counts as headroom
+    headroom_frames: int = 30  # this many headroom frames in a row: step up
+    min_dwell_s: float = 3.0  # no step up sooner than this after any change
+    down_dwell_s: float = 0.3  # no step down sooner (frames of the old style are still arriving)
+    context_dwell_s: float = 1.0  # tempo/thermal switches no sooner than this after a change
+    backoff_factor: float = 2.0  # a step up undone within backoff_window_s multiplies the up dwell
+    backoff_window_s: float = 10.0
+    max_dwell_s: float = 60.0
+    tempo_high_bpm: float = 140.0  # above: the fast (music) ladder
+    tempo_low_bpm: float = 120.0  # below: back to the calm ladder
+    thermal_high: float = 0.6  # throttle penalty at or above: cheaper modes
+    thermal_low: float = 0.4  # below: the restriction is lifted
+    predict: bool = True  # act on predicted frame times, not only measured ones
+    predict_margin: float = 0.9  # predicted > budget * margin: step down before the budget is missed
+    fit_ratio: float = 0.75  # a target style must be predicted under budget * fit_ratio
+
+
+@dataclass(frozen=True)
+class Proposal:
+    family: str
+    level: int
+    reason: str
+    rule: str  # "budget", "predict", "headroom", "tempo", "thermal", "start"
+
+
+class Rules:
+    """Holds the current (family, level) and proposes changes; `apply` commits one."""
+
+    def __init__(self, config: RuleConfig, ladders: dict[str, tuple[Style, ...]]) -> None:
+        if not ladders.get("calm"):
+            raise ValueError("the calm ladder is empty")
+        self.config = config
+        self.ladders = {k: v for k, v in ladders.items() if v}
+        self.family = "calm"
+        self.level = 0
+        self.hot = False
+        self.last_change_s = -math.inf
+        self.last_up_s = -math.inf
+        self.up_dwell_s = config.min_dwell_s
+        self.over = 0
+        self.headroom = 0
+
+    @property
+    def styles(self) -> tuple[Style, ...]:
+        return self.ladders[self.family]
+
+    @property
+    def style(self) -> Style:
+        return self.styles[self.level]
+
+    def floor(self, family: str | None = None) -> int:
+        return mode_floor(self.ladders[family or self.family]) if self.hot else 0
+
+    def frame(self, render_ms: float) -> None:
+        """One frame rendered in the current style."""
+        c = self.config
+        self.over = self.over + 1 if render_ms > c.budget_ms else 0
+        self.headroom = self.headroom + 1 if render_ms < c.budget_ms * c.headroom_ratio else 0
+
+    def _fitting(self, styles: tuple[Style, ...], start: int, predict: Predict | None) -> int:
+        """First level from `start` down whose predicted time fits; the bottom when none does."""
+        if predict is None or not self.config.predict:
+            return min(start, len(styles) - 1)
+        limit = self.config.budget_ms * self.config.fit_ratio
+        for i in range(start, len(styles)):
+            if predict(styles[i]).ms <= limit:
+                return i
+        return len(styles) - 1
+
+    def _context(self, ctx: Context) -> tuple[str, str]:
+        c = self.config
+        tempo, family = ctx.audio_tempo_bpm, self.family
+        if math.isnan(tempo):
+            family = "calm"
+        elif tempo >= c.tempo_high_bpm:
+            family = "fast"
+        elif tempo < c.tempo_low_bpm:
+            family = "calm"
+        if family not in self.ladders:
+            family = "calm"
+        if family == self.family:
+            return family, ""
+        if family == "fast":
+            return family, f"tempo {tempo:.0f} BPM >= {c.tempo_high_bpm:.0f}"
+        why = "audio stale" if math.isnan(tempo) else f"tempo {tempo:.0f} BPM < {c.tempo_low_bpm:.0f}"
+        return family, why
+
+    def _thermal(self, ctx: Context) -> bool:
+        p = ctx.throttle_penalty
+        if math.isnan(p):
+            return self.hot  # unknown: keep what we had, no guess
+        if p >= self.config.thermal_high:
+            return True
+        if p < self.config.thermal_low:
+            return False
+        return self.hot
+
+    def propose(self, now_s: float, ctx: Context, predict: Predict | None = None) -> Proposal | None:
+        c = self.config
+        since = now_s - self.last_change_s
+        family, why = self._context(ctx)
+        if why and since >= c.context_dwell_s:
+            start = max(self.floor(family), min(self.level, len(self.ladders[family]) - 1))
+            if family != "calm":
+                start = self.floor(family)  # a mode change: take the new family's best fitting style
+            return Proposal(family, self._fitting(self.ladders[family], start, predict), why, "tempo")
+        hot = self._thermal(ctx)
+        if hot != self.hot:
+            self.hot = hot
+        floor = self.floor()
+        if self.level < floor and since >= c.context_dwell_s:
+            return Proposal(
+                self.family,
+                floor,
+                f"thermal penalty {ctx.throttle_penalty:.2f} >= {c.thermal_high}",
+                "thermal",
+            )
+        bottom = len(self.styles) - 1
+        if self.level < bottom and since >= c.down_dwell_s:
+            if self.over >= c.over_frames:
+                target = self._fitting(self.styles, self.level + 1, predict)
+                return Proposal(
+                    self.family,
+                    target,
+                    f"render {ctx.render_time_ms:.1f} ms over the {c.budget_ms:.0f} ms budget "
+                    f"for {self.over} frames",
+                    "budget",
+                )
+            if predict is not None and c.predict:
+                p = predict(self.style)
+                if p.known and p.ms > c.budget_ms * c.predict_margin:
+                    return Proposal(
+                        self.family,
+                        self._fitting(self.styles, self.level + 1, predict),
+                        f"predicted {p.ms:.1f} ms > {c.predict_margin:.0%} of the "
+                        f"{c.budget_ms:.0f} ms budget",
+                        "predict",
+                    )
+        if self.level > floor and self.headroom >= c.headroom_frames and since >= self.up_dwell_s:
+            target = self.level - 1
+            if predict is not None and c.predict:
+                p = predict(self.styles[target])
+                if p.known and p.ms > c.budget_ms * c.fit_ratio:
+                    return None
+            return Proposal(
+                self.family,
+                target,
+                f"headroom: {self.headroom} frames under {c.headroom_ratio:.0%} of the budget",
+                "headroom",
+            )
+        return None
+
+    def apply(self, now_s: float, family: str, level: int) -> bool:
+        """Commit a change (from the rules or a policy they bounded); False if nothing changed."""
+        level = max(0, min(level, len(self.ladders[family]) - 1))
+        if family == self.family and level == self.level:
+            return False
+        c = self.config
+        down = family == self.family and level > self.level
+        up = family == self.family and level < self.level
+        if down and now_s - self.last_up_s < c.backoff_window_s:
+            self.up_dwell_s = min(c.max_dwell_s, self.up_dwell_s * c.backoff_factor)  # it flapped
+        elif up:
+            if now_s - self.last_change_s > c.backoff_window_s:
+                self.up_dwell_s = c.min_dwell_s  # held well: forget the backoff
+            self.last_up_s = now_s
+        self.family, self.level = family, level
+        self.last_change_s = now_s
+        self.over = self.headroom = 0
+        return True
+
+    def allowed(self, now_s: float, predict: Predict | None) -> list[int]:
+        """Levels a learning policy may pick now: at or above the floor, within the dwell rules,
+        and predicted to fit (a style never seen is allowed only downwards)."""
+        c = self.config
+        since = now_s - self.last_change_s
+        out = [self.level]
+        for lv in range(self.floor(), len(self.styles)):
+            if lv == self.level:
+                continue
+            if lv < self.level and since < self.up_dwell_s:
+                continue
+            if lv > self.level and since < c.down_dwell_s:
+                continue
+            if predict is not None and c.predict:
+                p = predict(self.styles[lv])
+                if not p.known and lv < self.level:
+                    continue
+                if p.known and p.ms > c.budget_ms * c.fit_ratio:
+                    continue
+            out.append(lv)
+        return sorted(out)

@@ -1,0 +1,1 @@
+"""MCAP recording and playback of topics (`krystal record`, `krystal play`)."""

@@ -1,0 +1,137 @@
+"""The ROS side of `krystal record` and `krystal play`: raw (serialized) subscriptions and
+publishers, so messages go to and from the file byte for byte."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+from krystal.record.mcapio import McapRecorder, qos_from_metadata, qos_metadata, read_mcap, type_class
+from krystal.ros.qos import latched_qos, reliable_qos, sensor_qos
+
+SKIPPED_BY_ALL = ("/rosout", "/parameter_events")
+
+
+def _profile(reliability: str, durability: str, depth: int) -> QoSProfile:
+    if durability == "transient_local":
+        profile = latched_qos(depth)
+    elif reliability == "reliable":
+        profile = reliable_qos(depth)
+    else:
+        profile = sensor_qos(depth)
+    if reliability == "best_effort":
+        profile.reliability = ReliabilityPolicy.BEST_EFFORT
+    return profile
+
+
+class RecorderNode(Node):
+    """Subscribes to `topics` (all but /rosout and /parameter_events when empty) as they appear,
+    with QoS that matches their publishers, and writes every message to `path`."""
+
+    def __init__(self, path: Path, topics: Sequence[str] = (), node_name: str = "krystal_record") -> None:
+        super().__init__(node_name)
+        self.recorder = McapRecorder(path)
+        self._wanted = [t if t.startswith("/") else self.resolve_topic_name(t) for t in topics]
+        self._subs: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self.errors: list[str] = []
+        self._discover()
+        self._timer = self.create_timer(0.2, self._discover)
+
+    def _discover(self) -> None:
+        for topic, types in self.get_topic_names_and_types():
+            if topic in self._subs or not types:
+                continue
+            if self._wanted and topic not in self._wanted:
+                continue
+            if not self._wanted and topic in SKIPPED_BY_ALL:
+                continue
+            infos = self.get_publishers_info_by_topic(topic)
+            if not infos:
+                continue
+            type_name = types[0]
+            try:
+                msg_type = type_class(type_name)
+                reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
+                latched = all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos)
+                rel, dur = (
+                    ("reliable" if reliable else "best_effort"),
+                    ("transient_local" if latched else "volatile"),
+                )
+                self.recorder.add_topic(topic, type_name, qos_metadata(rel, dur, 10))
+            except (ImportError, AttributeError, OSError, ValueError) as exc:
+                note = f"cannot record {topic} ({type_name}): {exc}"
+                if note not in self.errors:
+                    self.errors.append(note)
+                    self.get_logger().error(note)
+                self._subs[topic] = None
+                continue
+            self._subs[topic] = self.create_subscription(
+                msg_type,
+                topic,
+                lambda data, t=topic: self._on_message(t, data),
+                _profile(rel, dur, 100),
+                raw=True,
+            )
+            self.get_logger().info(f"recording {topic} ({type_name})")
+
+    def _on_message(self, topic: str, data: bytes) -> None:
+        with self._lock:
+            self.recorder.write(topic, data, time.time_ns())
+
+    @property
+    def topics(self) -> list[str]:
+        return [t for t, s in self._subs.items() if s is not None]
+
+    def destroy_node(self) -> None:
+        with self._lock:
+            self.recorder.close()
+        super().destroy_node()
+
+
+class Player:
+    """Publishes a recording back with its original timing, scaled by 1/`rate`."""
+
+    def __init__(self, node: Node, path: Path, topics: Sequence[str] | None = None) -> None:
+        self.node = node
+        self.path = path
+        self.topics = list(topics) if topics else None
+        self.publishers: dict[str, Any] = {}
+        self.published = 0
+        for rec in read_mcap(path, self.topics):
+            if rec.topic not in self.publishers:
+                rel, dur, depth = qos_from_metadata(rec.qos)
+                self.publishers[rec.topic] = node.create_publisher(
+                    type_class(rec.type_name), rec.topic, _profile(rel, dur, depth)
+                )
+
+    def wait_for_subscribers(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(p.get_subscription_count() > 0 for p in self.publishers.values()):
+                return
+            time.sleep(0.02)
+
+    def play(self, rate: float = 1.0, loop: bool = False, stop: threading.Event | None = None) -> int:
+        """Blocks until the end (or `stop`); returns the messages published."""
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            first: int | None = None
+            start = time.monotonic()
+            for rec in read_mcap(self.path, self.topics):
+                first = rec.log_time_ns if first is None else first
+                due = start + (rec.log_time_ns - first) / 1e9 / rate
+                delay = due - time.monotonic()
+                if delay > 0 and stop.wait(delay):
+                    return self.published
+                self.publishers[rec.topic].publish(rec.data)
+                self.published += 1
+            if not loop or first is None:
+                break
+        return self.published
