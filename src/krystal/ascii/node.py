@@ -71,7 +71,7 @@ PARAMS = (
         "Learned-kernel weights (.npz); empty: $KRYSTAL_GLYPH_MODEL or the shipped model",
         validate=lambda path: _model_error(path),  # noqa: PLW0108  (defined below)
     ),
-    Param("slowdown", 1.0, "Test/load knob: each render stretched (sleep) to this times its cost", 1.0, 100.0),
+    Param("slowdown", 1.0, "Test/load knob: render stretched (sleep) to this times its cost", 1.0, 100.0),
 )
 _STYLE_PARAMS = {
     "columns", "rows", "mode", "kernel", "kernel_size", "charset", "invert", "color_depth",
