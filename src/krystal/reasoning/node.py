@@ -71,6 +71,9 @@ PARAMS = (
     Param("predict_margin", 0.9, "Predicted over budget times this: step down before missing it", 0.1, 2.0),
     Param("fit_ratio", 0.75, "A target style must be predicted under budget times this", 0.1, 1.0),
     Param(
+        "probe_factor", 3.0, "A step up predicted not to fit is tried after this many up dwells", 1.0, 100.0
+    ),
+    Param(
         "modes",
         ["edges", "ramp"],
         "Calm styles, preferred first, each cheaper",
@@ -366,8 +369,8 @@ class ReasoningNode(Node):
             self.inputs.cpu_ratio = _cpu_ratio()
         decision = self.reasoner.step(now, self.inputs.context(now))
         if decision is not None:
+            self._write(log_record(decision, time.time()))  # logged before anyone can act on it
             self._publish(decision)
-            self._write(log_record(decision, time.time()))
             self.get_logger().info(
                 f"decision {decision.decision_id} ({decision.policy}): "
                 f"{decision.style.label()}: {decision.reason}"

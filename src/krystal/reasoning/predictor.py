@@ -95,9 +95,16 @@ class FramePredictor:
             return
         x = features(style.cells, load)
         m = self._model(style.key)
+        target = render_ms
         if m.n >= self._min_frames:
-            self.residual_ms += self._alpha * (render_ms - m.predict(x) - self.residual_ms)
-        m.update(x, render_ms - self.residual_ms)
+            base = m.predict(x)
+            self.residual_ms += self._alpha * (render_ms - base - self.residual_ms)
+            # a jump goes to the shared residual first; the style's own model moves by a bounded
+            # step, so a few frames under a passing load do not teach it a wrong cost
+            step = render_ms - self.residual_ms - base
+            bound = 0.2 * abs(base) + 0.5
+            target = base + max(-bound, min(bound, step)) + self.residual_ms
+        m.update(x, target - self.residual_ms)
         self._last_key = style.key
 
     def predict(self, style: Style, load: Load) -> Prediction:

@@ -36,6 +36,7 @@ class RuleConfig:
     predict: bool = True  # act on predicted frame times, not only measured ones
     predict_margin: float = 0.9  # predicted > budget * margin: step down before the budget is missed
     fit_ratio: float = 0.75  # a target style must be predicted under budget * fit_ratio
+    probe_factor: float = 3.0  # a step up predicted not to fit is tried after this many up dwells
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,9 @@ class Rules:
             target = self.level - 1
             if predict is not None and c.predict:
                 p = predict(self.styles[target])
-                if p.known and p.ms > c.budget_ms * c.fit_ratio:
+                # a prediction can be stale (that style was last seen under load): it holds the
+                # step up back for at most probe_factor dwells, then the style is tried again
+                if p.known and p.ms > c.budget_ms * c.fit_ratio and since < c.probe_factor * self.up_dwell_s:
                     return None
             return Proposal(
                 self.family,
