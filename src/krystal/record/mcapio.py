@@ -109,20 +109,31 @@ class Recorded:
     data: bytes  # CDR, as published
 
 
+class RecordingError(ValueError):
+    """The file is not a readable MCAP recording (truncated, corrupt, not MCAP)."""
+
+
 def read_mcap(path: Path, topics: list[str] | None = None) -> Iterator[Recorded]:
-    """Every CDR message of the file in log-time order."""
+    """Every CDR message of the file in log-time order; RecordingError when it cannot be read."""
     with open(path, "rb") as f:
-        reader = make_reader(f)
-        for schema, channel, message in reader.iter_messages(topics=topics, log_time_order=True):
-            if channel.message_encoding != "cdr" or schema is None:
-                continue
-            yield Recorded(
-                channel.topic,
-                schema.name,
-                channel.metadata.get("offered_qos_profiles", ""),
-                message.log_time,
-                bytes(message.data),
-            )
+        try:
+            reader = make_reader(f)
+            for schema, channel, message in reader.iter_messages(topics=topics, log_time_order=True):
+                if channel.message_encoding != "cdr" or schema is None:
+                    continue
+                yield Recorded(
+                    channel.topic,
+                    schema.name,
+                    channel.metadata.get("offered_qos_profiles", ""),
+                    message.log_time,
+                    bytes(message.data),
+                )
+        except RecordingError:
+            raise
+        except Exception as exc:  # the mcap reader raises many kinds on a bad file
+            raise RecordingError(
+                f"{path}: not a readable MCAP recording ({type(exc).__name__}: {exc})"
+            ) from exc
 
 
 def type_class(type_name: str) -> Any:
