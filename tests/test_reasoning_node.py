@@ -17,6 +17,7 @@ from bench.scenes import synthetic
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from krystal.msg import AsciiFrame, AudioFeatures, GpuTelemetry, RenderStats, StyleDecision, ThermalState
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.time import Time
 from sensor_msgs.msg import Image
@@ -63,14 +64,13 @@ class Watcher:
         return self.decisions[-1][1].mode if self.decisions else ""
 
 
-def _run(nodes: list, w: Watcher, seconds: float, until=None, feed: bool = True) -> bool:
-    """Feed images at ~20 Hz for up to `seconds` or until `until()` holds."""
+def _run(executor, seconds: float, until=None) -> bool:
+    """Spin one persistent executor (fair to every node) for up to `seconds` or until `until()`."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if feed:
-            w.image()
-        if spin_until(nodes, lambda: until is not None and until(), 0.05):
+        if until is not None and until():
             return True
+        executor.spin_once(timeout_sec=0.02)
     return until() if until is not None else True
 
 
@@ -90,26 +90,29 @@ def test_closed_loop_slow_renderer_steps_down_fast_and_back_up(ros, tmp_path: Pa
         log_path=str(tmp_path / "d.jsonl"),
     )
     w = Watcher()
-    nodes = [renderer, reasoner, w.node]
+    w.node.create_timer(0.05, w.image)  # 20 fps of camera input
+    executor = SingleThreadedExecutor()
+    for n in (renderer, reasoner, w.node):
+        executor.add_node(n)
     full = lambda: w.decisions and w.decisions[-1][1].columns == 120 and w.mode == "edges"  # noqa: E731
-    assert _run(nodes, w, 10.0, lambda: full() and len(w.frames) >= 15)
+    assert _run(executor, 10.0, lambda: full() and len(w.frames) >= 15)
     edges_ms = statistics.median(f.render_time_ms for _, f in w.frames[-10:] if f.mode == "edges")
-    # a machine this much slower: edges ~3x over budget, only the smallest grid fits
-    renderer.set_parameters([Parameter("slowdown", value=max(2.0, 3 * BUDGET_MS / edges_ms))])
+    # a machine this much slower: edges ~2x over budget, only the smallest grid fits
+    renderer.set_parameters([Parameter("slowdown", value=max(2.0, 2 * BUDGET_MS / edges_ms))])
     t_load, n_decisions = time.monotonic(), len(w.decisions)
-    assert _run(nodes, w, 10.0, lambda: len(w.decisions) > n_decisions and w.decisions[-1][1].columns < 120)
+    assert _run(executor, 10.0, lambda: len(w.decisions) > n_decisions and w.decisions[-1][1].columns < 120)
     first_over = min(t for t, f in w.frames if t >= t_load and f.render_time_ms > BUDGET_MS)
     downgrade = next(t for t, d in w.decisions[n_decisions:] if d.policy == "rules")
     assert downgrade - first_over < 1.0, f"decision {downgrade - first_over:.2f} s after the first slow frame"
     t_down = time.monotonic()
-    assert _run(nodes, w, 5.0, lambda: sum(t > t_down + 0.3 for t, _ in w.frames) >= 8)
+    assert _run(executor, 5.0, lambda: sum(t > t_down + 0.3 for t, _ in w.frames) >= 8)
     after = [f.render_time_ms for t, f in w.frames if t > t_down + 0.3]
     assert statistics.median(after) < BUDGET_MS, after
     # load removed: back up to the full style, then steady
     renderer.set_parameters([Parameter("slowdown", value=1.0)])
-    assert _run(nodes, w, 12.0, full), [d.reason for _, d in w.decisions]
+    assert _run(executor, 12.0, full), [d.reason for _, d in w.decisions]
     t_steady, n_steady = time.monotonic(), len(w.decisions)
-    _run(nodes, w, 6.0)
+    _run(executor, 6.0)
     switches = len(w.decisions) - n_steady
     assert switches <= 1, [d.reason for _, d in w.decisions[n_steady:]]
     assert time.monotonic() - t_steady >= 6.0
@@ -117,6 +120,7 @@ def test_closed_loop_slow_renderer_steps_down_fast_and_back_up(ros, tmp_path: Pa
     records = read_decisions(tmp_path / "d.jsonl")
     assert [r["decision"]["decision_id"] for r in records] == [d.decision_id for _, d in w.decisions]
     assert all(r["outcome"] is not None for r in records)
+    executor.shutdown(timeout_sec=1.0)
     renderer.destroy_node()
 
 

@@ -18,7 +18,7 @@ from sensor_msgs.msg import Image
 from krystal.ascii.engine import Engine, Style
 from krystal.ascii.node import AsciiRendererNode, AsciiViewNode
 from krystal.ros.image import array_to_image
-from krystal.ros.qos import reliable_qos, sensor_qos
+from krystal.ros.qos import latched_qos, sensor_qos
 from tests.conftest import spin_until
 from tests.test_nodes import Probe
 
@@ -64,7 +64,7 @@ def test_colour_frames_and_rendered_image(ros) -> None:
 
 def test_style_decisions_apply_on_the_next_frame_and_bad_ones_are_refused(ros) -> None:
     renderer, probe = _renderer(columns=24, rows=8), Probe()
-    style_pub = probe.node.create_publisher(StyleDecision, "krystal/style", reliable_qos(10))
+    style_pub = probe.node.create_publisher(StyleDecision, "krystal/style", latched_qos(10))
     nodes = [renderer, probe.node]
     assert _feed(nodes, probe, lambda: bool(probe.frames))
     assert spin_until(nodes, lambda: style_pub.get_subscription_count() > 0, 5.0)

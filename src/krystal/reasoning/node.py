@@ -110,6 +110,9 @@ PARAMS = (
     Param("td_w_quality", 0.5, "Reward weight: measured quality of the style's mode", 0.0, 10.0),
     Param("td_w_fit", 0.3, "Reward weight: style fits the context", 0.0, 10.0),
     Param("td_w_switch", 0.2, "Reward weight: cost of a switch", 0.0, 10.0),
+    Param(
+        "td_optimism", 3.0, "Initial Q value: every allowed style is tried before it is judged", 0.0, 100.0
+    ),
     Param("td_table_path", "", "Q table file; empty: $XDG_STATE_HOME/krystal/td_table.json", read_only=True),
     Param("td_save_period_s", 30.0, "Save the Q table this often (and at exit), 0 only at exit", 0.0, 3600.0),
     Param("outcome_frames", 30, "Frames after a decision that make its logged outcome", 1, 10000),

@@ -131,8 +131,11 @@ class Reasoner:
             start = Proposal("calm", 0, "start", "start")
             proposal: Proposal | None = start
         else:
-            proposal = self.rules.propose(now_s, ctx, predict)
+            # under TD the rules keep the guardrails; when to step up is the policy's to learn
+            proposal = self.rules.propose(now_s, ctx, predict, step_up=self.config.policy == "rules")
         if proposal is not None:
+            if proposal.rule == "start":
+                self._epoch_start = now_s  # the first TD step sees frames of the first style
             return self._decide(
                 now_s,
                 ctx,
@@ -163,6 +166,9 @@ class Reasoner:
         self._epoch_ms = []
         self._epoch_switched = False
         action, explored = self.q.choose(s, allowed)
+        # a switch costs w_switch now: a greedy move must be worth more than that
+        if not explored and self.q.value(s, action) - self.q.value(s, r.level) <= 2 * cfg.td.w_switch:
+            action = r.level
         self._prev_sa = (s, action)
         if action == r.level:
             return None

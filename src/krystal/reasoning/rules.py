@@ -119,7 +119,10 @@ class Rules:
             return False
         return self.hot
 
-    def propose(self, now_s: float, ctx: Context, predict: Predict | None = None) -> Proposal | None:
+    def propose(
+        self, now_s: float, ctx: Context, predict: Predict | None = None, step_up: bool = True
+    ) -> Proposal | None:
+        """The change the rules want now, if any; `step_up` False leaves steps up to a policy."""
         c = self.config
         since = now_s - self.last_change_s
         family, why = self._context(ctx)
@@ -160,7 +163,7 @@ class Rules:
                         f"{c.budget_ms:.0f} ms budget",
                         "predict",
                     )
-        if self.level > floor and self.headroom >= c.headroom_frames and since >= self.up_dwell_s:
+        if step_up and self.level > floor and self.headroom >= c.headroom_frames and since >= self.up_dwell_s:
             target = self.level - 1
             if predict is not None and c.predict:
                 p = predict(self.styles[target])
@@ -197,7 +200,7 @@ class Rules:
 
     def allowed(self, now_s: float, predict: Predict | None) -> list[int]:
         """Levels a learning policy may pick now: at or above the floor, within the dwell rules,
-        and predicted to fit (a style never seen is allowed only downwards)."""
+        and predicted to fit (a style never measured: downwards, or one step up with headroom)."""
         c = self.config
         since = now_s - self.last_change_s
         out = [self.level]
@@ -210,7 +213,12 @@ class Rules:
                 continue
             if predict is not None and c.predict:
                 p = predict(self.styles[lv])
-                if not p.known and lv < self.level:
+                # a style never measured: one step up, with the headroom the rules ask for
+                if (
+                    not p.known
+                    and lv < self.level
+                    and (lv < self.level - 1 or self.headroom < c.headroom_frames)
+                ):
                     continue
                 if p.known and p.ms > c.budget_ms * c.fit_ratio:
                     continue

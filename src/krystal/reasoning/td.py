@@ -25,6 +25,7 @@ class TdConfig:
     w_quality: float = 0.5
     w_fit: float = 0.3
     w_switch: float = 0.2
+    optimism: float = 3.0  # initial value per table: every allowed style gets tried before it is judged
 
 
 def state_of(ctx: Context, load_factor: float, family: str, hot: bool) -> str:
@@ -59,7 +60,7 @@ class DoubleQ:
     def _row(self, table: dict[str, list[float]], s: str) -> list[float]:
         row = table.get(s)
         if row is None or len(row) != self.n:
-            row = table[s] = [0.0] * self.n
+            row = table[s] = [self.config.optimism] * self.n
         return row
 
     @property
