@@ -44,6 +44,12 @@ def run(
                     overrides += [Parameter("columns", value=columns), Parameter("rows", value=rows)]
                 if mode:
                     overrides.append(Parameter("mode", value=mode))
+            if entry.name == "reasoning":  # its full-size styles are the renderer's grid and mode
+                if drawing and fit:
+                    columns, rows = fit_grid(*terminal_size())
+                    overrides += [Parameter("columns", value=columns), Parameter("rows", value=rows)]
+                if mode:
+                    overrides.append(Parameter("modes", value=[mode] if mode == "ramp" else [mode, "ramp"]))
             cls = load_node_class(entry)
             created.append(cls(node_name=entry.name, namespace=namespace, parameter_overrides=overrides))
         if view:
