@@ -151,6 +151,12 @@ def test_fast_tempo_goes_glitch_and_back_and_a_late_renderer_gets_the_current_st
     assert spin_until([reasoner, late_node], lambda: bool(late), 5.0)  # before any re-send
     assert late[0].decision_id == w.decisions[-1][1].decision_id
     late_node.destroy_node()
+    # an operator's manual choice (the gateway's) holds: no decision, no re-send over it
+    manual = w.node.create_publisher(StyleDecision, "krystal/style", latched_qos())
+    manual.publish(StyleDecision(decision_id=0, mode="sketch", policy="manual"))
+    n = len(w.decisions)
+    assert spin_until(nodes, lambda: reasoner._manual_until > 0, 5.0)
+    assert not audio(170.0, 2.5, lambda: len(w.decisions) > n + 1)  # 2.5 s: past a re-send period
     reasoner.destroy_node()
 
 

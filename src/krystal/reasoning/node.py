@@ -123,6 +123,7 @@ PARAMS = (
     Param("render_timeout_s", 2.0, "Render frames/stats older than this are stale (NaN)", 0.1, 600.0),
     Param("decision_rate_hz", 20.0, "How often the rules are evaluated", 1.0, 1000.0),
     Param("resend_period_s", 2.0, "The current decision is re-sent this often", 0.1, 3600.0),
+    Param("manual_hold_s", 30.0, "A manual StyleDecision (gateway) pauses decisions this long", 0.0, 86400.0),
     Param("log_enabled", True, "Write the decision log", read_only=True),
     Param("log_path", "", "Decision log; empty: $XDG_STATE_HOME/krystal/decisions.jsonl", read_only=True),
     Param("log_max_bytes", 10_000_000, "Rotate the log past this size", 1000, 10_000_000_000, read_only=True),
@@ -269,6 +270,8 @@ class ReasoningNode(Node):
         self.create_subscription(AudioFeatures, "audio/features", self._on_audio, sensor_qos(depth=5))
         self.create_subscription(RenderStats, "krystal/render_stats", self._on_stats, sensor_qos(depth=5))
         self.create_subscription(AsciiFrame, "krystal/ascii", self._on_frame, sensor_qos(depth=5))
+        self.create_subscription(StyleDecision, "krystal/style", self._on_style, latched_qos(5))
+        self._manual_until = 0.0
         self.published = 0
         self._last_cpu_s = 0.0
         self._last_save_s = time.monotonic()
@@ -364,9 +367,19 @@ class ReasoningNode(Node):
 
         self._guard("krystal/ascii", apply)
 
+    def _on_style(self, msg: StyleDecision) -> None:
+        """An operator's manual choice wins for manual_hold_s: no decisions, no re-sends."""
+        if msg.policy == "manual":
+            self._manual_until = time.monotonic() + self.params["manual_hold_s"]
+            self.get_logger().info(
+                f"manual style {msg.mode}: holding decisions for {self.params['manual_hold_s']} s"
+            )
+
     # -- decisions -----------------------------------------------------------------------------
     def _step(self) -> None:
         now = time.monotonic()
+        if now < self._manual_until:
+            return
         if now - self._last_cpu_s >= 0.5:
             self._last_cpu_s = now
             self.inputs.cpu_ratio = _cpu_ratio()
@@ -389,7 +402,7 @@ class ReasoningNode(Node):
         self.published += 1
 
     def _resend(self) -> None:
-        if self.reasoner.current is not None:
+        if self.reasoner.current is not None and time.monotonic() >= self._manual_until:
             self._publish(self.reasoner.current)
 
     def _write(self, record: dict[str, object]) -> None:
@@ -438,6 +451,8 @@ class ReasoningNode(Node):
         }
         if self._log_error:
             return Health(ERROR, self._log_error, values)
+        if time.monotonic() < self._manual_until:
+            return Health(OK, "manual style override: decisions paused", values)
         if d is None:
             return Health(WARN, "no decision yet", values)
         return Health(OK, f"{d.style.label()} ({d.policy}): {d.reason}"[:200], values)
