@@ -47,8 +47,8 @@ class OnlineError(ValueError):
 # ---- step functions: the past operators, one call per sample in time order -----------------------
 
 
-def _prev() -> Callable[[float, float], float]:
-    last = INF  # weak previous: true before the first sample, as rtamt
+def _prev(before: float) -> Callable[[float, float], float]:
+    last = before  # +inf: weak previous (rtamt's prev); -inf: strong (Reelay's pre)
 
     def step(t: float, x: float) -> float:
         nonlocal last
@@ -424,8 +424,8 @@ def _atom(f: Atom, slots: dict[str, int]) -> Imm:
 
 
 def _past_step(f: Temporal) -> Callable[[float, float], float]:
-    if f.op == "previous":
-        return _prev()
+    if f.op in ("previous", "pre"):
+        return _prev(INF if f.op == "previous" else -INF)
     return _past_window(f.lo, f.hi, f.op == "once")
 
 

@@ -76,7 +76,11 @@ class Binary:
 
 @dataclass(frozen=True)
 class Temporal:
-    """always/eventually (future), historically/once (past), previous; lo..hi in seconds."""
+    """always/eventually (future), historically/once (past); lo..hi in seconds.
+
+    `previous` (or `prev`) is weak, true before the first sample (as rtamt); `pre` is strong, false
+    there (as Reelay).
+    """
 
     op: str
     lo: float
@@ -98,7 +102,7 @@ class Interval2:
 Formula = Atom | Const | Not | Binary | Temporal | Interval2
 
 FUTURE = frozenset({"always", "eventually", "until"})
-PAST = frozenset({"historically", "once", "since", "previous"})
+PAST = frozenset({"historically", "once", "since", "previous", "pre"})
 _UNARY = {
     "always": "always",
     "eventually": "eventually",
@@ -106,6 +110,7 @@ _UNARY = {
     "once": "once",
     "previous": "previous",
     "prev": "previous",
+    "pre": "pre",
 }
 _BINARY_TEMPORAL = {"until": "until", "since": "since"}
 _UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "min": 60.0}
@@ -252,7 +257,7 @@ class _Parser:
             return Not(self.unary())
         if tok.kind == "name" and tok.text in _UNARY and self.toks[self.i + 1].text != ".":
             op = _UNARY[self.take().text]
-            if op == "previous":
+            if op in ("previous", "pre"):
                 return Temporal(op, 0.0, 0.0, self.unary())
             lo, hi = self.interval()
             return Temporal(op, lo, hi, self.unary())
@@ -390,7 +395,7 @@ def to_text(f: Formula) -> str:
     if isinstance(f, Binary):
         return f"({to_text(f.left)} {f.op} {to_text(f.right)})"
     if isinstance(f, Temporal):
-        if f.op == "previous":
-            return f"(previous {to_text(f.child)})"
+        if f.op in ("previous", "pre"):
+            return f"({f.op} {to_text(f.child)})"
         return f"({f.op}{b(f.lo, f.hi)} {to_text(f.child)})"
     return f"({to_text(f.left)} {f.op}{b(f.lo, f.hi)} {to_text(f.right)})"
