@@ -70,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     health.add_argument("--stale-after", type=float, default=5.0, help="seconds without update: STALE")
 
     sub.add_parser("nodes", help="list the nodes of the graph")
+
+    check = sub.add_parser("check", help="check temporal specifications against an MCAP recording")
+    check.add_argument("spec_file", help="one 'name: formula' per line (# comments)")
+    check.add_argument("recording", help="MCAP file with ROS 2 messages")
+    check.add_argument("--namespace", default="", help="namespace the recording's topics carry")
     return parser
 
 
@@ -101,6 +106,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         from krystal.health_cli import main as health_main
 
         return health_main(args.namespace, args.once, args.wait, args.stale_after)
+    if args.command == "check":
+        from krystal.temporal.offline import check as check_specs
+        from krystal.temporal.offline import mcap_messages, print_reports
+        from krystal.temporal.watch import VIOLATED, parse_spec_file
+
+        try:
+            with open(args.spec_file, encoding="utf-8") as f:
+                specs = parse_spec_file(f.read())
+            reports = check_specs(specs, mcap_messages(args.recording), args.namespace)
+        except (OSError, ValueError) as exc:
+            print(f"krystal check: {exc}", file=sys.stderr)
+            return 2
+        print_reports(reports, sys.stdout)
+        return 1 if any(r.verdict == VIOLATED for r in reports) else 0
     if args.command == "view":
         from krystal.ascii.node import AsciiViewNode
         from krystal.ros import spin

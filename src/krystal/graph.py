@@ -64,6 +64,12 @@ GRAPH: tuple[NodeEntry, ...] = (
         node_class="krystal.devices.node:DeviceAgentsNode",
         description="One lifecycle node per configured device (DeviceStatus, DeviceCommand, audit log)",
     ),
+    NodeEntry(
+        name="temporal_solver",
+        executable="temporal_solver",
+        node_class="krystal.temporal.node:TemporalSolverNode",
+        description="Temporal-logic monitors, DTW patterns and a chaos test over topics to TemporalVerdict",
+    ),
 )
 
 

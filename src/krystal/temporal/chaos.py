@@ -61,10 +61,10 @@ def lyapunov_r(
     i = np.arange(usable)[have]
     j = nn[have]
     div = []
+    floor = 1e-9 * (float(np.std(x)) or 1.0)  # below rounding noise: an exact recurrence stays put
     for k in range(trajectory_len):
         d = np.linalg.norm(y[i + k] - y[j + k], axis=1)
-        d = d[d > 0]
-        div.append(float(np.mean(np.log(d))) if len(d) else -np.inf)
+        div.append(float(np.mean(np.log(np.maximum(d, floor)))))
     fit = trajectory_len if fit_len is None else fit_len
     ks = np.arange(fit, dtype=np.float64)
     slope = float(np.polyfit(ks, np.asarray(div[:fit]), 1)[0])

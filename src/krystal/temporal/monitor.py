@@ -367,11 +367,11 @@ class _Until(_Stage):
             if not (p + hi < c if strict else p + hi <= c):
                 return
             best, m = -INF, INF
+            start, end = p + lo, p + hi  # the same comparisons as _Window's
             for tk, lk, rk in zip(ts, ls, rs):
-                d = tk - p
-                if d > hi:
+                if tk > end:
                     break
-                if d >= lo:
+                if tk >= start:
                     cand = rk if rk < m else m
                     if cand > best:
                         best = cand
