@@ -102,7 +102,7 @@ def test_robustness_equals_rtamt_discrete_offline() -> None:
         ref = [r for _, r in spec.evaluate({"time": list(range(n)), "x": xs, "y": ys})]
         got = evaluate(parse(ours), list(range(n)), {"a.x": xs, "a.y": ys})
         assert len(got) == len(ref)
-        for g, r in zip(got, ref):
+        for g, r in zip(got, ref, strict=False):
             assert g == r or abs(g - r) <= 1e-9, (ours, got, ref)
 
 
@@ -139,7 +139,9 @@ def _eval(text: str, trace: tuple[list[float], list[float], list[float]]) -> lis
 
 @settings(max_examples=25, deadline=None)
 @given(traces, bounds)
-def test_operator_identities(trace: tuple[list[float], list[float], list[float]], ab: tuple[float, float]) -> None:
+def test_operator_identities(
+    trace: tuple[list[float], list[float], list[float]], ab: tuple[float, float]
+) -> None:
     a, b = ab
     iv = f"[{a!r}:{b!r}]"
     pairs = [
@@ -172,7 +174,7 @@ def test_online_equals_offline_and_early_verdicts_are_sound(
     newest = [0.0]
     mon = Monitor(parse(text), ["a.x", "a.y"], on_output=lambda t, r: out.append((t, r, newest[0])))
     early: dict[float, bool] = {}
-    for t, x, y in zip(times, xs, ys):
+    for t, x, y in zip(times, xs, ys, strict=False):
         newest[0] = t
         mon.update(t, [x, y])
         e = mon.early()
@@ -189,7 +191,11 @@ def test_online_equals_offline_and_early_verdicts_are_sound(
 
 def test_bounded_future_decided_at_the_bound_and_not_before() -> None:
     out: list[tuple[float, float]] = []
-    mon = Monitor(parse("(a.x > 1) -> eventually[0:1s](a.y < 0)"), ["a.x", "a.y"], on_output=lambda t, r: out.append((t, r)))
+    mon = Monitor(
+        parse("(a.x > 1) -> eventually[0:1s](a.y < 0)"),
+        ["a.x", "a.y"],
+        on_output=lambda t, r: out.append((t, r)),
+    )
     mon.update(0.0, [2.0, 1.0])  # trigger, no reaction yet
     mon.update(0.5, [0.0, 1.0])
     assert out == [] and mon.early() is None  # undecided: never premature
@@ -291,7 +297,9 @@ def test_lyapunov_logistic_periodic_and_noise() -> None:
 @settings(max_examples=150, deadline=None)
 @given(
     st.lists(
-        st.sampled_from(list("ab./_[]0123456789 :<>=!-&|()\n") + ["always", "since", "not", "eventually", "inf", "ms"]),
+        st.sampled_from(
+            [*"ab./_[]0123456789 :<>=!-&|()\n", "always", "since", "not", "eventually", "inf", "ms"]
+        ),
         max_size=40,
     ).map("".join)
 )
@@ -305,11 +313,25 @@ def test_fuzz_spec_text(text: str) -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.floats(-1e3, 1e3), st.one_of(st.floats(allow_nan=True), st.booleans(), st.integers(-5, 5), st.text(max_size=3)), st.integers(0, 3)), max_size=30))
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(-1e3, 1e3),
+            st.one_of(st.floats(allow_nan=True), st.booleans(), st.integers(-5, 5), st.text(max_size=3)),
+            st.integers(0, 3),
+        ),
+        max_size=30,
+    )
+)
 def test_fuzz_messages(samples: list[tuple[float, object, int]]) -> None:
     from krystal.msg import ThermalState
 
-    w = SpecWatch(parse_spec_line("s: (thermal/state.max_temperature_c > 50) -> eventually[0:1](thermal/state.temperatures_c[1] < 40)"))
+    w = SpecWatch(
+        parse_spec_line(
+            "s: (thermal/state.max_temperature_c > 50)"
+            " -> eventually[0:1](thermal/state.temperatures_c[1] < 40)"
+        )
+    )
     for t, value, length in samples:
         msg = ThermalState()
         if isinstance(value, float):

@@ -10,8 +10,9 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
-from tests.conftest import spin_until
 from rclpy.parameter import Parameter
+
+from tests.conftest import spin_until
 
 HEADER = """std_msgs/Header header
 float32 max_temperature_c
@@ -42,13 +43,20 @@ def test_krystal_check_on_an_mcap_file(tmp_path: Path) -> None:
             w.write_message(
                 "/thermal/state",
                 schema,
-                {"header": {"stamp": stamp, "frame_id": ""}, "max_temperature_c": temp, "temperatures_c": [temp]},
+                {
+                    "header": {"stamp": stamp, "frame_id": ""},
+                    "max_temperature_c": temp,
+                    "temperatures_c": [temp],
+                },
                 log_time=(100 + i) * 10**9,
                 publish_time=(100 + i) * 10**9,
             )
         w.finish()
     specs = tmp_path / "specs.txt"
-    specs.write_text("# thermal\nhot: always (thermal/state.max_temperature_c < 85)\ncool: once (thermal/state.temperatures_c[0] < 71)\n")
+    specs.write_text(
+        "# thermal\nhot: always (thermal/state.max_temperature_c < 85)\n"
+        "cool: once (thermal/state.temperatures_c[0] < 71)\n"
+    )
     out = io.StringIO()
     with redirect_stdout(out):
         code = main(["check", str(specs), str(rec)])
@@ -69,15 +77,16 @@ def _stamp(node, t_s: float):  # type: ignore[no-untyped-def]
 
 def test_node_verdicts_and_check_trace(ros: None) -> None:
     import rclpy
+    from krystal.msg import RenderStats, StyleDecision, TemporalVerdict
+    from krystal.srv import CheckTrace
     from rclpy.node import Node
 
-    from krystal.msg import RenderStats, StyleDecision, TemporalVerdict
     from krystal.ros.qos import reliable_qos
-    from krystal.srv import CheckTrace
     from krystal.temporal.node import TemporalSolverNode
 
     specs = [
-        "react: (krystal/render_stats.render_time_ms_p99 > 33) -> eventually[0:0.5s](krystal/style.kernel_size < 5)",
+        "react: (krystal/render_stats.render_time_ms_p99 > 33)"
+        " -> eventually[0:0.5s](krystal/style.kernel_size < 5)",
         "budget: krystal/render_stats.render_time_ms_p99 < 40",
     ]
     solver = TemporalSolverNode(
@@ -91,7 +100,9 @@ def test_node_verdicts_and_check_trace(ros: None) -> None:
     stats_pub = peer.create_publisher(RenderStats, "krystal/render_stats", reliable_qos())
     style_pub = peer.create_publisher(StyleDecision, "krystal/style", reliable_qos())
     got: list[tuple[float, TemporalVerdict]] = []
-    peer.create_subscription(TemporalVerdict, "krystal/verdicts", lambda m: got.append((time.monotonic(), m)), reliable_qos(50))
+    peer.create_subscription(
+        TemporalVerdict, "krystal/verdicts", lambda m: got.append((time.monotonic(), m)), reliable_qos(50)
+    )
     assert spin_until([solver, peer], lambda: len(solver._subs) == 2, 20.0), solver._subs
 
     def publish_stats(p99: float) -> float:
@@ -109,7 +120,9 @@ def test_node_verdicts_and_check_trace(ros: None) -> None:
         style_pub.publish(msg)
 
     def verdicts(name: str, v: int) -> list[tuple[float, TemporalVerdict]]:
-        return [(w, m) for w, m in got if m.monitor == name and m.verdict == v and not math.isnan(m.robustness)]
+        return [
+            (w, m) for w, m in got if m.monitor == name and m.verdict == v and not math.isnan(m.robustness)
+        ]
 
     publish_style(7)
     publish_stats(10.0)
@@ -121,7 +134,9 @@ def test_node_verdicts_and_check_trace(ros: None) -> None:
 
     def slow_verdict() -> list[tuple[float, TemporalVerdict]]:
         return [
-            (w, m) for w, m in verdicts("react", 2) if abs(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 - t_slow) < 1e-3
+            (w, m)
+            for w, m in verdicts("react", 2)
+            if abs(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 - t_slow) < 1e-3
         ]
 
     assert spin_until([solver, peer], lambda: bool(slow_verdict()), 10.0)
@@ -138,7 +153,11 @@ def test_node_verdicts_and_check_trace(ros: None) -> None:
     publish_style(3)
 
     def sat() -> list[tuple[float, TemporalVerdict]]:
-        return [(w, m) for w, m in verdicts("react", 1) if abs(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 - t2) < 1e-3]
+        return [
+            (w, m)
+            for w, m in verdicts("react", 1)
+            if abs(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 - t2) < 1e-3
+        ]
 
     assert spin_until([solver, peer], lambda: bool(sat()), 10.0)
     assert sat()[0][1].value < t2 + 0.5 and sat()[0][0] - react_wall < 0.5
@@ -169,7 +188,9 @@ def test_bad_spec_parameter_is_refused(ros: None) -> None:
     solver = TemporalSolverNode(parameter_overrides=[Parameter("chaos_signal", Parameter.Type.STRING, "")])
     result = solver.set_parameters([Parameter("specs", Parameter.Type.STRING_ARRAY, ["x: a.b <"])])[0]
     assert not result.successful and "line 1, column" in result.reason
-    result = solver.set_parameters([Parameter("specs", Parameter.Type.STRING_ARRAY, ["x: eventually (a.b < 1)"])])[0]
+    result = solver.set_parameters(
+        [Parameter("specs", Parameter.Type.STRING_ARRAY, ["x: eventually (a.b < 1)"])]
+    )[0]
     assert result.successful
     assert solver._specs_health().level == b"\x02"  # refused online: ERROR with the reason
     solver.destroy_node()

@@ -47,8 +47,13 @@ class Lyapunov:
     divergence: tuple[float, ...]  # mean log distance after k steps, k = 0..trajectory_len-1
 
 
-def lyapunov_r(
-    x: F64, dim: int = 2, lag: int = 1, min_tsep: int = 10, trajectory_len: int = 6, fit_len: int | None = None
+def lyapunov_r(  # noqa: PLR0917
+    x: F64,
+    dim: int = 2,
+    lag: int = 1,
+    min_tsep: int = 10,
+    trajectory_len: int = 6,
+    fit_len: int | None = None,
 ) -> Lyapunov:
     """Rosenstein's estimate: slope of the mean log divergence of nearest neighbours, per sample."""
     x = np.asarray(x, dtype=np.float64)
@@ -91,7 +96,8 @@ def surrogate(x: F64, rng: np.random.Generator) -> F64:
     phases[0] = 0.0
     if len(x) % 2 == 0:
         phases[-1] = 0.0
-    return np.fft.irfft(np.abs(spec) * np.exp(1j * phases), n=len(x)) + x.mean()
+    out: F64 = np.fft.irfft(np.abs(spec) * np.exp(1j * phases), n=len(x)) + x.mean()
+    return out
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,7 @@ class ChaosVerdict:
     reason: str
 
 
-def chaos_test(
+def chaos_test(  # noqa: PLR0917
     x: F64,
     sample_period_s: float = 1.0,
     dim: int = 2,
@@ -128,9 +134,12 @@ def chaos_test(
     if lam <= min_exponent:
         chaotic, reason = False, f"exponent {lam:.3f}/sample is not positive"
     elif err >= margin * surr:
-        chaotic, reason = False, (
-            f"exponent {lam:.3f}/sample, but no more predictable than its surrogates "
-            f"(error {err:.3f} vs {surr:.3f}): noise"
+        chaotic, reason = (
+            False,
+            (
+                f"exponent {lam:.3f}/sample, but no more predictable than its surrogates "
+                f"(error {err:.3f} vs {surr:.3f}): noise"
+            ),
         )
     else:
         chaotic, reason = True, f"exponent {lam:.3f}/sample, deterministic (error {err:.3f} vs {surr:.3f})"

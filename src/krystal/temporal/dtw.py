@@ -21,7 +21,8 @@ INF = math.inf
 def znorm(x: F64) -> F64:
     x = np.asarray(x, dtype=np.float64)
     sd = float(x.std())
-    return (x - x.mean()) / sd if sd > 0 else x - x.mean()
+    out: F64 = (x - x.mean()) / sd if sd > 0 else x - x.mean()
+    return out
 
 
 def _row(c: F64, a: F64) -> F64:
@@ -30,7 +31,8 @@ def _row(c: F64, a: F64) -> F64:
     shifted = np.empty_like(csum)
     shifted[0] = 0.0
     shifted[1:] = csum[:-1]
-    return csum + np.minimum.accumulate(a - shifted)
+    out: F64 = csum + np.minimum.accumulate(a - shifted)
+    return out
 
 
 def distance(s1: F64, s2: F64, window: int | None = None) -> float:
@@ -75,7 +77,8 @@ def matching_function(query: F64, series: F64) -> F64:
         np.minimum(d[1:], d[:-1], out=a[1:])
         a[0] = d[0]  # D[i-1, 0] only (no column -1)
         d = _row((q[i] - x) ** 2, a)
-    return np.sqrt(d)
+    out: F64 = np.sqrt(d)
+    return out
 
 
 def search(query: F64, series: F64, normalize: bool = True) -> Match:
@@ -97,7 +100,9 @@ class Spring:
     `normalize_window` z-normalises samples by the trailing window's mean and deviation (0: raw).
     """
 
-    def __init__(self, query: F64, threshold: float, band: int | None = None, normalize_window: int = 0) -> None:
+    def __init__(
+        self, query: F64, threshold: float, band: int | None = None, normalize_window: int = 0
+    ) -> None:
         self.q = znorm(query) if normalize_window else np.asarray(query, dtype=np.float64)
         m = len(self.q)
         self.threshold = float(threshold) ** 2

@@ -63,14 +63,12 @@ def _running(is_max: bool) -> Callable[[float, float], float]:
 
     def step_max(t: float, x: float) -> float:
         nonlocal acc
-        if x > acc:
-            acc = x
+        acc = max(acc, x)
         return acc
 
     def step_min(t: float, x: float) -> float:
         nonlocal acc
-        if x < acc:
-            acc = x
+        acc = min(acc, x)
         return acc
 
     return step_max if is_max else step_min
@@ -126,8 +124,7 @@ def _since(lo: float, hi: float) -> Callable[[float, float, float], float]:
         def recur(t: float, x: float, y: float) -> float:
             nonlocal z
             z = x if x < z else z
-            if y > z:
-                z = y
+            z = max(z, y)
             return z
 
         return recur
@@ -368,15 +365,13 @@ class _Until(_Stage):
                 return
             best, m = -INF, INF
             start, end = p + lo, p + hi  # the same comparisons as _Window's
-            for tk, lk, rk in zip(ts, ls, rs):
+            for tk, lk, rk in zip(ts, ls, rs, strict=False):
                 if tk > end:
                     break
                 if tk >= start:
                     cand = rk if rk < m else m
-                    if cand > best:
-                        best = cand
-                if lk < m:
-                    m = lk
+                    best = max(best, cand)
+                m = min(m, lk)
                 if m <= best:
                     break
             ts.popleft()
@@ -486,11 +481,10 @@ class _Builder:
         return None
 
     def build(self, f: Formula, emit: Emit) -> _Stage:
-        stage: _Stage
         if isinstance(f, Not):
-            stage = _Step(lambda t, x: -x, emit, negation=True)
-            self._attach(stage, self.build(f.child, stage.push))  # type: ignore[attr-defined]
-            return stage
+            neg = _Step(lambda t, x: -x, emit, negation=True)
+            self._attach(neg, self.build(f.child, neg.push))
+            return neg
         if isinstance(f, Temporal):
             if f.op in FUTURE:
                 if self.online and f.hi == INF:
@@ -504,7 +498,7 @@ class _Builder:
         if isinstance(f, Binary):
             combine = _combine(f.op)
             pair = _Pair(lambda t, a, b: emit(t, combine(a, b)), f.op)
-        elif f.op == "until":  # Interval2
+        elif isinstance(f, Interval2) and f.op == "until":
             if self.online and f.hi == INF:
                 raise OnlineError("unbounded until cannot be monitored online: give it a bound")
             until = _Until(f.lo, f.hi, emit)
@@ -515,6 +509,7 @@ class _Builder:
             pair.children = [s for s in (pair.left, pair.right) if s is not None]
             return until
         else:  # since over a streamed side
+            assert isinstance(f, Interval2)
             s2 = _since(f.lo, f.hi)
             pair = _Pair(lambda t, a, b: emit(t, s2(t, a, b)))
         assert isinstance(f, Binary | Interval2)
@@ -554,14 +549,20 @@ class Monitor:
         on_output: Emit | None = None,
         online: bool = True,
     ) -> None:
-        self.signal_names = list(signal_names) if signal_names is not None else [s.name for s in signals(formula)]
+        self.signal_names = (
+            list(signal_names) if signal_names is not None else [s.name for s in signals(formula)]
+        )
         slots = {name: i for i, name in enumerate(self.signal_names)}
         missing = [s.name for s in signals(formula) if s.name not in slots]
         if missing:
             raise ValueError(f"no value for signal(s) {', '.join(missing)}")
         self.every_sample = False
-        if online and isinstance(formula, Temporal) and formula.op == "always" and formula.lo == 0.0 and (
-            formula.hi == INF
+        if (
+            online
+            and isinstance(formula, Temporal)
+            and formula.op == "always"
+            and formula.lo == 0.0
+            and (formula.hi == INF)
         ):
             formula, self.every_sample = formula.child, True
         self.formula = formula
@@ -604,8 +605,7 @@ class Monitor:
         """No sample stamped at or before `t` will come: decide every window that has closed by then."""
         if self._root is None:
             return
-        if t > self.last_t:
-            self.last_t = t
+        self.last_t = max(self.last_t, t)
         self._root.advance(t)
 
     def finish(self) -> None:

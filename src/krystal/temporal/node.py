@@ -29,7 +29,7 @@ from krystal.srv import CheckTrace
 from krystal.temporal.chaos import chaos_test
 from krystal.temporal.dtw import Spring
 from krystal.temporal.monitor import OnlineError
-from krystal.temporal.spec import Signal, SpecError, parse
+from krystal.temporal.spec import Signal, SpecError, parse, parse_signal
 from krystal.temporal.watch import (
     SATISFIED,
     UNKNOWN,
@@ -45,8 +45,10 @@ from krystal.temporal.watch import (
 
 DEFAULT_SPECS = [
     "thermal_limit: always[0:5s](thermal/state.max_temperature_c < 85)",
-    "style_reacts: (krystal/render_stats.render_time_ms_p99 > 33) -> eventually[0:2s](krystal/style.kernel_size < 5)",
-    "render_budget: historically[0:3s](krystal/render_stats.render_time_ms_p99 <= krystal/render_stats.budget_ms)",
+    "style_reacts: (krystal/render_stats.render_time_ms_p99 > 33)"
+    " -> eventually[0:2s](krystal/style.kernel_size < 5)",
+    "render_budget: historically[0:3s]"
+    "(krystal/render_stats.render_time_ms_p99 <= krystal/render_stats.budget_ms)",
     "gpu_headroom: historically[0:10s](gpu/telemetry.utilization_ratio < 0.95)",
     "audio_no_clip: audio/features.peak_dbfs < -0.1",
 ]
@@ -74,10 +76,7 @@ def parse_pattern_line(line: str) -> PatternLine:
     parts = [p.strip() for p in line.split(";")]
     if len(parts) != 4 or not parts[0]:
         raise ValueError(f"{line!r}: write a pattern as 'name; topic.field; threshold; v1 v2 v3 ...'")
-    atom = parse(f"{parts[1]} > 0")
-    signal = atom.left  # type: ignore[union-attr]
-    if not isinstance(signal, Signal):
-        raise ValueError(f"{parts[1]!r} is not a topic.field")
+    signal = parse_signal(parts[1])
     values = tuple(float(v) for v in parts[3].replace(",", " ").split())
     if len(values) < 3:
         raise ValueError(f"pattern {parts[0]}: at least 3 values")
@@ -97,7 +96,7 @@ def _signal_problem(value: Any) -> str | None:
     if not value:
         return None
     try:
-        parse(f"{value} > 0")
+        parse_signal(value)
     except SpecError as exc:
         return f"chaos_signal: {exc}"
     return None
@@ -112,8 +111,20 @@ PARAMS = (
         param_type=Parameter.Type.STRING_ARRAY,
     ),
     Param("violation_level", "warn", "Diagnostics level of a violated spec", choices=("warn", "error")),
-    Param("verdict_rate_hz", 1.0, "Rate of repeated verdicts on krystal/verdicts (changes go out at once)", 0.0, 50.0),
-    Param("max_latency_s", 0.05, "How long to wait for late messages before a time bound counts as passed", 0.0, 10.0),
+    Param(
+        "verdict_rate_hz",
+        1.0,
+        "Rate of repeated verdicts on krystal/verdicts (changes go out at once)",
+        0.0,
+        50.0,
+    ),
+    Param(
+        "max_latency_s",
+        0.05,
+        "How long to wait for late messages before a time bound counts as passed",
+        0.0,
+        10.0,
+    ),
     Param("stale_after_s", 5.0, "A topic silent this long turns its specs' health WARN", 0.1, 3600.0),
     Param(
         "patterns",
@@ -147,7 +158,7 @@ class TemporalSolverNode(Node):
         super().__init__(node_name, **kwargs)
         self.params = ParamTable(self, PARAMS, on_change=self._on_change)
         self._pub = self.create_publisher(TemporalVerdict, "krystal/verdicts", reliable_qos(50))
-        self._subs: dict[str, Subscription] = {}
+        self._subs: dict[str, Subscription[Any]] = {}
         self._last_seen: dict[str, float] = {}
         self._types: dict[str, str] = {}
         self._type_errors: dict[str, str] = {}
@@ -193,8 +204,7 @@ class TemporalSolverNode(Node):
             self._patterns.append((p, spring, field_getter(p.signal.path)))
         self._chaos_getter, self._chaos_topic = None, ""
         if self.params["chaos_signal"]:
-            signal = parse(f"{self.params['chaos_signal']} > 0").left  # type: ignore[union-attr]
-            assert isinstance(signal, Signal)
+            signal = parse_signal(self.params["chaos_signal"])
             self._chaos_getter, self._chaos_topic = field_getter(signal.path), signal.topic
         self._chaos_values = deque(maxlen=self.params["chaos_window"])
         self._chaos_stamps = deque(maxlen=self.params["chaos_window"])
@@ -281,14 +291,17 @@ class TemporalSolverNode(Node):
         if d is None:
             msg.header.stamp = msg.evaluated_stamp
             msg.verdict, msg.robustness, msg.value = UNKNOWN, math.nan, math.nan
-            missing = [n for n, v in zip(w.names, w.held) if math.isnan(v)]
+            missing = [n for n, v in zip(w.names, w.held, strict=False) if math.isnan(v)]
             msg.message = f"waiting for {', '.join(missing)}" if missing else "waiting for the bound to pass"
             return msg
         msg.header.stamp = Time(nanoseconds=int(d.time_s * 1e9)).to_msg()
         msg.verdict, msg.robustness, msg.value = d.verdict, d.robustness, d.decided_by_s
         sample = ", ".join(f"{k}={v:.6g}" for k, v in d.sample.items())
         how = "decided early, robustness bound" if d.early else "robustness"
-        msg.message = f"{VERDICT_NAMES[d.verdict]}: {how} {d.robustness:.6g}; deciding sample t={d.decided_by_s:.3f} {sample}"
+        msg.message = (
+            f"{VERDICT_NAMES[d.verdict]}: {how} {d.robustness:.6g}; "
+            f"deciding sample t={d.decided_by_s:.3f} {sample}"
+        )
         return msg
 
     def _publish_changes(self, w: SpecWatch) -> None:
@@ -315,8 +328,10 @@ class TemporalSolverNode(Node):
     def _chaos(self) -> None:
         try:
             n = len(self._chaos_values)
-            if self._chaos_getter is None or n < self._chaos_values.maxlen:  # type: ignore[operator]
-                self._chaos_result = f"{n} of {self._chaos_values.maxlen} samples of {self.params['chaos_signal']}"
+            if self._chaos_getter is None or n < self.params["chaos_window"]:
+                self._chaos_result = (
+                    f"{n} of {self.params['chaos_window']} samples of {self.params['chaos_signal']}"
+                )
                 return
             x = np.fromiter(self._chaos_values, dtype=np.float64, count=n)
             stamps = np.fromiter(self._chaos_stamps, dtype=np.float64, count=n)
@@ -376,7 +391,9 @@ class TemporalSolverNode(Node):
         if missing:
             return Health(OK, f"waiting for {', '.join(missing)} to appear", values)
         if stale:
-            return Health(WARN, f"no message for {self.params['stale_after_s']} s on {', '.join(stale)}", values)
+            return Health(
+                WARN, f"no message for {self.params['stale_after_s']} s on {', '.join(stale)}", values
+            )
         return Health(OK, f"{len(wanted)} topics", values)
 
     def _specs_health(self) -> Health:
@@ -385,7 +402,10 @@ class TemporalSolverNode(Node):
         for w in self._watches:
             d = w.last
             state = VERDICT_NAMES[d.verdict] if d is not None else "unknown"
-            values[w.spec.name] = f"{state}; {w.decided} decided, {w.violations} violated, {w.late} late, {w.bad_messages} unreadable"
+            values[w.spec.name] = (
+                f"{state}; {w.decided} decided, {w.violations} violated, "
+                f"{w.late} late, {w.bad_messages} unreadable"
+            )
             if d is not None and d.verdict == VIOLATED:
                 sample = ", ".join(f"{k}={v:.6g}" for k, v in d.sample.items())
                 violated.append(

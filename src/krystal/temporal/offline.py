@@ -32,12 +32,13 @@ def mcap_messages(path: str) -> Iterator[tuple[str, float, Any]]:
         yield m.channel.topic.lstrip("/"), (m.log_time_ns * 1e-9 if t is None else t), m.ros_msg
 
 
-def check(specs: list[SpecLine], messages: Iterable[tuple[str, float, Any]], namespace: str = "") -> list[SpecReport]:
+def check(
+    specs: list[SpecLine], messages: Iterable[tuple[str, float, Any]], namespace: str = ""
+) -> list[SpecReport]:
     watches = [SpecWatch(s, online=False, keep_history=True) for s in specs]
     prefix = namespace.strip("/") + "/" if namespace.strip("/") else ""
-    for topic, t, msg in messages:
-        if prefix and topic.startswith(prefix):
-            topic = topic[len(prefix) :]
+    for full, t, msg in messages:
+        topic = full[len(prefix) :] if prefix and full.startswith(prefix) else full
         for w in watches:
             if topic in w.topics:
                 w.on_message(topic, t, msg)
@@ -51,13 +52,19 @@ def check(specs: list[SpecLine], messages: Iterable[tuple[str, float, Any]], nam
         fv = None
         if first is not None:
             fv = (first[0], first[1], dict(w.first_violation.sample) if w.first_violation else {})
-        reports.append(SpecReport(w.spec.name, w.spec.text, verdict, rho, len(hist), w.late, w.bad_messages, fv, hist))
+        reports.append(
+            SpecReport(w.spec.name, w.spec.text, verdict, rho, len(hist), w.late, w.bad_messages, fv, hist)
+        )
     return reports
 
 
 def print_reports(reports: list[SpecReport], out: TextIO, rows: int = 8) -> None:
     for r in reports:
-        print(f"{r.name}: {VERDICT_NAMES[r.verdict].upper()}  robustness {r.robustness:.6g}  ({r.samples} samples)", file=out)
+        print(
+            f"{r.name}: {VERDICT_NAMES[r.verdict].upper()}  robustness {r.robustness:.6g}"
+            f"  ({r.samples} samples)",
+            file=out,
+        )
         print(f"  formula: {r.text}", file=out)
         if r.late or r.unreadable:
             print(f"  dropped: {r.late} late, {r.unreadable} unreadable", file=out)

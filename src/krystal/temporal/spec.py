@@ -322,6 +322,15 @@ def parse(text: str) -> Formula:
     return _Parser(text).parse()
 
 
+def parse_signal(text: str) -> Signal:
+    """A lone `topic.field` (config entries that name a series, not a formula)."""
+    p = _Parser(text)
+    s = p.operand()
+    if not isinstance(s, Signal) or p.peek().kind != "end":
+        raise p.fail(f"{text!r} is not a topic.field")
+    return s
+
+
 def signals(f: Formula) -> list[Signal]:
     """The signals `f` reads, in order of first appearance."""
     out: dict[str, Signal] = {}

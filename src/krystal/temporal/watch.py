@@ -126,7 +126,7 @@ class SpecWatch:
         return self.monitor.late
 
     def _sample(self) -> dict[str, float]:
-        return dict(zip(self.names, self.held))
+        return dict(zip(self.names, self.held, strict=False))
 
     def _decide(self, d: Decision) -> None:
         if self.last is None or self.last.verdict != d.verdict:
@@ -143,7 +143,12 @@ class SpecWatch:
             self.violations += 1
             if self.first_violation is None:
                 self.first_violation = d
-        if self.last is not None and self.last.early and self.last.time_s == t and self.last.verdict == verdict:
+        if (
+            self.last is not None
+            and self.last.early
+            and self.last.time_s == t
+            and self.last.verdict == verdict
+        ):
             self.last = d  # the early verdict confirmed: no change
             return
         self._decide(d)
@@ -153,7 +158,9 @@ class SpecWatch:
         if e is None or (self.last is not None and self.last.time_s >= e.time_s):
             return
         verdict = SATISFIED if e.satisfied else VIOLATED
-        self._decide(Decision(self.spec.name, verdict, e.bound, e.time_s, self._sample_t, self._sample(), True))
+        self._decide(
+            Decision(self.spec.name, verdict, e.bound, e.time_s, self._sample_t, self._sample(), True)
+        )
 
     def on_message(self, topic: str, t: float, msg: Any) -> bool:
         """Take one message of `topic` stamped `t` (s); False when it was late or unreadable."""
@@ -208,17 +215,19 @@ def check_trace(
     except ValueError as exc:
         return TraceCheck(False, UNKNOWN, math.nan, math.nan, (), str(exc))
     previous = -math.inf
-    for t, row in zip(times_s, rows):
+    for t, row in zip(times_s, rows, strict=False):
         if not t > previous:
             return TraceCheck(False, UNKNOWN, math.nan, math.nan, (), "sample times must increase")
         if len(row) != len(signal_names):
-            return TraceCheck(False, UNKNOWN, math.nan, math.nan, (), "every sample needs one value per signal")
+            return TraceCheck(
+                False, UNKNOWN, math.nan, math.nan, (), "every sample needs one value per signal"
+            )
         previous = t
         mon.update(float(t), [float(v) for v in row])
     mon.finish()
     if not out:
         return TraceCheck(True, UNKNOWN, math.nan, math.nan, (), "no samples")
-    first = next((float(t) for t, r in zip(times_s, out) if not r > 0), math.nan)
+    first = next((float(t) for t, r in zip(times_s, out, strict=False) if not r > 0), math.nan)
     rho = out[0]
     verdict = SATISFIED if rho > 0 else VIOLATED
     text = f"{VERDICT_NAMES[verdict]} (robustness {rho:.6g})"
