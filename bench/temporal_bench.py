@@ -133,8 +133,9 @@ def bench_dtw(quick: bool) -> None:
         "ms",
         anchor_name="dtaidistance subsequence_alignment (C)",
     )
+    dtw.Spring(q, threshold=0.0).push(0.0)  # load the compiled kernel outside the timing
     sp = dtw.Spring(q, threshold=0.0)
-    n = 2000 if quick else 10000
+    n = 5000 if quick else 10000
     t0 = time.perf_counter()
     for v in x[:n]:
         sp.push(float(v))

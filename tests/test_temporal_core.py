@@ -345,3 +345,19 @@ def test_fuzz_messages(samples: list[tuple[float, object, int]]) -> None:
 
         w.on_message("thermal/state", t + 0.5, Odd())
     w.advance(math.inf)
+
+
+def test_dtw_numpy_path_equals_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(9)
+    q, x = rng.normal(size=25), rng.normal(size=300)
+    x[100:125] += 4 * q
+    compiled = dtw.matching_function(q, x)
+    s1 = dtw.Spring(q, 6.0, band=4)
+    first = [m for m in (s1.push(float(v)) for v in [*x, *np.zeros(30)]) if m is not None]
+    monkeypatch.setattr(dtw, "_matching", None)
+    monkeypatch.setattr(dtw, "_spring_step", None)
+    np.testing.assert_allclose(dtw.matching_function(q, x), compiled, rtol=1e-9)
+    s2 = dtw.Spring(q, 6.0, band=4)
+    second = [m for m in (s2.push(float(v)) for v in [*x, *np.zeros(30)]) if m is not None]
+    assert [(m.start, m.end) for m in first] == [(m.start, m.end) for m in second]
+    assert [m.distance for m in first] == pytest.approx([m.distance for m in second], rel=1e-9)

@@ -10,12 +10,90 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 F64 = NDArray[np.float64]
 INF = math.inf
+
+try:  # compiled kernels where numba is installed (it comes with librosa); NumPy otherwise
+    import numba
+
+    _jit: Any = numba.njit(cache=True, nogil=True)
+except ImportError:  # pragma: no cover - depends on the environment
+    _jit = None
+
+
+def _spring_step_py(q: F64, x: float, d: F64, s: NDArray[np.int64], t: int, band: int, st: F64) -> bool:  # noqa: PLR0917
+    """One SPRING column in place (plain loops: the kernel numba compiles); True: a match to report.
+
+    st: [best squared distance, its start, its end, threshold squared, reported start, end, distance].
+    """
+    m = len(q)
+    diag, diag_s = 0.0, t  # D[-1, t-1] = 0: a match may start at t
+    up, up_s = INF, t
+    for i in range(m):
+        left, left_s = d[i], s[i]
+        v, vs = diag, diag_s
+        if left < v:
+            v, vs = left, left_s
+        if up < v:
+            v, vs = up, up_s
+        diff = q[i] - x
+        v += diff * diff
+        diag, diag_s = left, left_s
+        d[i], s[i] = v, vs
+        up, up_s = v, vs
+    if band >= 0:
+        for i in range(m):
+            if abs((t - s[i]) - i) > band:
+                d[i] = INF
+    found = False
+    best, best_end = st[0], st[2]
+    if best < INF:
+        found = True
+        for i in range(m):
+            if d[i] < best and s[i] <= best_end:
+                found = False
+                break
+        if found:
+            for i in range(m):
+                if s[i] <= best_end:
+                    d[i] = INF
+            st[4], st[5], st[6] = st[1], st[2], math.sqrt(best)
+            st[0] = INF
+    last = d[m - 1]
+    if last <= st[3] and last < st[0]:
+        st[0], st[1], st[2] = last, float(s[m - 1]), float(t)
+    return found
+
+
+def _matching_py(q: F64, x: F64, out: F64) -> None:
+    """Last row of the subsequence DP, column by column (the kernel numba compiles)."""
+    m, n = len(q), len(x)
+    d = np.full(m, INF)
+    for j in range(n):
+        diag = 0.0
+        up = INF
+        xj = x[j]
+        for i in range(m):
+            left = d[i]
+            v = diag
+            v = min(v, left)
+            v = min(v, up)
+            diff = q[i] - xj
+            v += diff * diff
+            diag = left
+            d[i] = v
+            up = v
+        out[j] = math.sqrt(d[m - 1])
+
+
+_spring_step = _jit(_spring_step_py) if _jit is not None else None
+_matching = _jit(_matching_py) if _jit is not None else None
+COMPILED = _jit is not None
 
 
 def znorm(x: F64) -> F64:
@@ -70,6 +148,10 @@ def matching_function(query: F64, series: F64) -> F64:
     """Distance of the best match of `query` ending at each index of `series` (free start)."""
     q = np.asarray(query, dtype=np.float64)
     x = np.asarray(series, dtype=np.float64)
+    if _matching is not None and len(q) and len(x):
+        result = np.empty(len(x))
+        _matching(q, x, result)
+        return result
     d = (q[0] - x) ** 2
     for i in range(1, len(q)):
         a = np.empty_like(d)
@@ -111,14 +193,15 @@ class Spring:
         self.s = np.zeros(m, dtype=np.int64)
         self.steps = np.arange(m)
         self.t = -1
-        self.best = INF
-        self.best_start = self.best_end = -1
         self._c = np.empty(m)
         self._a = np.empty(m)
         self._shift = np.empty(m)
         self.nw = int(normalize_window)
         self._buf = np.zeros(max(self.nw, 1))
         self._sum = self._sum2 = 0.0
+        self._kernel = _spring_step
+        self._band = -1 if band is None else int(band)
+        self._state = np.array([INF, -1.0, -1.0, self.threshold, -1.0, -1.0, INF])
 
     def _normalize(self, x: float) -> float:
         n = self.nw
@@ -136,6 +219,11 @@ class Spring:
         self.t += 1
         if self.nw:
             x = self._normalize(x)
+        if self._kernel is not None:
+            st = self._state
+            if self._kernel(self.q, x, self.d, self.s, self.t, self._band, st):
+                return Match(int(st[4]), int(st[5]), float(st[6]))
+            return None
         d, s, c, a = self.d, self.s, self._c, self._a
         np.subtract(self.q, x, out=c)
         np.multiply(c, c, out=c)
@@ -155,7 +243,7 @@ class Spring:
         s[:] = s_from[arg]
         if self.band is not None:
             d[np.abs((self.t - s) - self.steps) > self.band] = INF
-        found: Match | None = None
+        found = None
         if self.best < INF and bool(np.all((d >= self.best) | (s > self.best_end))):
             found = Match(self.best_start, self.best_end, math.sqrt(self.best))
             d[s <= self.best_end] = INF
@@ -163,6 +251,30 @@ class Spring:
         if d[-1] <= self.threshold and d[-1] < self.best:
             self.best, self.best_start, self.best_end = float(d[-1]), int(s[-1]), self.t
         return found
+
+    @property
+    def best(self) -> float:
+        return float(self._state[0])
+
+    @best.setter
+    def best(self, value: float) -> None:
+        self._state[0] = value
+
+    @property
+    def best_start(self) -> int:
+        return int(self._state[1])
+
+    @best_start.setter
+    def best_start(self, value: int) -> None:
+        self._state[1] = value
+
+    @property
+    def best_end(self) -> int:
+        return int(self._state[2])
+
+    @best_end.setter
+    def best_end(self, value: int) -> None:
+        self._state[2] = value
 
     @property
     def distance(self) -> float:
