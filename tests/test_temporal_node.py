@@ -6,10 +6,11 @@ from __future__ import annotations
 import io
 import math
 import time
-from contextlib import redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rclpy.parameter import Parameter
 
 from tests.conftest import spin_until
@@ -196,4 +197,21 @@ def test_bad_spec_parameter_is_refused(ros: None) -> None:
     solver.destroy_node()
 
 
-pytest.importorskip("mcap_ros2")
+@settings(max_examples=25, deadline=None)
+@given(st.binary(max_size=300), st.text(max_size=80))
+def test_fuzz_check_inputs(blob: bytes, spec_text: str) -> None:
+    """Damaged recordings and spec files end in a message and exit status 2, never a traceback."""
+    import tempfile
+
+    from krystal.cli import main
+
+    with tempfile.TemporaryDirectory() as d:
+        rec, good, fuzzed = Path(d) / "x.mcap", Path(d) / "good.txt", Path(d) / "fuzzed.txt"
+        rec.write_bytes(b"\x89MCAP0\r\n" + blob)
+        good.write_text("ok: a/b.c < 1\n", encoding="utf-8")
+        fuzzed.write_text("ok: a/b.c < 1\n" + spec_text, encoding="utf-8")
+        for specs in (good, fuzzed):
+            err = io.StringIO()
+            with redirect_stdout(io.StringIO()), redirect_stderr(err):
+                code = main(["check", str(specs), str(rec)])
+            assert code in (0, 1, 2) and "Traceback" not in err.getvalue()

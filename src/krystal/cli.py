@@ -118,6 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             print(f"krystal check: {exc}", file=sys.stderr)
             return 2
+        except Exception as exc:  # the MCAP readers raise their own errors on a damaged file
+            print(f"krystal check: cannot read {args.recording}: {exc!r}", file=sys.stderr)
+            return 2
         print_reports(reports, sys.stdout)
         return 1 if any(r.verdict == VIOLATED for r in reports) else 0
     if args.command == "view":
