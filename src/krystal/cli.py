@@ -82,6 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     play.add_argument("--loop", action="store_true", help="start again at the end")
     play.add_argument("--topics", nargs="*", help="play only these topics")
     play.add_argument("--wait-s", type=float, default=1.0, help="wait this long for subscribers first")
+    check = sub.add_parser("check", help="check temporal specifications against an MCAP recording")
+    check.add_argument("spec_file", help="one 'name: formula' per line (# comments)")
+    check.add_argument("recording", help="MCAP file with ROS 2 messages")
+    check.add_argument("--namespace", default="", help="namespace the recording's topics carry")
     return parser
 
 
@@ -165,6 +169,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         from krystal.health_cli import main as health_main
 
         return health_main(args.namespace, args.once, args.wait, args.stale_after)
+    if args.command == "check":
+        from krystal.temporal.offline import check as check_specs
+        from krystal.temporal.offline import mcap_messages, print_reports
+        from krystal.temporal.watch import VIOLATED, parse_spec_file
+
+        try:
+            with open(args.spec_file, encoding="utf-8") as f:
+                specs = parse_spec_file(f.read())
+            reports = check_specs(specs, mcap_messages(args.recording), args.namespace)
+        except (OSError, ValueError) as exc:
+            print(f"krystal check: {exc}", file=sys.stderr)
+            return 2
+        except Exception as exc:  # the MCAP readers raise their own errors on a damaged file
+            print(f"krystal check: cannot read {args.recording}: {exc!r}", file=sys.stderr)
+            return 2
+        print_reports(reports, sys.stdout)
+        return 1 if any(r.verdict == VIOLATED for r in reports) else 0
     if args.command == "view":
         from krystal.ascii.node import AsciiViewNode
         from krystal.ros import spin

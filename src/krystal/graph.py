@@ -70,6 +70,12 @@ GRAPH: tuple[NodeEntry, ...] = (
         node_class="krystal.reasoning.node:ReasoningNode",
         description="Telemetry to StyleDecision: rules, frame-time prediction, TD policy, decision log",
     ),
+    NodeEntry(
+        name="temporal_solver",
+        executable="temporal_solver",
+        node_class="krystal.temporal.node:TemporalSolverNode",
+        description="Temporal-logic monitors, DTW patterns and a chaos test over topics to TemporalVerdict",
+    ),
 )
 
 

@@ -1,0 +1,207 @@
+"""temporal_solver cores against their anchors, measured in the same run.
+
+Monitor: our online monitor per sample against rtamt's online monitor (discrete time, bounded
+future rewritten to past by rtamt) and Reelay's robustness monitor on the past-time specs it can
+express. DTW: SPRING per sample and batch subsequence search against dtaidistance's C code.
+Lyapunov: our Rosenstein estimate against nolds' lyap_r with the same (tuned) parameters.
+`--quick` finishes in well under 20 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from bench.common import emit, time_ms
+from krystal.temporal import chaos, dtw
+from krystal.temporal.monitor import Monitor
+from krystal.temporal.spec import parse
+
+# (case, our text, rtamt text, reelay text or None); bounds in samples (1 s sampling)
+MONITOR_CASES = [
+    ("predicate", "a.x < 0.5", "x < 0.5", "{x < 0.5}"),
+    (
+        "historically[0:500]",
+        "historically[0:500](a.x < 0.9)",
+        "historically[0:500](x < 0.9)",
+        "historically[0:500]{x < 0.9}",
+    ),
+    ("once[0:500]", "once[0:500](a.x > 0.9)", "once[0:500](x > 0.9)", "once[0:500]{x > 0.9}"),
+    (
+        "since[0:100]",
+        "(a.x < 0.95) since[0:100] (a.y > 0.9)",
+        "(x < 0.95) since[0:100] (y > 0.9)",
+        "{x < 0.95} since[0:100] {y > 0.9}",
+    ),
+    ("always[0:500]", "always[0:500](a.x < 0.9)", "always[0:500](x < 0.9)", None),
+    ("eventually[0:500]", "eventually[0:500](a.x > 0.9)", "eventually[0:500](x > 0.9)", None),
+    ("until[0:50]", "(a.x < 0.95) until[0:50] (a.y > 0.9)", "(x < 0.95) until[0:50] (y > 0.9)", None),
+    (
+        "p->eventually[0:50]q",
+        "(a.x > 0.5) -> eventually[0:50](a.y > 0.9)",
+        "(x > 0.5) -> eventually[0:50](y > 0.9)",
+        None,
+    ),
+]
+
+
+def _ours_us(text: str, xs: list[float], ys: list[float]) -> float:
+    rows = [[x, y] for x, y in zip(xs, ys, strict=False)]
+    best = math.inf
+    for _ in range(3):
+        mon = Monitor(parse(text), ["a.x", "a.y"])
+        up = mon.update
+        t0 = time.perf_counter()
+        for i, row in enumerate(rows):
+            up(float(i), row)
+        best = min(best, (time.perf_counter() - t0) / len(rows) * 1e6)
+    return best
+
+
+def _rtamt_us(text: str, xs: list[float], ys: list[float]) -> float:
+    import rtamt
+
+    spec = rtamt.StlDiscreteTimeSpecification()
+    spec.declare_var("x", "float")
+    spec.declare_var("y", "float")
+    spec.spec = text
+    spec.parse()
+    if any(op in text for op in ("always", "eventually", "until")):
+        spec.pastify()  # rtamt's online monitor rewrites bounded future to past time
+    t0 = time.perf_counter()
+    for i, (x, y) in enumerate(zip(xs, ys, strict=False)):
+        spec.update(i, [("x", x), ("y", y)])
+    return (time.perf_counter() - t0) / len(xs) * 1e6
+
+
+def _reelay_us(text: str, xs: list[float], ys: list[float]) -> float:
+    import reelay
+
+    best = math.inf
+    for _ in range(3):
+        mon = reelay.discrete_timed_monitor(pattern=text, semantics="robustness", condense=False)
+        up = mon.update
+        t0 = time.perf_counter()
+        for x, y in zip(xs, ys, strict=False):
+            up({"x": x, "y": y})
+        best = min(best, (time.perf_counter() - t0) / len(xs) * 1e6)
+    return best
+
+
+def bench_monitor(quick: bool) -> None:
+    rng = random.Random(0)
+    n, n_rtamt = (20000, 1500) if quick else (100000, 5000)
+    xs = [rng.random() for _ in range(n)]
+    ys = [rng.random() for _ in range(n)]
+    for case, ours_text, rtamt_text, reelay_text in MONITOR_CASES:
+        ours = _ours_us(ours_text, xs, ys)
+        rt = _rtamt_us(rtamt_text, xs[:n_rtamt], ys[:n_rtamt])
+        emit("temporal", f"monitor {case}", ours, rt, "us/sample", anchor_name="rtamt online (discrete time)")
+        if reelay_text is not None:
+            re = _reelay_us(reelay_text, xs, ys)
+            emit("temporal", f"monitor {case}", ours, re, "us/sample", anchor_name="reelay robustness (C++)")
+
+
+def bench_dtw(quick: bool) -> None:
+    from dtaidistance import dtw as dd
+    from dtaidistance.subsequence.dtw import subsequence_alignment
+
+    rng = np.random.default_rng(0)
+    q, x = rng.normal(size=100), rng.normal(size=10000)
+
+    def theirs() -> float:
+        return float(subsequence_alignment(q, x, penalty=0.0, use_c=True).best_match().distance)
+
+    def ours() -> float:
+        return dtw.search(q, x, normalize=False).distance
+
+    assert abs(ours() - theirs()) < 1e-6
+    repeat = 3 if quick else 10
+    o, _ = time_ms(ours, repeat=repeat, warmup=1)
+    t, _ = time_ms(theirs, repeat=repeat, warmup=1)
+    emit(
+        "temporal",
+        "dtw subsequence 100 in 10000 (batch)",
+        o,
+        t,
+        "ms",
+        anchor_name="dtaidistance subsequence_alignment (C)",
+    )
+    dtw.Spring(q, threshold=0.0).push(0.0)  # load the compiled kernel outside the timing
+    sp = dtw.Spring(q, threshold=0.0)
+    n = 5000 if quick else 10000
+    t0 = time.perf_counter()
+    for v in x[:n]:
+        sp.push(float(v))
+    per = (time.perf_counter() - t0) / n * 1e6
+    emit(
+        "temporal",
+        "dtw streaming SPRING, query 100",
+        per,
+        t * 1e3 / len(x),
+        "us/sample",
+        anchor_name="dtaidistance subsequence_alignment (C, batch) per sample",
+    )
+    a, b = rng.normal(size=1000), rng.normal(size=1000)
+    o, _ = time_ms(lambda: dtw.distance(a, b), repeat=repeat, warmup=1)
+    t, _ = time_ms(lambda: dd.distance_fast(a, b), repeat=repeat, warmup=1)
+    emit("temporal", "dtw pairwise 1000x1000", o, t, "ms", anchor_name="dtaidistance distance_fast (C)")
+
+
+def bench_lyapunov(quick: bool) -> None:
+    import nolds
+
+    x = np.empty(2000)
+    x[0] = 0.1234
+    for i in range(1, 2000):
+        x[i] = 4 * x[i - 1] * (1 - x[i - 1])
+    params = dict(emb_dim=2, lag=1, min_tsep=10, trajectory_len=6)
+    repeat = 3 if quick else 10
+    ours_est = chaos.lyapunov_r(x, dim=2, lag=1, min_tsep=10, trajectory_len=6).exponent_per_sample
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs_est = float(nolds.lyap_r(x, fit="poly", **params))  # type: ignore[arg-type]
+        o, _ = time_ms(
+            lambda: chaos.lyapunov_r(x, dim=2, lag=1, min_tsep=10, trajectory_len=6), repeat=repeat, warmup=1
+        )
+        t, _ = time_ms(lambda: nolds.lyap_r(x, fit="poly", **params), repeat=repeat, warmup=1)  # type: ignore[arg-type]
+    emit(
+        "temporal",
+        "lyapunov logistic r=4, 2000 samples",
+        o,
+        t,
+        "ms",
+        anchor_name="nolds lyap_r (tuned)",
+        ours_estimate=round(ours_est, 4),
+        anchor_estimate=round(theirs_est, 4),
+        truth=round(math.log(2), 4),
+    )
+    g, _ = time_ms(lambda: chaos.chaos_test(x), repeat=repeat, warmup=1)
+    emit(
+        "temporal",
+        "chaos test with 9 surrogates, 2000 samples",
+        g,
+        t,
+        "ms",
+        anchor_name="nolds lyap_r (tuned, no gate)",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer samples and repeats (< 20 s)")
+    args = parser.parse_args(argv)
+    bench_monitor(args.quick)
+    bench_dtw(args.quick)
+    bench_lyapunov(args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Temporal verification of the graph's streams: MTL monitors, DTW pattern search, Lyapunov chaos test."""

@@ -1,0 +1,422 @@
+"""temporal_solver: temporal-logic monitors, DTW pattern search and a chaos test over live topics.
+
+Topics are found by name at run time and their message class imported from the type string, so any
+message type works. Verdicts go to krystal/verdicts (TemporalVerdict, reliable) on every change and
+at `verdict_rate_hz`; a violated spec turns its /diagnostics status WARN or ERROR with the sample
+that decided it. `krystal/check_trace` (CheckTrace) checks a candidate sequence against a spec.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.subscription import Subscription
+from rclpy.time import Time
+
+from krystal.msg import TemporalVerdict
+from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
+from krystal.ros.params import Param, ParamTable
+from krystal.ros.qos import reliable_qos, sensor_qos
+from krystal.srv import CheckTrace
+from krystal.temporal.chaos import chaos_test
+from krystal.temporal.dtw import Spring
+from krystal.temporal.monitor import OnlineError
+from krystal.temporal.spec import Signal, SpecError, parse, parse_signal
+from krystal.temporal.watch import (
+    SATISFIED,
+    UNKNOWN,
+    VERDICT_NAMES,
+    VIOLATED,
+    Decision,
+    SpecWatch,
+    check_trace,
+    field_getter,
+    parse_spec_line,
+    stamp_s,
+)
+
+DEFAULT_SPECS = [
+    "thermal_limit: always[0:5s](thermal/state.max_temperature_c < 85)",
+    "style_reacts: (krystal/render_stats.render_time_ms_p99 > 33)"
+    " -> eventually[0:2s](krystal/style.kernel_size < 5)",
+    "render_budget: historically[0:3s]"
+    "(krystal/render_stats.render_time_ms_p99 <= krystal/render_stats.budget_ms)",
+    "gpu_headroom: historically[0:10s](gpu/telemetry.utilization_ratio < 0.95)",
+    "audio_no_clip: audio/features.peak_dbfs < -0.1",
+]
+
+
+def _specs_problem(value: Any) -> str | None:
+    for line in value:
+        try:
+            parse_spec_line(line)
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
+@dataclass(frozen=True)
+class PatternLine:
+    name: str
+    signal: Signal
+    threshold: float
+    values: tuple[float, ...]
+
+
+def parse_pattern_line(line: str) -> PatternLine:
+    """`name; topic.field; threshold; v1 v2 v3 ...` (a z-normalised shape and its distance limit)."""
+    parts = [p.strip() for p in line.split(";")]
+    if len(parts) != 4 or not parts[0]:
+        raise ValueError(f"{line!r}: write a pattern as 'name; topic.field; threshold; v1 v2 v3 ...'")
+    signal = parse_signal(parts[1])
+    values = tuple(float(v) for v in parts[3].replace(",", " ").split())
+    if len(values) < 3:
+        raise ValueError(f"pattern {parts[0]}: at least 3 values")
+    return PatternLine(parts[0], signal, float(parts[2]), values)
+
+
+def _patterns_problem(value: Any) -> str | None:
+    for line in value:
+        try:
+            parse_pattern_line(line)
+        except (ValueError, SpecError) as exc:
+            return str(exc)
+    return None
+
+
+def _signal_problem(value: Any) -> str | None:
+    if not value:
+        return None
+    try:
+        parse_signal(value)
+    except SpecError as exc:
+        return f"chaos_signal: {exc}"
+    return None
+
+
+PARAMS = (
+    Param(
+        "specs",
+        DEFAULT_SPECS,
+        "Specifications, 'name: formula' (MTL over topic.field; docs/temporal.md)",
+        validate=_specs_problem,
+        param_type=Parameter.Type.STRING_ARRAY,
+    ),
+    Param("violation_level", "warn", "Diagnostics level of a violated spec", choices=("warn", "error")),
+    Param(
+        "verdict_rate_hz",
+        1.0,
+        "Rate of repeated verdicts on krystal/verdicts (changes go out at once)",
+        0.0,
+        50.0,
+    ),
+    Param(
+        "max_latency_s",
+        0.05,
+        "How long to wait for late messages before a time bound counts as passed",
+        0.0,
+        10.0,
+    ),
+    Param("stale_after_s", 5.0, "A topic silent this long turns its specs' health WARN", 0.1, 3600.0),
+    Param(
+        "patterns",
+        [],
+        "DTW patterns, 'name; topic.field; threshold; v1 v2 v3 ...' (z-normalised subsequence search)",
+        validate=_patterns_problem,
+        param_type=Parameter.Type.STRING_ARRAY,
+    ),
+    Param("pattern_band", 10, "DTW band: how far a match may drift from its diagonal (samples)", 0, 10000),
+    Param(
+        "chaos_signal",
+        "krystal/render_stats.render_time_ms_mean",
+        "Series tested for chaos (Lyapunov exponent, surrogate-gated); empty disables",
+        validate=_signal_problem,
+    ),
+    Param("chaos_window", 512, "Samples in the chaos test's window", 64, 100000),
+    Param("chaos_period_s", 10.0, "Seconds between chaos tests", 0.5, 3600.0),
+    Param("discovery_period_s", 1.0, "Seconds between looks for topics not yet seen", 0.1, 60.0),
+)
+
+
+def message_class(type_name: str) -> Any:
+    """The Python class of 'pkg/msg/Type' (rosidl_runtime_py is not available everywhere)."""
+    pkg, _, name = type_name.rpartition("/")
+    module, _, kind = pkg.partition("/")
+    return getattr(importlib.import_module(f"{module}.{kind or 'msg'}"), name)
+
+
+class TemporalSolverNode(Node):
+    def __init__(self, node_name: str = "temporal_solver", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self.params = ParamTable(self, PARAMS, on_change=self._on_change)
+        self._pub = self.create_publisher(TemporalVerdict, "krystal/verdicts", reliable_qos(50))
+        self._subs: dict[str, Subscription[Any]] = {}
+        self._last_seen: dict[str, float] = {}
+        self._types: dict[str, str] = {}
+        self._type_errors: dict[str, str] = {}
+        self._watches: list[SpecWatch] = []
+        self._spec_errors: list[str] = []
+        self._patterns: list[tuple[PatternLine, Spring, Any]] = []
+        self._pattern_matches: dict[str, Decision] = {}
+        self._chaos_getter: Any = None
+        self._chaos_topic = ""
+        self._chaos_values: deque[float] = deque()
+        self._chaos_stamps: deque[float] = deque()
+        self._chaos_result = "waiting for samples"
+        self._chaos_flag = False
+        self._callback_errors = 0
+        self._configure()
+        self._diagnostics = Diagnostics(self)
+        self._diagnostics.add("inputs", self._inputs_health)
+        self._diagnostics.add("specs", self._specs_health)
+        self._diagnostics.add("chaos", lambda: Health(WARN if self._chaos_flag else OK, self._chaos_result))
+        self._service = self.create_service(CheckTrace, "krystal/check_trace", self._check_trace)
+        self._discovery = self.create_timer(self.params["discovery_period_s"], self._discover)
+        self._tick_timer = self.create_timer(0.02, self._tick)
+        rate = self.params["verdict_rate_hz"]
+        self._repeat = self.create_timer(1.0 / rate, self._repeat_verdicts) if rate > 0 else None
+        self._chaos_timer = self.create_timer(self.params["chaos_period_s"], self._chaos)
+        self._discover()
+
+    # ---- configuration ----------------------------------------------------------------------------
+
+    def _configure(self) -> None:
+        self._watches, self._spec_errors = [], []
+        for line in self.params["specs"]:
+            try:
+                self._watches.append(SpecWatch(parse_spec_line(line)))
+            except (ValueError, OnlineError) as exc:
+                self._spec_errors.append(str(exc))
+                self.get_logger().error(f"spec refused: {exc}")
+        self._patterns = []
+        for line in self.params["patterns"]:
+            p = parse_pattern_line(line)
+            band = self.params["pattern_band"] or None
+            spring = Spring(np.asarray(p.values), p.threshold, band=band, normalize_window=len(p.values))
+            self._patterns.append((p, spring, field_getter(p.signal.path)))
+        self._chaos_getter, self._chaos_topic = None, ""
+        if self.params["chaos_signal"]:
+            signal = parse_signal(self.params["chaos_signal"])
+            self._chaos_getter, self._chaos_topic = field_getter(signal.path), signal.topic
+        self._chaos_values = deque(maxlen=self.params["chaos_window"])
+        self._chaos_stamps = deque(maxlen=self.params["chaos_window"])
+
+    def _on_change(self, changed: set[str]) -> None:
+        if changed & {"specs", "patterns", "pattern_band", "chaos_signal", "chaos_window"}:
+            self._configure()
+            self._discover()
+
+    def _wanted_topics(self) -> list[str]:
+        topics = [t for w in self._watches for t in w.topics]
+        topics += [p.signal.topic for p, _, _ in self._patterns]
+        if self._chaos_topic:
+            topics.append(self._chaos_topic)
+        return list(dict.fromkeys(topics))
+
+    def _discover(self) -> None:
+        try:
+            wanted = {self.resolve_topic_name(t): t for t in self._wanted_topics() if t not in self._subs}
+            if not wanted:
+                return
+            for name, types in self.get_topic_names_and_types():
+                topic = wanted.get(name)
+                if topic is None or not types:
+                    continue
+                try:
+                    cls = message_class(types[0])
+                except (ImportError, AttributeError, ValueError) as exc:
+                    self._type_errors[topic] = f"{types[0]}: {exc}"
+                    continue
+                self._types[topic] = types[0]
+                self._subs[topic] = self.create_subscription(
+                    cls, topic, lambda msg, topic=topic: self._on_message(topic, msg), sensor_qos(depth=50)
+                )
+                self._type_errors.pop(topic, None)
+        except Exception as exc:  # discovery must keep running
+            self.get_logger().error(f"topic discovery failed: {exc!r}", throttle_duration_sec=10.0)
+
+    # ---- data path --------------------------------------------------------------------------------
+
+    def _now_s(self) -> float:
+        return float(self.get_clock().now().nanoseconds) * 1e-9
+
+    def _on_message(self, topic: str, msg: Any) -> None:
+        try:
+            now = self._now_s()
+            t = stamp_s(msg)
+            t = now if t is None else t
+            self._last_seen[topic] = time.monotonic()
+            for w in self._watches:
+                if topic in w.topics:
+                    w.on_message(topic, t, msg)
+                    self._publish_changes(w)
+            for p, spring, get in self._patterns:
+                if p.signal.topic == topic:
+                    match = spring.push(get(msg))
+                    if match is not None:
+                        self._publish_pattern(p, match.distance, match.start, match.end, t)
+            if topic == self._chaos_topic and self._chaos_getter is not None:
+                v = self._chaos_getter(msg)
+                if math.isfinite(v):
+                    self._chaos_values.append(v)
+                    self._chaos_stamps.append(t)
+        except Exception as exc:
+            self._callback_errors += 1
+            self.get_logger().error(f"{topic}: message not used: {exc!r}", throttle_duration_sec=5.0)
+
+    def _tick(self) -> None:
+        try:
+            horizon = self._now_s() - self.params["max_latency_s"]
+            for w in self._watches:
+                if w.horizon_s > 0:
+                    w.advance(horizon)
+                    self._publish_changes(w)
+        except Exception as exc:
+            self._callback_errors += 1
+            self.get_logger().error(f"advance failed: {exc!r}", throttle_duration_sec=5.0)
+
+    def _verdict_msg(self, w: SpecWatch, d: Decision | None) -> TemporalVerdict:
+        msg = TemporalVerdict()
+        msg.monitor, msg.kind, msg.formula = w.spec.name, "stl", w.spec.text
+        msg.topics = list(w.topics)
+        msg.evaluated_stamp = self.get_clock().now().to_msg()
+        if d is None:
+            msg.header.stamp = msg.evaluated_stamp
+            msg.verdict, msg.robustness, msg.value = UNKNOWN, math.nan, math.nan
+            missing = [n for n, v in zip(w.names, w.held, strict=False) if math.isnan(v)]
+            msg.message = f"waiting for {', '.join(missing)}" if missing else "waiting for the bound to pass"
+            return msg
+        msg.header.stamp = Time(nanoseconds=int(d.time_s * 1e9)).to_msg()
+        msg.verdict, msg.robustness, msg.value = d.verdict, d.robustness, d.decided_by_s
+        sample = ", ".join(f"{k}={v:.6g}" for k, v in d.sample.items())
+        how = "decided early, robustness bound" if d.early else "robustness"
+        msg.message = (
+            f"{VERDICT_NAMES[d.verdict]}: {how} {d.robustness:.6g}; "
+            f"deciding sample t={d.decided_by_s:.3f} {sample}"
+        )
+        return msg
+
+    def _publish_changes(self, w: SpecWatch) -> None:
+        changes = w.take_changes()
+        for d in changes:
+            self._pub.publish(self._verdict_msg(w, d))
+        if changes:
+            self._diagnostics.level_changed("specs", self._specs_health().level)
+
+    def _repeat_verdicts(self) -> None:
+        for w in self._watches:
+            self._pub.publish(self._verdict_msg(w, w.last))
+
+    def _publish_pattern(self, p: PatternLine, distance: float, start: int, end: int, t: float) -> None:
+        msg = TemporalVerdict()
+        msg.header.stamp = Time(nanoseconds=int(t * 1e9)).to_msg()
+        msg.evaluated_stamp = self.get_clock().now().to_msg()
+        msg.monitor, msg.kind, msg.formula, msg.topics = p.name, "pattern", p.signal.name, [p.signal.topic]
+        msg.verdict, msg.robustness, msg.value = SATISFIED, p.threshold - distance, distance
+        msg.message = f"match at samples {start}..{end}, DTW distance {distance:.4g} (limit {p.threshold:g})"
+        self._pattern_matches[p.name] = Decision(p.name, SATISFIED, distance, t, t)
+        self._pub.publish(msg)
+
+    def _chaos(self) -> None:
+        try:
+            n = len(self._chaos_values)
+            if self._chaos_getter is None or n < self.params["chaos_window"]:
+                self._chaos_result = (
+                    f"{n} of {self.params['chaos_window']} samples of {self.params['chaos_signal']}"
+                )
+                return
+            x = np.fromiter(self._chaos_values, dtype=np.float64, count=n)
+            stamps = np.fromiter(self._chaos_stamps, dtype=np.float64, count=n)
+            period = float(np.median(np.diff(stamps))) if n > 1 else 1.0
+            v = chaos_test(x, sample_period_s=period if period > 0 else 1.0)
+            self._chaos_flag, self._chaos_result = v.chaotic, v.reason
+            msg = TemporalVerdict()
+            msg.header.stamp = Time(nanoseconds=int(stamps[-1] * 1e9)).to_msg()
+            msg.evaluated_stamp = self.get_clock().now().to_msg()
+            msg.monitor, msg.kind, msg.formula = "chaos", "chaos", self.params["chaos_signal"]
+            msg.topics = [self._chaos_topic]
+            msg.verdict = VIOLATED if v.chaotic else SATISFIED
+            msg.robustness, msg.value, msg.message = -v.exponent_per_s, v.exponent_per_s, v.reason
+            self._pub.publish(msg)
+        except Exception as exc:
+            self._callback_errors += 1
+            self._chaos_result = f"chaos test failed: {exc!r}"
+            self.get_logger().error(self._chaos_result, throttle_duration_sec=10.0)
+
+    # ---- service ----------------------------------------------------------------------------------
+
+    def _check_trace(self, request: Any, response: Any) -> Any:
+        try:
+            if request.spec:
+                formula = parse(request.spec)
+            else:
+                found = [w for w in self._watches if w.spec.name == request.monitor]
+                if not found:
+                    raise ValueError(f"no spec named {request.monitor!r}")
+                formula = found[0].spec.formula
+            names = list(request.signals)
+            times = list(request.times_s)
+            values = list(request.values)
+            if len(values) != len(times) * len(names):
+                raise ValueError(f"values has {len(values)} numbers, expected {len(times)} x {len(names)}")
+            k = len(names)
+            rows = [values[i * k : (i + 1) * k] for i in range(len(times))]
+            result = check_trace(formula, names, times, rows)
+            response.ok, response.verdict, response.robustness = result.ok, result.verdict, result.robustness
+            response.first_violation_s, response.message = result.first_violation_s, result.message
+        except (ValueError, SpecError) as exc:
+            response.ok, response.verdict, response.robustness = False, UNKNOWN, math.nan
+            response.first_violation_s, response.message = math.nan, str(exc)
+        return response
+
+    # ---- health -----------------------------------------------------------------------------------
+
+    def _inputs_health(self) -> Health:
+        wanted = self._wanted_topics()
+        missing = [t for t in wanted if t not in self._subs]
+        now = time.monotonic()
+        stale = [t for t in self._subs if now - self._last_seen.get(t, now) > self.params["stale_after_s"]]
+        values = {t: self._types.get(t, "not seen") for t in wanted}
+        values["callback_errors"] = str(self._callback_errors)
+        if self._type_errors:
+            return Health(ERROR, "cannot import " + "; ".join(self._type_errors.values()), values)
+        if missing:
+            return Health(OK, f"waiting for {', '.join(missing)} to appear", values)
+        if stale:
+            return Health(
+                WARN, f"no message for {self.params['stale_after_s']} s on {', '.join(stale)}", values
+            )
+        return Health(OK, f"{len(wanted)} topics", values)
+
+    def _specs_health(self) -> Health:
+        values: dict[str, str] = {}
+        violated = []
+        for w in self._watches:
+            d = w.last
+            state = VERDICT_NAMES[d.verdict] if d is not None else "unknown"
+            values[w.spec.name] = (
+                f"{state}; {w.decided} decided, {w.violations} violated, "
+                f"{w.late} late, {w.bad_messages} unreadable"
+            )
+            if d is not None and d.verdict == VIOLATED:
+                sample = ", ".join(f"{k}={v:.6g}" for k, v in d.sample.items())
+                violated.append(
+                    f"{w.spec.name} violated at t={d.time_s:.3f} (robustness {d.robustness:.4g}), "
+                    f"decided by the sample at t={d.decided_by_s:.3f}: {sample}"
+                )
+            if w.last_error:
+                values[f"{w.spec.name}.error"] = w.last_error
+        if self._spec_errors:
+            return Health(ERROR, "; ".join(self._spec_errors), values)
+        if violated:
+            level = ERROR if self.params["violation_level"] == "error" else WARN
+            return Health(level, "; ".join(violated), values)
+        return Health(OK, f"{len(self._watches)} specs hold or wait for data", values)

@@ -1,0 +1,236 @@
+"""What the node and `krystal check` share: specs from config lines, message fields as numbers,
+one SpecWatch per specification (held values, verdict changes, the deciding sample).
+
+Policy for real streams (docs/temporal.md):
+- the trace of a spec is the merged sequence of messages on its topics, in stamp order; between
+  messages every signal holds its last value, and the spec is not evaluated before each has one;
+- a message stamped at or before the newest sample already evaluated is late: it updates nothing
+  and is counted (out-of-order samples are dropped, never reordered);
+- a NaN field is a missing sample: the previous value is held;
+- windows close at the first sample past their bound or when `advance` says time has passed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from krystal.temporal.monitor import Early, Monitor
+from krystal.temporal.spec import Formula, Signal, horizon_s, parse, signals
+
+UNKNOWN, SATISFIED, VIOLATED = 0, 1, 2  # as TemporalVerdict
+VERDICT_NAMES = {UNKNOWN: "unknown", SATISFIED: "satisfied", VIOLATED: "violated"}
+
+
+@dataclass(frozen=True)
+class SpecLine:
+    name: str
+    text: str
+    formula: Formula
+
+
+def parse_spec_line(line: str) -> SpecLine:
+    """`name: formula` (a config entry); SpecError or ValueError with the reason."""
+    name, sep, text = line.partition(":")
+    name = name.strip()
+    if not sep or not name or not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"{line!r}: write a spec as 'name: formula'")
+    return SpecLine(name, text.strip(), parse(text))
+
+
+def parse_spec_file(text: str) -> list[SpecLine]:
+    """One `name: formula` per line; blank lines and lines starting with # are skipped."""
+    out = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            out.append(parse_spec_line(line))
+        except ValueError as exc:
+            raise ValueError(f"line {number}: {exc}") from exc
+    return out
+
+
+def field_getter(path: Sequence[str | int]) -> Callable[[Any], float]:
+    """Reads a field path of a message as a float (bools as 0/1); raises ValueError when it cannot."""
+    parts = tuple(path)
+
+    def get(msg: Any) -> float:
+        value = msg
+        for part in parts:
+            try:
+                value = value[part] if isinstance(part, int) else getattr(value, part)
+            except (AttributeError, IndexError, TypeError, KeyError) as exc:
+                raise ValueError(f"no field {part!r} in {type(value).__name__}") from exc
+        if isinstance(value, bool):
+            return 1.0 if value else 0.0
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return float(value)  # numpy scalars
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"field is {type(value).__name__}, not a number") from exc
+
+    return get
+
+
+def stamp_s(msg: Any) -> float | None:
+    """The header stamp in seconds, or None when the message has none (or a zero one)."""
+    header = getattr(msg, "header", None)
+    stamp = getattr(header, "stamp", None)
+    if stamp is None:
+        return None
+    t = float(stamp.sec) + float(stamp.nanosec) * 1e-9
+    return t if t > 0 else None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A verdict of a spec at sample time `time_s`, decided by the sample stamped `decided_by_s`."""
+
+    spec: str
+    verdict: int
+    robustness: float
+    time_s: float
+    decided_by_s: float
+    sample: dict[str, float] = field(default_factory=dict)
+    early: bool = False
+
+
+class SpecWatch:
+    """One specification over live messages: holds values, runs the monitor, reports changes."""
+
+    def __init__(self, spec: SpecLine, online: bool = True, keep_history: bool = False) -> None:
+        self.spec = spec
+        self.history: list[tuple[float, float]] | None = [] if keep_history else None
+        self.signals: list[Signal] = signals(spec.formula)
+        self.names = [s.name for s in self.signals]
+        self.topics = list(dict.fromkeys(s.topic for s in self.signals))
+        self.horizon_s = horizon_s(spec.formula)
+        self._getters = [(s.topic, i, field_getter(s.path)) for i, s in enumerate(self.signals)]
+        self.held = [math.nan] * len(self.signals)
+        self._missing = len(self.signals)
+        self.changes: list[Decision] = []  # verdict changes since the caller last took them
+        self.last: Decision | None = None
+        self.first_violation: Decision | None = None
+        self.decided = self.violations = self.bad_messages = 0
+        self.last_error = ""
+        self._sample_t = math.nan
+        self.monitor = Monitor(spec.formula, self.names, on_output=self._output, online=online)
+
+    @property
+    def late(self) -> int:
+        return self.monitor.late
+
+    def _sample(self) -> dict[str, float]:
+        return dict(zip(self.names, self.held, strict=False))
+
+    def _decide(self, d: Decision) -> None:
+        if self.last is None or self.last.verdict != d.verdict:
+            self.changes.append(d)
+        self.last = d
+
+    def _output(self, t: float, rho: float) -> None:
+        verdict = SATISFIED if rho > 0 else VIOLATED
+        self.decided += 1
+        if self.history is not None:
+            self.history.append((t, rho))
+        d = Decision(self.spec.name, verdict, rho, t, self._sample_t, self._sample())
+        if verdict == VIOLATED:
+            self.violations += 1
+            if self.first_violation is None:
+                self.first_violation = d
+        if (
+            self.last is not None
+            and self.last.early
+            and self.last.time_s == t
+            and self.last.verdict == verdict
+        ):
+            self.last = d  # the early verdict confirmed: no change
+            return
+        self._decide(d)
+
+    def _check_early(self) -> None:
+        e: Early | None = self.monitor.early()
+        if e is None or (self.last is not None and self.last.time_s >= e.time_s):
+            return
+        verdict = SATISFIED if e.satisfied else VIOLATED
+        self._decide(
+            Decision(self.spec.name, verdict, e.bound, e.time_s, self._sample_t, self._sample(), True)
+        )
+
+    def on_message(self, topic: str, t: float, msg: Any) -> bool:
+        """Take one message of `topic` stamped `t` (s); False when it was late or unreadable."""
+        if t <= self.monitor.last_t:
+            self.monitor.late += 1
+            return False
+        try:
+            values = [(i, get(msg)) for top, i, get in self._getters if top == topic]
+        except ValueError as exc:
+            self.bad_messages += 1
+            self.last_error = f"{topic}: {exc}"
+            return False
+        for i, v in values:
+            if not math.isnan(v):
+                if math.isnan(self.held[i]):
+                    self._missing -= 1
+                self.held[i] = v
+        if self._missing:
+            return True  # not every signal has a value yet
+        self._sample_t = t
+        self.monitor.update(t, self.held)
+        self._check_early()
+        return True
+
+    def advance(self, t: float) -> None:
+        self._sample_t = t
+        self.monitor.advance(t)
+        self._check_early()
+
+    def take_changes(self) -> list[Decision]:
+        out, self.changes = self.changes, []
+        return out
+
+
+@dataclass(frozen=True)
+class TraceCheck:
+    ok: bool
+    verdict: int
+    robustness: float
+    first_violation_s: float
+    robustness_over_time: tuple[float, ...]
+    message: str
+
+
+def check_trace(
+    formula: Formula, signal_names: Sequence[str], times_s: Sequence[float], rows: Sequence[Sequence[float]]
+) -> TraceCheck:
+    """Offline verdict of `formula` over a finished sequence of samples (rows in signal order)."""
+    out: list[float] = []
+    try:
+        mon = Monitor(formula, signal_names, on_output=lambda t, r: out.append(r), online=False)
+    except ValueError as exc:
+        return TraceCheck(False, UNKNOWN, math.nan, math.nan, (), str(exc))
+    previous = -math.inf
+    for t, row in zip(times_s, rows, strict=False):
+        if not t > previous:
+            return TraceCheck(False, UNKNOWN, math.nan, math.nan, (), "sample times must increase")
+        if len(row) != len(signal_names):
+            return TraceCheck(
+                False, UNKNOWN, math.nan, math.nan, (), "every sample needs one value per signal"
+            )
+        previous = t
+        mon.update(float(t), [float(v) for v in row])
+    mon.finish()
+    if not out:
+        return TraceCheck(True, UNKNOWN, math.nan, math.nan, (), "no samples")
+    first = next((float(t) for t, r in zip(times_s, out, strict=False) if not r > 0), math.nan)
+    rho = out[0]
+    verdict = SATISFIED if rho > 0 else VIOLATED
+    text = f"{VERDICT_NAMES[verdict]} (robustness {rho:.6g})"
+    if not math.isnan(first):
+        text += f"; first violated at t={first:.6g} s"
+    return TraceCheck(True, verdict, rho, first, tuple(out), text)
