@@ -64,6 +64,13 @@ GRAPH: tuple[NodeEntry, ...] = (
         node_class="krystal.devices.node:DeviceAgentsNode",
         description="One lifecycle node per configured device (DeviceStatus, DeviceCommand, audit log)",
     ),
+    NodeEntry(
+        name="audio_source",
+        executable="audio_source",
+        node_class="krystal.audio.node:AudioSourceNode",
+        description="Input device, audio file or generator to AudioFeatures (loudness, spectrum, tempo)",
+        sensor=True,
+    ),
 )
 
 
