@@ -35,13 +35,14 @@ class OnsetDetector:
         *,
         bands: int = 40,
         threshold: float = 1.5,
-        floor: float = 0.02,
+        floor: float = 0.1,
         median_s: float = 0.5,
-        refractory_s: float = 0.05,
+        refractory_s: float = 0.08,
     ) -> None:
         self.threshold, self.floor = threshold, floor
         self._history: F64 = np.zeros(max(3, int(median_s * frame_rate_hz)))  # ODF before this batch
         self._refractory = max(1, int(refractory_s * frame_rate_hz))
+        self._seen = False
         self._since_onset = self._refractory
         self._prev_log: NDArray[np.float32] | None = None
         # mel-spaced bands, each the mean of its bins, as librosa's onset strength weighs them
@@ -69,6 +70,9 @@ class OnsetDetector:
         n, m = len(odf), len(self._history)
         if not n:
             return np.zeros(0, bool)
+        if not self._seen:  # no history yet: the first batch is its own reference
+            self._history[:] = np.median(odf)
+        self._seen = True
         ref = float(np.partition(self._history, m // 2)[m // 2]) * self.threshold + self.floor
         joined = np.concatenate([self._history, odf])
         rising = odf > joined[m - 1 : m - 1 + n]
