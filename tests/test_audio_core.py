@@ -21,10 +21,12 @@ from krystal.audio.sources import (
     EndOfStream,
     FileSource,
     GeneratorSource,
-    GeneratorSource as _Gen,
     has_input_device,
     make_source,
     resolve_device,
+)
+from krystal.audio.sources import (
+    GeneratorSource as _Gen,
 )
 
 
@@ -76,8 +78,12 @@ def test_onsets_of_a_click_track() -> None:
 
 @pytest.mark.parametrize(
     ("pattern", "bpm", "swing", "noise"),
-    [("click", 60.0, 0.0, -40.0), ("click", 143.0, 0.0, -30.0), ("drums", 97.0, 0.2, -40.0),
-     ("drums", 128.0, 0.0, -40.0)],
+    [
+        ("click", 60.0, 0.0, -40.0),
+        ("click", 143.0, 0.0, -30.0),
+        ("drums", 97.0, 0.2, -40.0),
+        ("drums", 128.0, 0.0, -40.0),
+    ],
 )
 def test_tempo_within_2_bpm(pattern: str, bpm: float, swing: float, noise: float) -> None:
     sr = 44100
@@ -177,8 +183,13 @@ def test_bad_files_are_refused_clearly(tmp_path: Path) -> None:
     soundfile.write(good, render("click", 48000, 1.0), 48000, subtype="PCM_16")
     truncated = tmp_path / "truncated.wav"
     truncated.write_bytes(good.read_bytes()[:30])
-    for path, reason in ((empty, "cannot decode"), (text, "cannot decode"), (zero, "no samples"),
-                         (truncated, "cannot decode|no samples"), (tmp_path / "missing.wav", "not found")):
+    for path, reason in (
+        (empty, "cannot decode"),
+        (text, "cannot decode"),
+        (zero, "no samples"),
+        (truncated, "cannot decode|no samples"),
+        (tmp_path / "missing.wav", "not found"),
+    ):
         with pytest.raises(AudioSourceError, match=reason):
             FileSource(str(path)).open()
     cut = tmp_path / "cut.wav"  # header intact, data cut short: what is there is read
@@ -217,7 +228,9 @@ def test_device_refusal_lists_the_devices() -> None:
     assert resolve_device("usb mic", devices, 0) == 3
     assert resolve_device("3", devices, 0) == 3
     assert resolve_device("", devices, 0) == 0
-    with pytest.raises(AudioSourceError, match=r"no input device matches 'webcam'; input devices: 0 'pulse', 3 'USB Mic"):
+    with pytest.raises(
+        AudioSourceError, match=r"no input device matches 'webcam'; input devices: 0 'pulse', 3 'USB Mic"
+    ):
         resolve_device("webcam", devices, 0)
     with pytest.raises(AudioSourceError, match="no input device with index 7"):
         resolve_device("7", devices, 0)
@@ -226,9 +239,20 @@ def test_device_refusal_lists_the_devices() -> None:
 
 
 def test_auto_is_the_generator_without_a_capture_device() -> None:
-    src = make_source(source_type="auto", spec="", sample_rate=48000, channels=1, block_size=512,
-                      generator="click", bpm=120.0, level_dbfs=-12.0, tone_hz=440.0, loop=True,
-                      realtime=True, stall_timeout_s=2.0)
+    src = make_source(
+        source_type="auto",
+        spec="",
+        sample_rate=48000,
+        channels=1,
+        block_size=512,
+        generator="click",
+        bpm=120.0,
+        level_dbfs=-12.0,
+        tone_hz=440.0,
+        loop=True,
+        realtime=True,
+        stall_timeout_s=2.0,
+    )
     assert isinstance(src, DeviceSource) == has_input_device()
 
 
@@ -239,7 +263,9 @@ def test_device_callback_counts_gaps_and_full_queues() -> None:
     block = np.ones((100, 1), np.float32)
 
     def call(adc: float, status: object = ok) -> None:
-        src._callback(block, 100, types.SimpleNamespace(inputBufferAdcTime=adc, currentTime=adc + 0.05), status)
+        src._callback(
+            block, 100, types.SimpleNamespace(inputBufferAdcTime=adc, currentTime=adc + 0.05), status
+        )
 
     call(1.0)
     call(1.1)
