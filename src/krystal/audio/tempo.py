@@ -104,7 +104,7 @@ class TempoTracker:
         max_bpm: float = 180.0,
         *,
         window_s: float = 4.0,
-        update_s: float = 0.25,
+        update_s: float = 0.5,
         prior_bpm: float = 120.0,
         prior_octaves: float = 0.7,
     ) -> None:
