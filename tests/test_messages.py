@@ -62,6 +62,7 @@ def test_every_interface_file_is_built() -> None:
     assert set(MESSAGES) == {
         "AsciiFrame",
         "AudioFeatures",
+        "AudioPcm",
         "DeviceStatus",
         "GpuTelemetry",
         "RenderStats",

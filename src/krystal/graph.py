@@ -76,6 +76,13 @@ GRAPH: tuple[NodeEntry, ...] = (
         node_class="krystal.temporal.node:TemporalSolverNode",
         description="Temporal-logic monitors, DTW patterns and a chaos test over topics to TemporalVerdict",
     ),
+    NodeEntry(
+        name="audio_source",
+        executable="audio_source",
+        node_class="krystal.audio.node:AudioSourceNode",
+        description="Input device, audio file or generator to AudioFeatures (loudness, spectrum, tempo)",
+        sensor=True,
+    ),
 )
 
 

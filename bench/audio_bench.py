@@ -1,0 +1,224 @@
+"""Tempo accuracy, lock time and cost of krystal.audio against aubio (real time) and librosa
+(offline), on generated clips with known tempo, plus loudness against pyloudnorm; same run.
+
+Clips: click tracks (accented downbeat) and drum patterns (kick, snare, swung hi-hats), 60-180
+BPM, clean and with noise; step clips change tempo mid-clip. Seeds differ from those the
+tracker's constants were tuned on (tests/test_audio_core.py uses its own).
+
+`python -m bench.audio_bench [--quick]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bench.common import emit
+from krystal.audio.features import Analyzer, Chunk
+from krystal.audio.generator import Segment, render
+from krystal.audio.spectrum import HOP
+from krystal.audio.tempo import BeatTracker
+
+SR = 44100
+
+
+@dataclass(frozen=True)
+class Clip:
+    name: str
+    samples: NDArray[np.float32]
+    bpm: float  # the tempo at the end of the clip
+    step_s: float = 0.0  # time of a tempo change, 0 if none
+
+
+def clips(quick: bool, seed: int = 2026) -> list[Clip]:
+    rng = np.random.default_rng(seed)
+    count = 6 if quick else 40
+    duration = 10.0 if quick else 14.0
+    out = []
+    for i in range(count):
+        bpm = float(rng.uniform(60.0, 180.0))
+        pattern = "click" if i % 2 == 0 else "drums"
+        swing = float(rng.uniform(0.0, 0.3)) if pattern == "drums" and i % 4 == 1 else 0.0
+        noise = float(rng.choice([-120.0, -40.0, -28.0]))
+        offset = float(rng.uniform(0.0, 0.5))
+        x = render(pattern, SR, duration, (Segment(offset, bpm),), swing=swing, noise_dbfs=noise, seed=i)
+        out.append(Clip(f"{pattern} {bpm:.1f} swing {swing:.2f} noise {noise:.0f}", x, bpm))
+    for i in range(1 if quick else 10):
+        a, b = (float(v) for v in rng.uniform(60.0, 180.0, 2))
+        while abs(a - b) < 0.15 * min(a, b):
+            b = float(rng.uniform(60.0, 180.0))
+        pattern = "click" if i % 2 == 0 else "drums"
+        x = render(pattern, SR, 16.0, (Segment(0.0, a), Segment(8.0, b)), noise_dbfs=-40.0, seed=100 + i)
+        out.append(Clip(f"{pattern} step {a:.1f}->{b:.1f}", x, b, step_s=8.0))
+    return out
+
+
+def strict(est: float, truth: float) -> bool:
+    return abs(est - truth) <= 2.0
+
+
+def octave(est: float, truth: float) -> bool:
+    return any(abs(est - truth * f) <= 0.04 * truth * f for f in (0.5, 1.0, 2.0))
+
+
+def ours_track(x: NDArray[np.float32], chunk: int = 4 * HOP) -> list[tuple[float, float]]:
+    """(time s, bpm) of our tracker through the clip, fed `chunk` samples at a time."""
+    a = Analyzer(SR, window_samples=HOP)
+    out = []
+    for i in range(0, len(x) - chunk + 1, chunk):
+        for f in a.push(Chunk(x[i : i + chunk], i, 0)):
+            out.append(((f.first_sample_index + HOP) / SR, f.tempo_bpm))
+    return out
+
+
+def aubio_track(x: NDArray[np.float32]) -> list[tuple[float, float]]:
+    import aubio
+
+    t = aubio.tempo("default", 1024, HOP, SR)
+    out = []
+    for i in range(0, len(x) - HOP + 1, HOP):
+        t(x[i : i + HOP])
+        out.append(((i + HOP) / SR, float(t.get_bpm())))
+    return out
+
+
+def librosa_bpm(x: NDArray[np.float32]) -> float:
+    import librosa
+
+    tempo, _ = librosa.beat.beat_track(y=x, sr=SR, hop_length=HOP)
+    return float(np.atleast_1d(tempo)[0])
+
+
+def lock_time(track: list[tuple[float, float]], clip: Clip) -> float:
+    """Seconds after the step from which the estimate stays within +-2 BPM to the clip's end; never
+    locking counts as the whole rest of the clip."""
+    never = track[-1][0] if track else clip.step_s
+    locked_at = never
+    for t, bpm in track:
+        if t < clip.step_s:
+            continue
+        if strict(bpm, clip.bpm):
+            locked_at = min(locked_at, t)
+        else:
+            locked_at = never
+    return locked_at - clip.step_s
+
+
+def cost_us_per_block(x: NDArray[np.float32], chunk: int, features: bool) -> float:
+    """Our cost per 512 samples fed `chunk` samples per call: the tempo pipeline or all features."""
+    a = Analyzer(SR, window_samples=HOP)
+    b = BeatTracker(SR)
+    t0 = time.perf_counter()
+    for i in range(0, len(x) - chunk + 1, chunk):
+        if features:
+            a.push(Chunk(x[i : i + chunk], i, 0))
+        else:
+            b.process(x[i : i + chunk])
+    return (time.perf_counter() - t0) * 1e6 / (len(x) // HOP)
+
+
+def aubio_cost_us_per_block(x: NDArray[np.float32]) -> float:
+    import aubio
+
+    t = aubio.tempo("default", 1024, HOP, SR)
+    t0 = time.perf_counter()
+    for i in range(0, len(x) - HOP + 1, HOP):
+        t(x[i : i + HOP])
+    return (time.perf_counter() - t0) * 1e6 / (len(x) // HOP)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter clips (< 20 s)")
+    parser.add_argument("--seed", type=int, default=2026, help="material seed")
+    parser.add_argument("--verbose", action="store_true", help="print each clip's estimates")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    material = clips(args.quick, args.seed)
+    static = [c for c in material if not c.step_s]
+    steps = [c for c in material if c.step_s]
+    ours = [ours_track(c.samples)[-1][1] for c in static]
+    aub = [aubio_track(c.samples)[-1][1] for c in static]
+    lib = [librosa_bpm(c.samples) for c in static]
+    truth = [c.bpm for c in static]
+    if args.verbose:
+        for c, o, a, b in zip(static, ours, aub, lib, strict=True):
+            print(f"# {c.name}: ours {o:.1f} aubio {a:.1f} librosa {b:.1f}")
+    n = len(static)
+    for kind, test in (("strict_2bpm", strict), ("octave_4pct", octave)):
+        share = {
+            name: sum(test(e, t) for e, t in zip(est, truth, strict=True)) / n
+            for name, est in (("ours", ours), ("aubio", aub), ("librosa", lib))
+        }
+        emit(
+            "audio",
+            f"tempo accuracy {kind} ({n} clips)",
+            share["ours"],
+            share["aubio"],
+            "share",
+            lower_is_better=False,
+            anchor_name="aubio tempo (default, 1024/512)",
+        )
+        emit(
+            "audio",
+            f"tempo accuracy {kind} ({n} clips)",
+            share["ours"],
+            share["librosa"],
+            "share",
+            lower_is_better=False,
+            anchor_name="librosa.beat.beat_track",
+        )
+    ours_lock = [lock_time(ours_track(c.samples), c) for c in steps]
+    aub_lock = [lock_time(aubio_track(c.samples), c) for c in steps]
+    emit(
+        "audio",
+        f"lock after tempo step, median ({len(steps)} clips)",
+        float(np.median(ours_lock)),
+        float(np.median(aub_lock)),
+        "s",
+        anchor_name="aubio tempo (default, 1024/512)",
+        ours_locked=sum(t < 16.0 - c.step_s - 0.1 for t, c in zip(ours_lock, steps, strict=True)),
+        anchor_locked=sum(t < 16.0 - c.step_s - 0.1 for t, c in zip(aub_lock, steps, strict=True)),
+        ours_worst_s=round(float(max(ours_lock)), 2),
+    )
+    x = np.concatenate([c.samples for c in static[:3]])
+    repeat = 2 if args.quick else 3
+    anchor = min(aubio_cost_us_per_block(x) for _ in range(repeat))
+    for features, chunk_blocks in ((False, 1), (False, 4), (False, 16), (True, 4), (True, 16)):
+        ours_us = min(cost_us_per_block(x, chunk_blocks * HOP, features) for _ in range(repeat))
+        what = "all features" if features else "tempo pipeline (FFT, flux, onsets, tempo)"
+        emit(
+            "audio",
+            f"cost per 512-sample block, {what}, {chunk_blocks} block(s) per call",
+            ours_us,
+            anchor,
+            "us",
+            anchor_name="aubio tempo (default, 1024/512), 1 block per call",
+        )
+    import pyloudnorm
+
+    meter = pyloudnorm.Meter(SR, block_size=3.0)
+    errors = []
+    rng = np.random.default_rng(7)
+    for kind in ("tone", "noise", "drums", "click"):
+        for level in (-30.0, -12.0):
+            x = render(kind, SR, 3.0, level_dbfs=level, tone_hz=float(rng.uniform(50, 8000)), seed=3)
+            ours_lufs = Analyzer(SR, window_samples=HOP * 3).push(Chunk(x, 0, 0))[-1].loudness_lufs
+            errors.append(abs(ours_lufs - meter.integrated_loudness(x.astype(np.float64))))
+    emit(
+        "audio",
+        "short-term loudness max |error| vs pyloudnorm (8 signals, 3 s)",
+        max(errors),
+        0.5,
+        "LU",
+        anchor_name="pyloudnorm (goal: within 0.5 LU)",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""audio_source: device, file or generator audio to loudness, spectrum, onset and tempo features."""

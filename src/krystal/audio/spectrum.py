@@ -1,0 +1,41 @@
+"""Framing and power spectra shared by the onset/tempo pipeline and the window features."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+from numpy.typing import NDArray
+
+HOP = 512  # onset/tempo hop; analysis windows are whole numbers of hops
+FFT_SIZE = 1024
+
+
+class Frames:
+    """Hann-windowed FFT frames ending at every hop; power per bin as a share of mean square."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self.freqs = np.fft.rfftfreq(FFT_SIZE, 1.0 / sample_rate)
+        self._hann = np.hanning(FFT_SIZE).astype(np.float32)
+        scale = np.full(len(self.freqs), 2.0)
+        scale[0] = scale[-1] = 1.0  # Parseval with the window's energy: sum of bins = mean square
+        self._scale = (scale / (FFT_SIZE * float(np.sum(self._hann.astype(np.float64) ** 2)))).astype(
+            np.float32
+        )
+        self._buf: NDArray[np.float32] = np.zeros(
+            FFT_SIZE - HOP, np.float32
+        )  # the history the next frame needs, and more
+
+    def push(self, samples: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Power spectra (hops x bins) of every hop that `samples` completes."""
+        joined = np.concatenate([self._buf, samples])
+        hops = (len(joined) - (FFT_SIZE - HOP)) // HOP
+        self._buf = joined[hops * HOP :]
+        if hops <= 0:
+            return np.zeros((0, len(self.freqs)), np.float32)
+        step = joined.strides[0]  # as_strided: sliding_window_view costs more than the FFT here
+        frames = np.lib.stride_tricks.as_strided(
+            joined, (hops, FFT_SIZE), (HOP * step, step), writeable=False
+        )
+        spec = scipy.fft.rfft(frames * self._hann, axis=1)
+        return np.asarray((spec.real**2 + spec.imag**2) * self._scale, dtype=np.float32)

@@ -1,0 +1,292 @@
+"""audio_source as a real rclpy node: a real PulseAudio server (started here) with a null sink as
+the capture device, a click track and a tone played into it with paplay and captured from its
+monitor through sounddevice (PortAudio -> ALSA 'pulse' plugin -> the server); the sink removed
+and restored; a wrong device name; file and generator sources; bad files and parameters."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+import soundfile
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from krystal.msg import AudioFeatures, AudioPcm
+from rclpy.parameter import Parameter
+
+from krystal.audio.generator import Segment, render
+from krystal.audio.node import AudioSourceNode
+from krystal.ros.qos import reliable_qos, sensor_qos
+from tests.conftest import spin_until
+
+SOURCE = "audio_source: source"
+OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
+SINK = "krystal_sink"
+RATE = 48000
+
+
+class Probe:
+    def __init__(self) -> None:
+        self.node = rclpy.create_node("audio_probe")
+        self.features: list[AudioFeatures] = []
+        self.pcm: list[AudioPcm] = []
+        self.status: dict[str, DiagnosticStatus] = {}
+        self.history: list[DiagnosticStatus] = []
+        self.node.create_subscription(AudioFeatures, "audio/features", self.features.append, sensor_qos(50))
+        self.node.create_subscription(AudioPcm, "audio/pcm", self.pcm.append, sensor_qos(50))
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, reliable_qos())
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        for s in msg.status:
+            self.status[s.name] = s
+            self.history.append(s)
+
+    def level(self) -> bytes | None:
+        s = self.status.get(SOURCE)
+        return s.level if s else None
+
+    def message(self) -> str:
+        s = self.status.get(SOURCE)
+        return s.message if s else ""
+
+
+def _node(**params: object) -> AudioSourceNode:
+    overrides = [Parameter(k, value=v) for k, v in params.items()]
+    return AudioSourceNode(parameter_overrides=overrides)
+
+
+class Pulse:
+    """A private PulseAudio server: its own runtime dir and socket, a null sink as the device."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.socket = root / "native"
+        self.env = {
+            **os.environ,
+            "HOME": str(root),
+            "XDG_RUNTIME_DIR": str(root / "xdg"),
+            "PULSE_RUNTIME_PATH": str(root / "run"),
+            "PULSE_SERVER": f"unix:{self.socket}",
+        }
+        for d in ("xdg", "run"):
+            (root / d).mkdir(exist_ok=True)
+        # as root it warns "not intended to be run as root" but serves; --system is not needed
+        self.proc = subprocess.Popen(
+            [
+                "pulseaudio",
+                "--daemonize=no",
+                "--exit-idle-time=-1",
+                "-n",
+                "--use-pid-file=no",
+                "--disable-shm=yes",
+                "-L",
+                f"module-native-protocol-unix socket={self.socket} auth-anonymous=1",
+            ],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 15
+        while subprocess.run(["pactl", "info"], env=self.env, capture_output=True, check=False).returncode:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"pulseaudio did not start: {self.proc.stderr.read() if self.proc.stderr else ''}"
+                )
+            time.sleep(0.1)
+        self.players: list[subprocess.Popen[bytes]] = []
+
+    def pactl(self, *args: str) -> str:
+        return subprocess.run(
+            ["pactl", *args], env=self.env, capture_output=True, text=True, check=True
+        ).stdout
+
+    def load_sink(self) -> None:
+        self.pactl("load-module", "module-null-sink", f"sink_name={SINK}", f"rate={RATE}", "channels=1")
+        self.pactl("set-default-source", f"{SINK}.monitor")
+
+    def unload_sink(self) -> None:
+        self.pactl("unload-module", "module-null-sink")
+
+    def play(self, path: Path) -> None:
+        self.players.append(subprocess.Popen(["paplay", "-d", SINK, str(path)], env=self.env))
+
+    def stop_players(self) -> None:
+        for p in self.players:
+            p.terminate()
+            p.wait(5)
+        self.players.clear()
+
+    def stop(self) -> None:
+        self.stop_players()
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pulse]:
+    if shutil.which("pulseaudio") is None or shutil.which("paplay") is None:
+        pytest.skip("pulseaudio/paplay not installed (Debian pulseaudio)")
+    server = Pulse(tmp_path_factory.mktemp("pulse"))
+    server.load_sink()
+    saved = os.environ.get("PULSE_SERVER")
+    os.environ["PULSE_SERVER"] = server.env[
+        "PULSE_SERVER"
+    ]  # libpulse in this process (PortAudio's ALSA plugin)
+    try:
+        yield server
+    finally:
+        server.stop()
+        if saved is None:
+            os.environ.pop("PULSE_SERVER", None)
+        else:
+            os.environ["PULSE_SERVER"] = saved
+
+
+def _wav(path: Path, x: np.ndarray, sr: int = RATE) -> Path:
+    soundfile.write(path, x, sr, subtype="PCM_16")
+    return path
+
+
+def test_capture_from_pulseaudio_tempo_loudness_and_device_loss(
+    ros: None, pulse: Pulse, tmp_path: Path
+) -> None:
+    import pyloudnorm
+
+    from krystal.audio.sources import input_devices
+
+    names = [name for _, name in input_devices()]
+    assert "pulse" in names, f"PortAudio does not see the PulseAudio server (ALSA pulse plugin): {names}"
+    tone = render("tone", RATE, 4.0, level_dbfs=-20.0, tone_hz=1000.0)
+    clicks = render("click", RATE, 14.0, (Segment(0.0, 100.0),), level_dbfs=-10.0)
+    pulse.play(_wav(tmp_path / "tone.wav", tone))
+    node, probe = _node(source_type="device", source="pulse", sample_rate=RATE, publish_pcm=True), Probe()
+    nodes = [node, probe.node]
+    try:
+        loud = lambda: [f.loudness_lufs for f in probe.features[-5:]]  # noqa: E731
+        expected = pyloudnorm.Meter(RATE, block_size=3.0).integrated_loudness(
+            tone[: 3 * RATE].astype(np.float64)
+        )
+        assert spin_until(
+            nodes,
+            lambda: probe.level() == OK and len(loud()) == 5 and all(abs(v - expected) < 1.0 for v in loud()),
+            15.0,
+        ), (probe.message(), loud(), expected)
+        f = probe.features[-1]
+        assert f.spectral_centroid_hz == pytest.approx(1000.0, rel=0.05)
+        assert probe.pcm and probe.pcm[-1].sample_rate_hz == RATE
+        index = [m.first_sample_index for m in probe.features]
+        assert all(b > a for a, b in itertools.pairwise(index))
+        assert (
+            abs(f.header.stamp.sec + f.header.stamp.nanosec * 1e-9 - time.time()) < 2.0
+        )  # capture time, ROS clock
+        pulse.stop_players()
+        pulse.play(_wav(tmp_path / "clicks.wav", clicks))
+        probe.features.clear()
+
+        def tempo_ok() -> bool:
+            last = probe.features[-10:]
+            return len(last) == 10 and all(abs(m.tempo_bpm - 100.0) <= 2.0 for m in last)
+
+        assert spin_until(nodes, tempo_ok, 14.0), [round(m.tempo_bpm, 1) for m in probe.features[-10:]]
+        pulse.unload_sink()  # the device vanishes: ERROR, and reopen attempts with backoff
+        assert spin_until(nodes, lambda: probe.level() == ERROR, 10.0), probe.message()
+        pulse.load_sink()
+        pulse.play(_wav(tmp_path / "clicks2.wav", clicks))
+        probe.features.clear()
+        assert spin_until(nodes, lambda: probe.level() == OK and len(probe.features) > 5, 15.0), (
+            probe.message()
+        )
+    finally:
+        pulse.stop_players()
+        node.destroy_node()
+        probe.node.destroy_node()
+
+
+def test_wrong_device_name_is_refused_with_the_device_list(ros: None, pulse: Pulse) -> None:
+    node, probe = _node(source_type="device", source="no-such-microphone"), Probe()
+    try:
+        assert spin_until([node, probe.node], lambda: probe.level() == ERROR, 8.0)
+        assert "no input device matches 'no-such-microphone'" in probe.message()
+        assert "'pulse'" in probe.message(), probe.message()  # the devices that exist are listed
+    finally:
+        node.destroy_node()
+        probe.node.destroy_node()
+
+
+def test_generator_source_publishes_features_with_tempo(ros: None) -> None:
+    node, probe = _node(source_type="generator", generator="click", generator_bpm=132.0), Probe()
+    try:
+        ok = lambda: len(probe.features) > 5 and abs(probe.features[-1].tempo_bpm - 132.0) <= 2.0  # noqa: E731
+        assert spin_until([node, probe.node], ok, 12.0), [m.tempo_bpm for m in probe.features[-3:]]
+        f = probe.features[-1]
+        assert probe.level() == OK and f.sample_rate_hz == RATE and f.window_samples == 1024
+        assert len(f.band_energy_db) == len(f.band_edges_hz) - 1 == 6
+        assert f.dropped_samples == 0 and not probe.pcm  # raw PCM is off by default
+    finally:
+        node.destroy_node()
+        probe.node.destroy_node()
+
+
+def test_file_source_once_then_end(ros: None, tmp_path: Path) -> None:
+    path = _wav(tmp_path / "clip.flac", render("drums", 44100, 2.0), 44100)
+    node = _node(source_type="file", source=str(path), loop=False, realtime=False)
+    probe = Probe()
+    try:
+        assert spin_until(
+            [node, probe.node], lambda: probe.level() == WARN and "end of" in probe.message(), 10.0
+        ), probe.message()
+        assert probe.features and probe.features[0].sample_rate_hz == 44100
+        assert probe.features[-1].first_sample_index + 1024 <= 2 * 44100
+    finally:
+        node.destroy_node()
+        probe.node.destroy_node()
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "cannot decode"),
+        (b"RIFF\x24\x00\x00\x00WAVEfmt ", "cannot decode"),
+        (b"not audio " * 100, "cannot decode"),
+    ],
+)
+def test_bad_files_turn_error_without_crashing(
+    ros: None, tmp_path: Path, content: bytes, reason: str
+) -> None:
+    path = tmp_path / "bad.wav"
+    path.write_bytes(content)
+    node, probe = _node(source_type="file", source=str(path), reconnect_initial_s=0.1), Probe()
+    try:
+        assert spin_until([node, probe.node], lambda: probe.level() == ERROR, 8.0)
+        assert reason in probe.message() and "reopening" in probe.message()
+    finally:
+        node.destroy_node()
+        probe.node.destroy_node()
+
+
+def test_absurd_parameters_are_refused_with_a_reason(ros: None) -> None:
+    node = _node(source_type="generator", sample_rate=10_000_000)  # from the file: default used
+    try:
+        assert node.params["sample_rate"] == RATE and "sample_rate" in node.params.rejected
+        for name, value, why in (
+            ("sample_rate", 1, "out of range"),
+            ("window_samples", 1000, "multiple of 512"),
+            ("band_edges_hz", [100.0, 50.0], "rising"),
+            ("source_type", "laser", "one of"),
+        ):
+            (result,) = node.set_parameters([Parameter(name, value=value)])
+            assert not result.successful and why in result.reason, (name, result.reason)
+    finally:
+        node.destroy_node()
