@@ -24,7 +24,7 @@ from rclpy.parameter import Parameter
 from std_msgs.msg import Int32, String
 
 from krystal.ros.diagnostics import ERROR, Diagnostics
-from krystal.ros.qos import reliable_qos
+from krystal.ros.qos import DeadlineMisses, reliable_qos, sensor_qos, with_deadline
 from krystal.sched.executor import DeadlineExecutor, set_budget
 from krystal.sched.settings import EXECUTOR_PARAMS, node_settings
 from tests.conftest import executable, spin_until
@@ -320,8 +320,6 @@ def test_refused_sched_fifo_logs_one_line_and_the_executable_runs_and_stops_clea
     probe = rclpy.create_node("rt_probe")
     from sensor_msgs.msg import Image
 
-    from krystal.ros.qos import sensor_qos
-
     images: list[Image] = []
     probe.create_subscription(Image, "camera/image_raw", images.append, sensor_qos(5))
     try:
@@ -335,3 +333,31 @@ def test_refused_sched_fifo_logs_one_line_and_the_executable_runs_and_stops_clea
     refusals = [line for line in video.stderr.splitlines() if "real-time setup refused" in line]
     assert len(refusals) == 1 and "SCHED_FIFO priority 50: not permitted" in refusals[0], video.stderr
     assert "executor summary" in video.stderr
+
+
+def test_qos_deadline_misses_are_counted_through_the_executor(ros) -> None:
+    """A 50 Hz stream that stops: deadline-missed events (waitables) arrive through the executor."""
+    node = Node("deadline_watch")
+    misses = DeadlineMisses()
+    got: list[Int32] = []
+    qos = with_deadline(sensor_qos(), rate_hz=50.0)
+    assert qos.deadline.nanoseconds == 40_000_000
+    node.create_subscription(Int32, "watched", got.append, qos, event_callbacks=misses.callbacks())
+    pub = node.create_publisher(Int32, "watched", qos)
+    timer = node.create_timer(0.02, lambda: pub.publish(Int32(data=1)))
+    executor = DeadlineExecutor()
+    executor.add_node(node)
+    try:
+        end = time.monotonic() + 10.0
+        while len(got) < 10 and time.monotonic() < end:
+            executor.spin_once(0.05)
+        assert len(got) >= 10, "the deadline QoS on both sides must still match"
+        timer.cancel()  # the stream stops: the deadline passes again and again
+        while misses.total < 3 and time.monotonic() < end:
+            executor.spin_once(0.05)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+    assert misses.total >= 3 and misses.since_last() == misses.total and misses.since_last() == 0
+    sub = next(s for s in executor.summaries() if s.kind == "subscription")
+    assert sub.count >= 10
