@@ -145,7 +145,8 @@ def _groups(node: Any, n: int) -> list[Any]:
 
 
 def _steady() -> Any:
-    from rclpy.clock import Clock, ClockType
+    from rclpy.clock import Clock
+    from rclpy.clock_type import ClockType
 
     return Clock(clock_type=ClockType.STEADY_TIME)
 
@@ -296,7 +297,7 @@ def main() -> None:
         try:
             from rclpy.experimental.events_executor import EventsExecutor  # noqa: F401
 
-            kinds = (*RCLPY, *OURS)
+            kinds: tuple[str, ...] = (*RCLPY, *OURS)
         except ImportError:
             kinds = ("single", "multi", *OURS)
         scenarios = {"demo": demo, "pubsub": pubsub, "mixed": mixed}
