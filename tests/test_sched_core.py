@@ -70,13 +70,15 @@ def test_budget_lists_never_raise(items: list[str]) -> None:
 def test_defer_for_a_critical_timer_released_before_the_candidate_would_end() -> None:
     # Candidate: 1.5 ms of work, deadline 10 ms away; a 0.1 ms timer with a 2 ms deadline is
     # released in 0.2 ms: wait for it, as a preemptive EDF scheduler would run it at release.
-    upcoming = [(200_000, 2_200_000, 100_000.0)]
+    upcoming = [(200_000, 2_200_000, 100_000.0, 10 * MS)]
     assert should_defer(0, 10 * MS, 1.5 * MS, upcoming) == 200_000
     # The earliest of several such releases is the one to wait for.
-    assert should_defer(0, 10 * MS, 1.5 * MS, [(900_000, 3 * MS, 1.0), *upcoming]) == 200_000
+    assert should_defer(0, 10 * MS, 1.5 * MS, [(900_000, 3 * MS, 1.0, 10 * MS), *upcoming]) == 200_000
     # Released after the candidate ends, or with a later deadline, or already released: start now.
-    assert should_defer(0, 10 * MS, 1.5 * MS, [(2 * MS, 4 * MS, 100_000.0)]) == 0
-    assert should_defer(0, 10 * MS, 1.5 * MS, [(200_000, 20 * MS, 100_000.0)]) == 0
+    assert should_defer(0, 10 * MS, 1.5 * MS, [(2 * MS, 4 * MS, 100_000.0, 10 * MS)]) == 0
+    assert should_defer(0, 10 * MS, 1.5 * MS, [(200_000, 20 * MS, 100_000.0, 10 * MS)]) == 0
+    # A 1 kHz timer beside a 1.5 ms candidate: its next release is hit anyway, so no waiting.
+    assert should_defer(0, 10 * MS, 1.5 * MS, [(200_000, 1_200_000, 20_000.0, 1 * MS)]) == 0
     assert should_defer(300_000, 10 * MS, 1.5 * MS, upcoming) == 0
     # Waiting would make the candidate itself miss: start it.
     assert should_defer(0, 1.6 * MS, 1.5 * MS, upcoming) == 0

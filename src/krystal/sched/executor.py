@@ -695,7 +695,12 @@ class DeadlineExecutor(Executor):
             return 0
         now = time.monotonic_ns()
         upcoming = [
-            (t.next_release_ns, t.next_release_ns + t.budget_ns, t.stats.run_ewma_ns if t.stats else 0.0)
+            (
+                t.next_release_ns,
+                t.next_release_ns + t.budget_ns,
+                t.stats.run_ewma_ns if t.stats else 0.0,
+                t.period_ns,
+            )
             for t in self._timers
             if not t.busy and t.clock != _SIM and now < t.next_release_ns < now + cost
         ]

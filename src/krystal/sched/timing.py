@@ -206,19 +206,23 @@ def should_defer(
     now_ns: int,
     candidate_deadline_ns: int,
     candidate_cost_ns: float,
-    upcoming: Iterable[tuple[int, int, float]],
+    upcoming: Iterable[tuple[int, int, float, int]],
 ) -> int:
     """Release time to wait for instead of starting the candidate now, or 0 to start it.
 
-    `upcoming` holds (release, deadline, cost) of timers not yet released. Waiting (idle-time
-    insertion) pays when one with an earlier deadline is released before the candidate would end
-    and cannot both wait for the candidate and meet its own deadline, while the candidate can
-    still meet its deadline after it.
+    `upcoming` holds (release, deadline, cost, period) of timers not yet released. Waiting
+    (idle-time insertion: what a preemptive EDF scheduler would do) pays when one with an earlier
+    deadline is released before the candidate would end, and the candidate can still meet its own
+    deadline after it. Not for a timer whose period is shorter than the candidate: its next
+    release would be hit anyway, and waiting for each one only pushes the candidate to its latest
+    start, where it blocks whatever is released then.
     """
     end = now_ns + candidate_cost_ns
     best = 0
-    for release, deadline, cost in upcoming:
+    for release, deadline, cost, period in upcoming:
         if release <= now_ns or release >= end or deadline >= candidate_deadline_ns:
+            continue
+        if 0 < period < candidate_cost_ns + cost:
             continue
         if max(release + cost, now_ns) + candidate_cost_ns > candidate_deadline_ns:
             continue  # waiting would make the candidate miss instead
