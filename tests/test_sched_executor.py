@@ -83,7 +83,7 @@ def test_ready_callbacks_run_in_deadline_order(ros) -> None:
         pub.publish(String(data="now"))
         for gc in guards.values():
             gc.trigger()
-        time.sleep(0.2)  # the message arrives; everything is ready before the next wait
+        time.sleep(0.5)  # the message arrives; everything is ready before the next wait
         end = time.monotonic() + 5.0
         while len(order) < 4 and time.monotonic() < end:
             executor.spin_once(0.1)
@@ -123,8 +123,10 @@ def test_late_critical_timer_is_chosen_before_queued_low_priority_work(ros) -> N
     finally:
         executor.shutdown()
         node.destroy_node()
+    # low0 and low1 take 40 ms; the timer is due at 25 ms, so it must come before low2 and low3
+    # (index 0 if a loaded machine made it ready in the very first wait: EDF picks it first then too).
     first = log.index("critical")
-    assert 0 < first < 4, f"critical waited behind every queued low-priority callback: {log}"
+    assert first <= 2, f"critical waited behind the queued low-priority callbacks: {log}"
     timing = next(s for s in executor.summaries() if s.kind == "timer")
     assert timing.count >= 1
 
