@@ -363,3 +363,21 @@ def test_qos_deadline_misses_are_counted_through_the_executor(ros) -> None:
     assert misses.total >= 3 and misses.since_last() == misses.total and misses.since_last() == 0
     sub = next(s for s in executor.summaries() if s.kind == "subscription")
     assert sub.count >= 10
+
+
+def test_events_falls_back_for_nodes_with_guard_conditions(ros) -> None:
+    from rclpy.executors import SingleThreadedExecutor
+
+    from krystal.ros.spin import executor_for
+
+    node = Node("with_guard")
+    node.create_guard_condition(lambda: None)
+    try:
+        executor, _ = executor_for([node], "events")
+        assert isinstance(executor, SingleThreadedExecutor)
+        executor.shutdown()
+        executor, _ = executor_for([node])
+        assert isinstance(executor, DeadlineExecutor)
+        executor.shutdown()
+    finally:
+        node.destroy_node()

@@ -28,7 +28,15 @@ def init(args: Sequence[str] | None = None) -> None:
 def executor_for(nodes: Sequence[Node], kind: str | None = None) -> tuple[Executor, ExecutorSettings]:
     """The executor the first node's `executor.*` parameters ask for (`kind` overrides the type)."""
     settings = node_settings(nodes[0]) if nodes else ExecutorSettings()
-    executor = make_executor(kind or settings.kind, settings.threads)
+    kind = kind or settings.kind
+    if kind == "events" and any(list(n.guards) for n in nodes):
+        # rclpy 9.1.2's EventsExecutor raises "Guard conditions not supported" on the first trigger
+        rclpy.logging.get_logger("krystal.sched").warning(
+            "executor.type events: rclpy's EventsExecutor does not support guard conditions, "
+            "which these nodes use; using single"
+        )
+        kind = "single"
+    executor = make_executor(kind, settings.threads)
     return executor, settings
 
 
