@@ -53,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error", "fatal"])
     run.add_argument("--mode", help="ascii_renderer style: ramp, edges, sketch, cyberpunk or glitch")
+    run.add_argument(
+        "--executor",
+        choices=["edf", "single", "multi", "events"],
+        help="executor of the graph (default: executor.type from the parameters file, edf)",
+    )
 
     view = sub.add_parser("view", help="show the ASCII video of a running graph in this terminal")
     view.add_argument("--namespace", default="", help="namespace of the graph to watch")
@@ -161,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     fit=not args.no_fit,
                     log_level=args.log_level,
                     mode=args.mode,
+                    executor=args.executor,
                 )
         except ValueError as exc:
             print(f"krystal run: {exc}", file=sys.stderr)

@@ -23,6 +23,7 @@ def run(
     fit: bool = True,
     log_level: str = "info",
     mode: str | None = None,
+    executor: str | None = None,
 ) -> int:
     entries = select(nodes)
     params = params_file or str(default_params_file())
@@ -58,4 +59,6 @@ def run(
             created.append(AsciiViewNode(namespace=namespace))
     except KeyboardInterrupt:
         pass
-    return spin.spin(created)
+    # One executor for the whole graph: its type and real-time setup come from the first node's
+    # executor.* parameters (the `/**` section of the parameters file), `executor` overrides the type.
+    return spin.spin(created, kind=executor)

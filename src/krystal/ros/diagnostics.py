@@ -6,6 +6,7 @@ task's level changes, so an ERROR shows within one callback, not one period.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,6 +31,16 @@ class Health:
     values: dict[str, str] = field(default_factory=dict)
 
 
+# Lets code that did not create a node's Diagnostics (the executor) add its own task to it.
+_BY_NODE: weakref.WeakKeyDictionary[Node, weakref.ref[Diagnostics]] = weakref.WeakKeyDictionary()
+
+
+def diagnostics_of(node: Node) -> Diagnostics | None:
+    """The Diagnostics a node created, if any."""
+    ref = _BY_NODE.get(node)
+    return ref() if ref is not None else None
+
+
 def level_name(level: bytes) -> str:
     return _LEVEL_NAMES.get(level, repr(level))
 
@@ -44,6 +55,7 @@ class Diagnostics:
         self._last_levels: dict[str, bytes] = {}
         self._pub = node.create_publisher(DiagnosticArray, "/diagnostics", reliable_qos(10))
         self._timer = node.create_timer(period_s, self.publish)
+        _BY_NODE[node] = weakref.ref(self)
 
     def add(self, name: str, task: Callable[[], Health]) -> None:
         self._tasks.append((name, task))

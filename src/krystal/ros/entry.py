@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import traceback
 from collections.abc import Sequence
 
 from krystal.graph import by_executable, load_node_class
@@ -16,10 +17,17 @@ def main(executable: str, argv: Sequence[str]) -> int:
         node = load_node_class(entry)(node_name=entry.name)
     except KeyboardInterrupt:
         return 0
-    except Exception as exc:  # a node that cannot start says why, once, without a traceback
+    except Exception as exc:
+        # The traceback, then one line that says who failed: a respawned node must not crash silently.
+        traceback.print_exc()
         print(f"[{entry.name}] cannot start: {exc}", file=sys.stderr)
         import rclpy
 
         rclpy.try_shutdown()
         return 1
-    return spin.spin([node])
+    try:
+        return spin.spin([node])
+    except Exception as exc:
+        traceback.print_exc()
+        print(f"[{entry.name}] died: {exc}", file=sys.stderr)
+        return 1
