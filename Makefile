@@ -14,7 +14,7 @@ test: setup
 	@$(ENV) python -m pytest $(PYTEST_ARGS)
 
 bench: setup
-	@for b in bench/*_bench.py; do $(ENV) python $$b || exit 1; done
+	@for b in bench/*_bench.py; do $(ENV) python -m bench.$$(basename $$b .py) $(BENCH_ARGS) || exit 1; done
 
 lint: setup
 	@$(ENV) ruff check src tests bench launch tools && $(ENV) mypy
