@@ -214,7 +214,7 @@ def main() -> None:
                 }
                 for mode in () if quick else ("fgbg", "truecolor", "256"):
                     w9 = chafa(
-                        frame, columns, rows, mode=mode, work=9, atlas=atlas, repeat=max(3, repeat // 4)
+                        frame, pair, columns, rows, mode=mode, work=9, atlas=atlas, repeat=max(3, repeat // 4)
                     )
                     report(
                         f"{scene} {size} chafa-{mode}-w9 vs w1", anchors[mode], w9, f"libchafa {mode} work 9"
