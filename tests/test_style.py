@@ -1,4 +1,4 @@
-"""ruff and mypy run with the tests so the style stays one across sessions (STYLE.md)."""
+"""ruff and mypy run with the tests so the style stays one across sessions."""
 
 from __future__ import annotations
 
