@@ -31,6 +31,7 @@ ROSDEP = {
     "fastapi": {"python3-fastapi", "python3-fastapi-pip"},
     "uvicorn": {"python3-uvicorn", "python3-uvicorn-pip"},
     "starlette": {"python3-starlette", "python3-fastapi", "python3-fastapi-pip"},
+    "pydantic": {"python3-pydantic", "python3-fastapi"},  # fastapi requires it
     "httpx": {"python3-httpx", "python3-httpx-pip"},
     "websockets": {"python3-websockets", "python3-websockets-pip"},
     "prometheus_client": {"python3-prometheus-client"},
