@@ -139,10 +139,15 @@ def test_viewer_draws_colour_frames_in_place(ros) -> None:
     assert out.getvalue().endswith("\x1b[?25h")
 
 
-def test_learned_fallback_is_told_on_ros_channels(ros, monkeypatch, tmp_path) -> None:
+def test_learned_fallback_is_told_on_ros_channels(ros, tmp_path) -> None:
     """RenderStats, AsciiFrame and /diagnostics agree on the kernel used; the reason is on /rosout."""
-    monkeypatch.setenv("KRYSTAL_GLYPH_MODEL", str(tmp_path / "missing.npz"))
-    renderer, probe = _renderer(kernel="learned", columns=16, rows=4, stats_period_s=0.2), Probe()
+    from krystal.ascii.learned import DEFAULT_MODEL
+
+    model = tmp_path / "model.npz"
+    model.write_bytes(DEFAULT_MODEL.read_bytes())  # valid when the parameter is checked...
+    renderer = _renderer(kernel="learned", model_path=str(model), columns=16, rows=4, stats_period_s=0.2)
+    model.write_bytes(b"not a weights file")  # ...unusable when the engine loads it on first use
+    probe = Probe()
     nodes = [renderer, probe.node]
     assert _feed(nodes, probe, lambda: bool(probe.frames))
     assert probe.frames[-1].kernel == "luminance"
