@@ -16,7 +16,7 @@ BENCHES = sorted(p.stem for p in (ROOT / "bench").glob("*_bench.py"))
 REQUIRED = {"bench", "case", "ours", "anchor", "anchor_name", "ratio", "unit"}
 # Benchmarks whose --quick mode another change is adding; removed from here when it lands. A pending
 # bench that has --quick already is run like the others.
-PENDING_QUICK = {"e2e_bench"}
+PENDING_QUICK: set[str] = set()
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("KRYSTAL_CORE_ONLY") == "1", reason="benchmarks need the ROS environment and chafa"
