@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 ENV := tools/krystal-env
 
-.PHONY: setup run test bench lint clean distclean
+.PHONY: setup run test bench lint clean distclean test-compat
 
 setup:
 	@tools/setup.sh
@@ -14,7 +14,7 @@ test: setup
 	@$(ENV) python -m pytest $(PYTEST_ARGS)
 
 bench: setup
-	@for b in bench/*_bench.py; do $(ENV) python $$b || exit 1; done
+	@for b in bench/*_bench.py; do $(ENV) python -m bench.$$(basename $$b .py) $(BENCH_ARGS) || exit 1; done
 
 lint: setup
 	@$(ENV) ruff check src tests bench launch tools && $(ENV) mypy
@@ -23,4 +23,8 @@ clean:
 	rm -rf build install log
 
 distclean: clean
-	rm -rf .venv
+	rm -rf .venv .venv-compat-*
+
+# The ROS-free cores on Humble's (Python 3.10) and Jazzy's (Python 3.12) library versions; no ROS needed.
+test-compat:
+	@tools/test_compat.sh

@@ -27,16 +27,19 @@ class ChafaGrid:
 
 
 class ChafaRenderer:
-    """libchafa with ASCII symbols; mode "fgbg" (mono) or "truecolor"; work 1..9 as the CLI's --work."""
+    """libchafa with ASCII symbols; mode "fgbg" (mono), "truecolor" or "256" (xterm-256 indexed);
+    work 1..9 as the CLI's --work."""
 
     def __init__(self, columns: int, rows: int, mode: str = "fgbg", work: int = 1) -> None:
         from chafa import Canvas, CanvasConfig, CanvasMode, SymbolMap, SymbolTags
 
         config = CanvasConfig()
         config.width, config.height = columns, rows
-        config.canvas_mode = (
-            CanvasMode.CHAFA_CANVAS_MODE_FGBG if mode == "fgbg" else CanvasMode.CHAFA_CANVAS_MODE_TRUECOLOR
-        )
+        config.canvas_mode = {
+            "fgbg": CanvasMode.CHAFA_CANVAS_MODE_FGBG,
+            "truecolor": CanvasMode.CHAFA_CANVAS_MODE_TRUECOLOR,
+            "256": CanvasMode.CHAFA_CANVAS_MODE_INDEXED_256,
+        }[mode]
         config.work_factor = (work - 1) / 8.0
         symbols = SymbolMap()
         symbols.add_by_tags(SymbolTags.CHAFA_SYMBOL_TAG_ASCII)
@@ -74,7 +77,7 @@ def cli_available() -> bool:
 
 def cli_render(png_path: str, columns: int, rows: int, mode: str = "fgbg", work: int = 1) -> bytes:
     """The chafa command: start-up and decode included, as a user calling it per frame pays them."""
-    colors = "none" if mode == "fgbg" else "full"
+    colors = {"fgbg": "none", "truecolor": "full", "256": "256"}[mode]
     return subprocess.run(
         [
             "chafa",

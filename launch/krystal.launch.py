@@ -5,12 +5,12 @@ the same description `krystal run` composes, so its tests cover both.
 """
 
 from launch import LaunchContext, LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from krystal.graph import entry_names, launch_specs
-from krystal.paths import default_params_file, transport_env
+from krystal.paths import aggregator_installed, analyzers_file, default_params_file, transport_env
 
 
 def _nodes(context: LaunchContext) -> list:
@@ -38,6 +38,24 @@ def _nodes(context: LaunchContext) -> list:
     ]
 
 
+def _aggregator(context: LaunchContext) -> list:
+    """ROS's diagnostic aggregator, so rqt_robot_monitor (which reads /diagnostics_agg) shows the graph."""
+    if LaunchConfiguration("aggregator").perform(context).lower() not in ("true", "1", "yes"):
+        return []
+    if not aggregator_installed():
+        return [
+            LogInfo(msg="diagnostic_aggregator is not installed: no /diagnostics_agg for rqt_robot_monitor")
+        ]
+    return [
+        Node(
+            package="diagnostic_aggregator",
+            executable="aggregator_node",
+            parameters=[LaunchConfiguration("analyzers_file").perform(context)],
+            output="screen",
+        )
+    ]
+
+
 def generate_launch_description() -> LaunchDescription:
     return LaunchDescription(
         [
@@ -55,7 +73,18 @@ def generate_launch_description() -> LaunchDescription:
                 default_value="",
                 description=f"Comma-separated subset of: {', '.join(entry_names())} (empty: all)",
             ),
+            DeclareLaunchArgument(
+                "aggregator",
+                default_value="true",
+                description="Start diagnostic_aggregator (when installed) for rqt_robot_monitor",
+            ),
+            DeclareLaunchArgument(
+                "analyzers_file",
+                default_value=str(analyzers_file()),
+                description="diagnostic_aggregator analyzers grouping /diagnostics into /diagnostics_agg",
+            ),
             *[SetEnvironmentVariable(k, v) for k, v in transport_env().items()],
             OpaqueFunction(function=_nodes),
+            OpaqueFunction(function=_aggregator),
         ]
     )

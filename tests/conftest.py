@@ -25,20 +25,33 @@ os.environ["ROS_DOMAIN_ID"] = os.environ.get(
 )
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
-try:
-    import krystal.msg  # noqa: F401  (built by colcon: proves the environment is set up)
-except ImportError:
-    pytest.exit(
-        "krystal's messages are not importable: run the tests with `make test` "
-        "(or `source tools/env.sh` after `make setup`)",
-        returncode=4,
-    )
+# KRYSTAL_CORE_ONLY=1 (make test-compat): only the modules that need no ROS, on a plain Python.
+CORE_ONLY = os.environ.get("KRYSTAL_CORE_ONLY") == "1"
 
-from krystal.paths import apply_transport_env  # noqa: E402
-from krystal.ros.compat import localhost_discovery_env  # noqa: E402
+if not CORE_ONLY:
+    try:
+        import krystal.msg  # noqa: F401  (built by colcon: proves the environment is set up)
+    except ImportError:
+        pytest.exit(
+            "krystal's messages are not importable: run the tests with `make test` "
+            "(or `source tools/env.sh` after `make setup`)",
+            returncode=4,
+        )
 
-os.environ.update(localhost_discovery_env())
-apply_transport_env()
+    from krystal.paths import apply_transport_env
+    from krystal.ros.compat import localhost_discovery_env
+
+    os.environ.update(localhost_discovery_env())
+    apply_transport_env()
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Under KRYSTAL_CORE_ONLY, leave out every test module that imports ROS (tests/ros_free.py)."""
+    if not CORE_ONLY or collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
+        return None
+    from tests.ros_free import needs_ros
+
+    return True if needs_ros(collection_path) else None
 
 
 @pytest.fixture

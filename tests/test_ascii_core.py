@@ -88,6 +88,14 @@ def test_luma_refuses_unknown() -> None:
         to_8bit(np.zeros((2, 2), np.uint8), "bayer_rggb8")
 
 
+@pytest.mark.parametrize("encoding", ["yuyv", "yuv422_yuy2", "uyvy", "yuv422"])
+@pytest.mark.parametrize("colour", [True, False])
+def test_odd_width_yuv_is_a_format_error_not_a_cv2_error(encoding: str, colour: bool) -> None:
+    """cv2.cvtColor raises cv2.error (not ValueError) on an odd width: that killed the renderer."""
+    with pytest.raises(ValueError, match="even W"):
+        to_8bit(np.zeros((4, 3, 2), np.uint8), encoding, colour)
+
+
 def test_view_redraws_in_place_without_clearing() -> None:
     out = io.StringIO()
     view = TerminalView(out, alternate_screen=False)

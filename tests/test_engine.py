@@ -19,7 +19,7 @@ from krystal.ascii.color import palette_256, to_256
 from krystal.ascii.engine import MODES, Engine, Style, fill_charset
 from krystal.ascii.glitch import audio_energy
 from krystal.ascii.terminal import ansi_lines
-from krystal.ros.image import ENCODINGS
+from krystal.ros.encodings import ENCODINGS
 
 SGR = re.compile(r"\x1b\[([0-9;]*)m")
 

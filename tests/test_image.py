@@ -10,11 +10,13 @@ import pytest
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from krystal.ros.encodings import PAIRED
 from krystal.ros.image import ENCODINGS, ImageFormatError, array_to_image, image_to_array
 
 
 def _pixels(encoding: str, h: int = 5, w: int = 7) -> np.ndarray:
     dtype, channels = ENCODINGS[encoding]
+    w += w % 2 if encoding in PAIRED else 0  # 4:2:2 pixels come in pairs
     shape = (h, w) if channels == 1 else (h, w, channels)
     rng = np.random.default_rng(1)
     if dtype.kind == "f":
@@ -28,7 +30,7 @@ def test_round_trip(encoding: str) -> None:
     header = Header(frame_id="cam")
     header.stamp.sec = 42
     msg = array_to_image(pixels, encoding, header)
-    assert (msg.height, msg.width, msg.encoding) == (5, 7, encoding)
+    assert (msg.height, msg.width, msg.encoding) == (5, pixels.shape[1], encoding)
     assert msg.header.stamp.sec == 42 and msg.header.frame_id == "cam"
     back = image_to_array(msg)
     assert back.dtype == pixels.dtype and back.shape == pixels.shape
@@ -76,6 +78,9 @@ def _msg(**fields: object) -> Image:
         ({"step": 5}, "step 5 < 12"),
         ({"data": bytes(20)}, "data has 20 bytes"),
         ({"encoding": "mono16", "step": 9, "data": bytes(36)}, "not a multiple"),
+        # cv2.cvtColor raised cv2.error on these and the renderer died
+        ({"encoding": "yuyv", "width": 3, "step": 6, "data": bytes(24)}, "even width"),
+        ({"encoding": "yuv422", "width": 5, "step": 10, "data": bytes(40)}, "even width"),
     ],
 )
 def test_malformed_images_raise_with_reason(fields: dict, reason: str) -> None:
@@ -90,6 +95,8 @@ def test_array_to_image_refuses_mismatch() -> None:
         array_to_image(np.zeros((4, 4, 3), np.uint16), "bgr8")
     with pytest.raises(ImageFormatError, match="unknown encoding"):
         array_to_image(np.zeros((4, 4, 3), np.uint8), "nope")
+    with pytest.raises(ImageFormatError, match="even width"):
+        array_to_image(np.zeros((4, 3, 2), np.uint8), "yuv422_yuy2")
 
 
 def test_non_contiguous_input_is_packed() -> None:

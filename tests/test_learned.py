@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -148,10 +149,13 @@ def test_engine_renders_the_grid_with_the_learned_kernel(mode: str) -> None:
     assert quality.flicker(render.codes, again.codes) < 0.02
 
 
-torch = pytest.importorskip("torch", reason="torch is only needed for training (krystal.ascii.train)")
+@pytest.fixture
+def torch() -> Any:
+    """Per test, not at module level: without torch only the training tests may skip."""
+    return pytest.importorskip("torch", reason="torch is only needed for training (krystal.ascii.train)")
 
 
-def test_numpy_inference_equals_torch(shipped: learned.GlyphMatcher) -> None:
+def test_numpy_inference_equals_torch(shipped: learned.GlyphMatcher, torch: Any) -> None:
     from krystal.ascii.train import Net
 
     torch.manual_seed(3)
@@ -174,7 +178,7 @@ def test_numpy_inference_equals_torch(shipped: learned.GlyphMatcher) -> None:
     assert np.array_equal(codes.reshape(-1)[engaged], picked[engaged])
 
 
-def test_short_training_beats_chance_on_held_out_cells(tmp_path: Path, atlas: GlyphAtlas) -> None:
+def test_short_training_beats_chance_on_held_out_cells(tmp_path: Path, atlas: GlyphAtlas, torch: Any) -> None:
     from krystal.ascii import train
 
     torch.set_num_threads(2)

@@ -7,6 +7,7 @@ import io
 import time
 
 import cv2
+import numpy as np
 import rclpy
 from bench.scenes import synthetic
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -136,3 +137,67 @@ def test_viewer_draws_colour_frames_in_place(ros) -> None:
     viewer.destroy_node()
     pub_node.destroy_node()
     assert out.getvalue().endswith("\x1b[?25h")
+
+
+def test_learned_fallback_is_told_on_ros_channels(ros, tmp_path) -> None:
+    """RenderStats, AsciiFrame and /diagnostics agree on the kernel used; the reason is on /rosout."""
+    from krystal.ascii.learned import DEFAULT_MODEL
+
+    model = tmp_path / "model.npz"
+    model.write_bytes(DEFAULT_MODEL.read_bytes())  # valid when the parameter is checked...
+    renderer = _renderer(kernel="learned", model_path=str(model), columns=16, rows=4, stats_period_s=0.2)
+    model.write_bytes(b"not a weights file")  # ...unusable when the engine loads it on first use
+    probe = Probe()
+    nodes = [renderer, probe.node]
+    assert _feed(nodes, probe, lambda: bool(probe.frames))
+    assert probe.frames[-1].kernel == "luminance"
+    assert spin_until(nodes, lambda: bool(probe.stats), 3.0)
+    assert probe.stats[-1].kernel == "luminance"  # was "learned": the configured, not the used one
+    name = "ascii_renderer: render"
+    assert _feed(nodes, probe, lambda: "learned kernel unavailable" in probe.message(name))
+    assert probe.level(name) == DiagnosticStatus.WARN
+    assert "/luminance/" in probe.values(name)["style"]
+    assert spin_until(nodes, lambda: any("learned kernel unavailable" in log.msg for log in probe.logs), 3.0)
+    renderer.destroy_node()
+
+
+def test_superseded_frames_are_counted_from_stamp_gaps(ros) -> None:
+    """A 20 fps source (stamps 50 ms apart) that skips 4 frames twice: 8 frames superseded."""
+    renderer, probe = _renderer(columns=16, rows=4, max_frame_age_ms=0.0), Probe()
+    nodes = [renderer, probe.node]
+    assert spin_until(nodes, lambda: probe.image_pub.get_subscription_count() > 0, 5.0)
+    base = time.time_ns()
+    indices = [*range(10), *range(14, 24), *range(28, 38)]  # frames 10-13 and 24-27 never sent
+    for sent, i in enumerate(indices, 1):
+        probe.image_pub.publish(_image(stamp_ns=base + i * 50_000_000))
+        spin_until(nodes, lambda n=sent: len(probe.frames) >= n, 1.0)
+    rendered = len(probe.frames)
+    assert rendered >= len(indices) - 3
+    name = "ascii_renderer: render"
+    assert spin_until(nodes, lambda: int(probe.values(name).get("frames_rendered", 0)) >= rendered, 3.0)
+    superseded = int(probe.values(name)["frames_superseded"])
+    assert 8 <= superseded <= 8 + (len(indices) - rendered), superseded  # a frame lost here counts too
+    assert spin_until(nodes, lambda: bool(probe.stats) and probe.stats[-1].frames_dropped >= 8, 3.0)
+    renderer.destroy_node()
+
+
+def test_mono_rendered_image_follows_image_rate_hz(ros) -> None:
+    renderer = _renderer(mode="edges", columns=20, rows=5, image_rate_hz=2.0, image_cell_height=8)
+    probe = Probe()
+    images: list[Image] = []
+    probe.node.create_subscription(Image, "krystal/ascii/image", images.append, sensor_qos(5))
+    nodes = [renderer, probe.node]
+    t0 = time.monotonic()
+    assert _feed(nodes, probe, lambda: len(probe.frames) >= 20 and len(images) >= 2, timeout_s=10.0)
+    elapsed = time.monotonic() - t0
+    image = images[-1]
+    assert (image.encoding, image.width, image.height) == ("mono8", 20 * 4, 5 * 8)
+    pixels = np.frombuffer(image.data, np.uint8)
+    assert pixels.max() > 100 and pixels.min() == 0  # white glyphs on black, the text drawn back
+    assert len(images) <= 2.0 * elapsed + 2  # at most image_rate_hz, while frames ran faster
+    assert len(probe.frames) > len(images)
+    renderer.set_parameters([Parameter("image_rate_hz", value=0.0)])
+    count = len(images)
+    assert _feed(nodes, probe, lambda: False, timeout_s=1.5) is False
+    assert len(images) == count  # 0 disables it
+    renderer.destroy_node()

@@ -7,6 +7,8 @@ import contextlib
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Iterator, Sequence
 
 from krystal.graph import GRAPH
@@ -37,6 +39,52 @@ def own_terminal() -> Iterator[None]:
             with contextlib.suppress(OSError):
                 signal.signal(signal.SIGTTOU, signal.SIG_IGN)
                 os.tcsetpgrp(fd, previous)
+
+
+_STOP_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM)
+
+
+def _caught_signals(pid: int) -> int | None:
+    """The signal mask `pid` catches (Linux /proc), or None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("SigCgt:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def follow_parent(poll_s: float = 0.2) -> None:
+    """Stop as on SIGTERM when the parent dies, or when a parent `make` starts dying of a signal.
+
+    A signal sent to make alone (`kill -HUP`, a supervisor) never reaches a child that own_terminal
+    moved out of make's process group, and make waits for its children before it dies: the graph
+    would outlive it. GNU make resets a fatal signal's handler before waiting, which /proc shows.
+    """
+    parent = os.getppid()
+    try:
+        with open(f"/proc/{parent}/comm", encoding="utf-8") as comm:
+            watch_signals = comm.read().strip() in ("make", "gmake")
+    except OSError:
+        watch_signals = False
+    before = _caught_signals(parent) if watch_signals else None
+
+    def stopping() -> bool:
+        if os.getppid() != parent:
+            return True
+        now = _caught_signals(parent) if before is not None else None
+        if before is None or now is None:
+            return False
+        return any(before >> (sig - 1) & 1 and not now >> (sig - 1) & 1 for sig in _STOP_SIGNALS)
+
+    def watch() -> None:
+        while not stopping():
+            time.sleep(poll_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="follow-parent", daemon=True).start()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -156,6 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from krystal.runner import run
 
         nodes = [n.strip() for n in args.nodes.split(",") if n.strip()] if args.nodes else None
+        follow_parent()
         try:
             with own_terminal():
                 return run(
@@ -196,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from krystal.ascii.node import AsciiViewNode
         from krystal.ros import spin
 
+        follow_parent()
         with own_terminal():
             spin.init(["krystal", "--ros-args", "--disable-stdout-logs"])
             return spin.spin([AsciiViewNode(namespace=args.namespace, colors=args.colors)])

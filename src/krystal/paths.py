@@ -39,7 +39,7 @@ def transport_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Variables to add so Fast DDS uses our profile (large SHM segment), unless the user chose.
 
     With Fast DDS's defaults a best-effort image bigger than the 0.5 MiB shared-memory segment is
-    lost between processes (ARCHITECTURE.md, QoS and transport); other RMWs ignore the variable.
+    lost between processes (docs/architecture.md, QoS and transport); other RMWs ignore the variable.
     """
     env = os.environ if environ is None else environ
     if env.get(PROFILES_ENV):
@@ -56,3 +56,22 @@ def apply_transport_env() -> dict[str, str]:
     added = transport_env()
     os.environ.update(added)
     return added
+
+
+AGGREGATOR_PACKAGE = "diagnostic_aggregator"
+
+
+def analyzers_file() -> Path:
+    """diagnostic_aggregator's analyzers for /diagnostics_agg (rqt_robot_monitor reads it)."""
+    return config_file("diagnostics_analyzers.yaml")
+
+
+def aggregator_installed() -> bool:
+    """Whether ROS's diagnostic_aggregator is in the ament index (it is not on PyPI)."""
+    try:
+        from ament_index_python.packages import get_package_prefix
+
+        get_package_prefix(AGGREGATOR_PACKAGE)
+    except (ImportError, LookupError, ValueError):
+        return False
+    return True

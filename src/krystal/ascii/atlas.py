@@ -100,7 +100,8 @@ def render_glyphs(
     probe = ImageFont.truetype(str(font_path), 100)
     ascent, descent = probe.getmetrics()
     advance = probe.getlength("M")
-    size = 100 * min(cell_h * s / (ascent + descent), cell_w * s / advance)
+    # Whole points: Pillow < 10.1 (Ubuntu 22.04's 9.0.1) refuses a float size with TypeError.
+    size = int(100 * min(cell_h * s / (ascent + descent), cell_w * s / advance))
     font = ImageFont.truetype(str(font_path), size)
     ascent, descent = font.getmetrics()
     out = np.zeros((len(glyphs), cell_h, cell_w), np.float32)

@@ -45,6 +45,9 @@ def to_8bit(pixels: NDArray[Any], encoding: str, colour: bool = True) -> tuple[N
         eight, order = to_8bit((pixels >> 8).astype(np.uint8), encoding.replace("16", "8"), colour)
         return eight, order
     if encoding in _YUV_TO_BGR:
+        if pixels.ndim != 3 or pixels.shape[2] != 2 or pixels.shape[1] % 2:
+            # OpenCV would raise cv2.error deep in cvtColor: say what is wrong instead.
+            raise ValueError(f"{encoding} needs (H, even W, 2) samples, got shape {pixels.shape}")
         packed = np.ascontiguousarray(pixels)
         if colour:
             return cv2.cvtColor(packed, _YUV_TO_BGR[encoding]), "bgr"

@@ -9,7 +9,6 @@ State (tone map, hysteresis, glitch history) lives here, so consecutive frames a
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,8 +30,6 @@ COLOR_DEPTHS = ("truecolor", "256")
 SKETCH_CHARSET = " .,:;io*"  # light tone under the lines, no line glyphs: best SSIM at equal F1
 SUB_X, SUB_Y = 2, 4  # samples per cell
 LINE_LIKE = set("-=_|/\\~!()<>[]")  # reserved for edges in the edge modes
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,19 +83,23 @@ def fill_charset(charset: str, mode: str) -> str:
     return kept if len(kept) >= 2 else charset
 
 
-def default_atlas() -> GlyphAtlas | None:
+def default_atlas() -> tuple[GlyphAtlas | None, str | None]:
+    """The machine's atlas, or None and why (the node reports it on /rosout and /diagnostics)."""
     try:
-        return load_atlas()
+        return load_atlas(), None
     except (FontNotFoundError, OSError, ImportError) as exc:
-        log.warning("no glyph atlas (%s): ramps use even levels, edge glyphs nominal angles", exc)
-        return None
+        return None, f"no glyph atlas ({exc}): ramps use even levels, edge glyphs nominal angles"
 
 
 class Engine:
     def __init__(
         self, style: Style | None = None, atlas: GlyphAtlas | str | None = "auto", seed: int | None = None
     ) -> None:
-        self.atlas = default_atlas() if isinstance(atlas, str) else atlas
+        self.atlas_error: str | None = None
+        if isinstance(atlas, str):
+            self.atlas, self.atlas_error = default_atlas()
+        else:
+            self.atlas = atlas
         self._seed = seed
         self.style = style or Style()
         reason = self.style.check()
@@ -165,7 +166,7 @@ class Engine:
         self.model_path, self._learned, self._learned_error = path, None, None
 
     def learned_matcher(self) -> Any:
-        """The learned glyph matcher, loaded on first use; None (with a reason) if unavailable."""
+        """The learned glyph matcher, loaded on first use; None if unavailable (learned_error says why)."""
         if self._learned is None and self._learned_error is None:
             try:
                 from krystal.ascii.learned import load_matcher
@@ -173,8 +174,18 @@ class Engine:
                 self._learned = load_matcher(self.model_path or None)
             except (OSError, ValueError, KeyError) as exc:
                 self._learned_error = f"learned kernel unavailable ({exc}); using luminance"
-                log.warning(self._learned_error)
         return self._learned
+
+    @property
+    def learned_error(self) -> str | None:
+        return self._learned_error
+
+    def kernel_in_use(self) -> str:
+        """The kernel the next frame is drawn with: the style's, unless it falls back to luminance."""
+        st = self.style
+        if st.mode == "sketch" or st.kernel != "learned" or self.learned_matcher() is None:
+            return "luminance"
+        return "learned"
 
     def render(self, pixels: NDArray[Any], encoding: str) -> Render:
         st = self.style
@@ -198,9 +209,9 @@ class Engine:
         st = self.style
         if st.mode == "sketch":
             return self.sketch_ramp.glyphs(luma), "luminance"
-        matcher = self.learned_matcher() if st.kernel == "learned" else None
-        if matcher is None:
+        if self.kernel_in_use() != "learned":
             return self.ramp.glyphs(luma), "luminance"
+        matcher = self.learned_matcher()
         base = self.ramp.glyphs(luma) if matcher.info.flat_cells == "ramp" else None
         return matcher.glyphs(self.tone.apply(s.luma), s.sub_x, s.sub_y, base), "learned"
 

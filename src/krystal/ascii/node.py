@@ -114,8 +114,8 @@ class AsciiRendererNode(Node):
         self.engine = Engine(style_of(self.params.values))
         self.engine.set_model(self.params["model_path"])
         self._model_sha256 = _sha256(_model_file(self.params["model_path"]))
-        if self.engine.atlas is None:
-            self.get_logger().warning("no monospace font found: uncalibrated ramp, no rendered Image")
+        if self.engine.atlas_error is not None:
+            self.get_logger().warning(f"{self.engine.atlas_error}; no rendered Image")
         self._pub = self.create_publisher(
             AsciiFrame, "krystal/ascii", sensor_qos(depth=1), qos_overriding_options=overridable()
         )
@@ -141,6 +141,7 @@ class AsciiRendererNode(Node):
         self._energy = EnergyFollower()
         self._input_error: str | None = None
         self._style_note: str | None = None
+        self._fallback_note: str | None = None
         self._diagnostics = Diagnostics(self)
         self._diagnostics.add("render", self._render_health)
         self._diagnostics.add("model", self._model_health)
@@ -248,11 +249,17 @@ class AsciiRendererNode(Node):
             pixels = image_to_array(msg)
             self.engine.energy = self._glitch_energy()
             render = self.engine.render(pixels, msg.encoding)
-        except (ImageFormatError, ValueError) as exc:
-            self._invalid += 1
-            self._input_error = f"malformed image: {exc}"
-            self.get_logger().error(self._input_error, throttle_duration_sec=5.0)
-            self._diagnostics.level_changed("render", ERROR)
+            out = self._frame(msg.header, render)
+            image = self._rendered_image(msg.header, render)
+        except ImageFormatError as exc:
+            self._reject(f"malformed image (frame_id {msg.header.frame_id!r}): {exc}")
+            return
+        except Exception as exc:  # cv2.error and the like: one bad frame must not stop the renderer
+            self._reject(
+                f"cannot render image (frame_id {msg.header.frame_id!r}, {msg.encoding!r}"
+                f" {msg.width}x{msg.height} step {msg.step}, {len(msg.data)} bytes):"
+                f" {type(exc).__name__}: {exc}"
+            )
             return
         out = self._frame(msg.header, render)
         if self.params["slowdown"] > 1.0:  # a slower machine, for closed-loop tests
@@ -261,15 +268,33 @@ class AsciiRendererNode(Node):
         out.render_time_ms = render_ms
         out.latency_ms = (time.time_ns() - stamp_ns) / 1e6 if stamp_ns else 0.0
         self._pub.publish(out)
-        self._publish_image(msg.header, render)
+        if image is not None:
+            self._image_pub.publish(image)
         if self._input_error is not None:
             self._input_error = None
             self._diagnostics.level_changed("render", OK)
+        self._note_fallback()
         self._rendered += 1
         self._out_rate.tick()
         self._render_ms.add(render_ms)
         if stamp_ns:
             self._latency_ms.add(out.latency_ms)
+
+    def _reject(self, reason: str) -> None:
+        self._invalid += 1
+        self._input_error = reason
+        self.get_logger().error(reason, throttle_duration_sec=5.0)
+        self._diagnostics.level_changed("render", ERROR)
+
+    def _note_fallback(self) -> None:
+        """Say once on /rosout (and on /diagnostics, as WARN) that the learned kernel fell back."""
+        error = self.engine.learned_error if self.engine.style.kernel == "learned" else None
+        if error is not None and error != self._fallback_note:
+            self.get_logger().warning(error)
+            self._fallback_note = error
+            self._diagnostics.level_changed("render", WARN)
+        elif error is None:
+            self._fallback_note = None
 
     def _frame(self, header: Header, render: Render) -> AsciiFrame:
         st = self.engine.style
@@ -286,13 +311,14 @@ class AsciiRendererNode(Node):
             background_rgb=_as_bytes(render.background),
         )
 
-    def _publish_image(self, header: Header, render: Render) -> None:
+    def _rendered_image(self, header: Header, render: Render) -> Image | None:
+        """The text drawn back to pixels for rqt_image_view, at most image_rate_hz, when someone listens."""
         rate = self.params["image_rate_hz"]
         now = time.monotonic()
         if rate <= 0 or self.engine.atlas is None or now - self._last_image_s < 1.0 / rate:
-            return
+            return None
         if self._image_pub.get_subscription_count() == 0:
-            return
+            return None
         self._last_image_s = now
         height = self.params["image_cell_height"]
         atlas = self.engine.atlas
@@ -302,15 +328,13 @@ class AsciiRendererNode(Node):
             atlas = load_atlas(atlas.glyphs, height // 2, height, atlas.font)
         if render.foreground is not None:
             pixels = raster.colour(render.codes, atlas, render.foreground, render.background)
-            image = array_to_image(pixels, "rgb8", header)
-        else:
-            ink = raster.ink(render.codes, atlas)
-            image = array_to_image(
-                (ink * (255.0 / max(float(atlas.coverage.max()), 1e-3))).clip(0, 255).astype(np.uint8),
-                "mono8",
-                header,
-            )
-        self._image_pub.publish(image)
+            return array_to_image(pixels, "rgb8", header)
+        ink = raster.ink(render.codes, atlas)
+        return array_to_image(
+            (ink * (255.0 / max(float(atlas.coverage.max()), 1e-3))).clip(0, 255).astype(np.uint8),
+            "mono8",
+            header,
+        )
 
     def _publish_stats(self) -> None:
         r, lat, p = self._render_ms.summary(), self._latency_ms.summary(), self.params
@@ -334,7 +358,7 @@ class AsciiRendererNode(Node):
                 columns=st.columns,
                 rows=st.rows,
                 mode=st.mode,
-                kernel=st.kernel,
+                kernel=self.engine.kernel_in_use(),  # as AsciiFrame says: the fallback, not the wish
                 kernel_size=st.kernel_size,
             )
         )
@@ -343,14 +367,14 @@ class AsciiRendererNode(Node):
         path = _model_file(self.params["model_path"])
         values = {"model_path": path, "model_sha256": self._model_sha256, "kernel": self.engine.style.kernel}
         if self.engine.style.kernel == "learned" and self.engine.learned_matcher() is None:
-            return Health(WARN, f"learned model unusable: {path}", values)
+            return Health(WARN, self.engine.learned_error or f"learned model unusable: {path}", values)
         return Health(OK, f"model {os.path.basename(path)} sha256 {self._model_sha256[:12]}", values)
 
     def _render_health(self) -> Health:
         r = self._render_ms.summary()
         st = self.engine.style
         values = {
-            "style": f"{st.mode}/{st.kernel}/k{st.kernel_size}",
+            "style": f"{st.mode}/{self.engine.kernel_in_use()}/k{st.kernel_size}",
             "grid": f"{st.columns}x{st.rows}",
             "input_fps": f"{self._in_rate.rate_hz():.1f}",
             "output_fps": f"{self._out_rate.rate_hz():.1f}",
@@ -368,6 +392,8 @@ class AsciiRendererNode(Node):
             return Health(WARN, "no images on camera/image_raw", values)
         if self._style_note:
             return Health(WARN, self._style_note, values)
+        if self._fallback_note:
+            return Health(WARN, self._fallback_note, values)
         budget = self.params["budget_ms"]
         if r.count and r.p50 > budget:
             return Health(WARN, f"render {r.p50:.1f} ms over the {budget:.0f} ms budget", values)

@@ -17,28 +17,9 @@ from numpy.typing import NDArray
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-# encoding -> (dtype, channels). yuv422 is UYVY and yuv422_yuy2 is YUYV, as in image_encodings.h.
-ENCODINGS: dict[str, tuple[np.dtype[Any], int]] = {
-    "mono8": (np.dtype(np.uint8), 1),
-    "mono16": (np.dtype(np.uint16), 1),
-    "bgr8": (np.dtype(np.uint8), 3),
-    "rgb8": (np.dtype(np.uint8), 3),
-    "bgra8": (np.dtype(np.uint8), 4),
-    "rgba8": (np.dtype(np.uint8), 4),
-    "bgr16": (np.dtype(np.uint16), 3),
-    "rgb16": (np.dtype(np.uint16), 3),
-    "bgra16": (np.dtype(np.uint16), 4),
-    "rgba16": (np.dtype(np.uint16), 4),
-    "yuv422": (np.dtype(np.uint8), 2),
-    "uyvy": (np.dtype(np.uint8), 2),
-    "yuv422_yuy2": (np.dtype(np.uint8), 2),
-    "yuyv": (np.dtype(np.uint8), 2),
-    "8UC1": (np.dtype(np.uint8), 1),
-    "8UC3": (np.dtype(np.uint8), 3),
-    "8UC4": (np.dtype(np.uint8), 4),
-    "16UC1": (np.dtype(np.uint16), 1),
-    "32FC1": (np.dtype(np.float32), 1),
-}
+from krystal.ros.encodings import ENCODINGS, PAIRED, layout_problem
+
+__all__ = ["ENCODINGS", "ImageFormatError", "array_to_image", "image_to_array"]
 
 
 class ImageFormatError(ValueError):
@@ -53,20 +34,12 @@ def image_to_array(msg: Image) -> NDArray[Any]:
     spec = ENCODINGS.get(msg.encoding)
     if spec is None:
         return _via_cv_bridge(msg)
+    problem = layout_problem(msg.encoding, width, height, step, len(msg.data))
+    if problem:
+        raise ImageFormatError(problem)
     dtype, channels = spec
     if msg.is_bigendian != (sys.byteorder == "big") and dtype.itemsize > 1:
         dtype = dtype.newbyteorder()
-    row_bytes = width * channels * dtype.itemsize
-    if step < row_bytes:
-        raise ImageFormatError(f"step {step} < {row_bytes} bytes needed for {width} px of {msg.encoding}")
-    needed = step * (height - 1) + row_bytes
-    size = len(msg.data)
-    if size < needed:
-        raise ImageFormatError(
-            f"data has {size} bytes, {msg.encoding} {width}x{height} step {step} needs {needed}"
-        )
-    if step % dtype.itemsize:
-        raise ImageFormatError(f"step {step} is not a multiple of {dtype.itemsize}-byte pixels")
     buf = np.frombuffer(msg.data, dtype=np.uint8)
     shape: tuple[int, ...] = (height, width) if channels == 1 else (height, width, channels)
     strides: tuple[int, ...] = (step, channels * dtype.itemsize)
@@ -89,6 +62,10 @@ def array_to_image(pixels: NDArray[Any], encoding: str, header: Header | None = 
         raise ImageFormatError(f"array of shape {pixels.shape} is not {encoding}")
     if pixels.dtype != dtype:
         raise ImageFormatError(f"array of {pixels.dtype} is not {encoding} ({dtype})")
+    if encoding in PAIRED and pixels.shape[1] % 2:
+        raise ImageFormatError(
+            f"{encoding} needs an even width (pixels come in pairs), got {pixels.shape[1]}"
+        )
     pixels = np.ascontiguousarray(pixels)
     msg = Image()
     if header is not None:
