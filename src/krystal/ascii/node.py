@@ -261,7 +261,6 @@ class AsciiRendererNode(Node):
                 f" {type(exc).__name__}: {exc}"
             )
             return
-        out = self._frame(msg.header, render)
         if self.params["slowdown"] > 1.0:  # a slower machine, for closed-loop tests
             time.sleep((time.perf_counter() - t0) * (self.params["slowdown"] - 1.0))
         render_ms = (time.perf_counter() - t0) * 1e3
