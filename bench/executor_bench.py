@@ -199,6 +199,7 @@ def pubsub(seconds: float) -> Callable[[Any], Callable[[], dict[str, float]]]:
         probe = Probe(warmup_ns=200_000_000)
         received = [0]
         pub = node.create_publisher(Int32, "bench/pubsub", reliable_qos(10))
+
         def on_msg(msg: Int32) -> None:
             received[0] += 1
 

@@ -109,7 +109,6 @@ class ExecutorSettings:
     default_budget_ms: float = 100.0
 
 
-
 _CACHE: weakref.WeakKeyDictionary[Node, ExecutorSettings] = weakref.WeakKeyDictionary()
 
 
