@@ -70,7 +70,7 @@ def test_every_interface_file_is_built() -> None:
         "TemporalVerdict",
         "ThermalState",
     }
-    assert SERVICES == ["DeviceCommand"]
+    assert SERVICES == ["CheckTrace", "DeviceCommand"]
 
 
 @pytest.mark.parametrize("name", MESSAGES)

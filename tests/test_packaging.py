@@ -32,6 +32,8 @@ ROSDEP = {
     "uvicorn": {"python3-uvicorn", "python3-uvicorn-pip"},
     "starlette": {"python3-starlette", "python3-fastapi", "python3-fastapi-pip"},
     "pydantic": {"python3-pydantic", "python3-fastapi"},  # fastapi requires it
+    "scipy": {"python3-scipy"},
+    "numba": {"python3-numba"},
     "httpx": {"python3-httpx", "python3-httpx-pip"},
     "websockets": {"python3-websockets", "python3-websockets-pip"},
     "prometheus_client": {"python3-prometheus-client"},
