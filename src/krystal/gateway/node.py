@@ -25,8 +25,9 @@ from krystal.gateway.frames import Limits
 from krystal.gateway.hub import CommandRequest, CommandResult, Hub
 from krystal.journal import JsonLines, state_dir
 from krystal.msg import AsciiFrame, AudioFeatures, GpuTelemetry, RenderStats, StyleDecision, ThermalState
+from krystal.record.msgdefs import message_definition
 from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
-from krystal.ros.msgdef import message_class, message_definition
+from krystal.ros.msgdef import message_class
 from krystal.ros.params import Param, ParamTable
 from krystal.ros.qos import latched_qos, reliable_qos, sensor_qos
 from krystal.srv import DeviceCommand
