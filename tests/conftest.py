@@ -49,9 +49,15 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     """Under KRYSTAL_CORE_ONLY, leave out every test module that imports ROS (tests/ros_free.py)."""
     if not CORE_ONLY or collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
         return None
-    from tests.ros_free import needs_ros
+    from tests.ros_free import missing_packages, needs_ros
 
-    return True if needs_ros(collection_path) else None
+    if needs_ros(collection_path):
+        return True
+    missing = missing_packages(collection_path)
+    if missing:
+        print(f"compat: leaving out {collection_path.name} (not installed here: {', '.join(missing)})")
+        return True
+    return None
 
 
 @pytest.fixture

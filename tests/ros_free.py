@@ -20,6 +20,7 @@ ROS_PACKAGES = frozenset(
     }
 )  # fmt: skip
 _LOCAL_ROOTS = {"krystal": ROOT / "src", "tests": ROOT, "bench": ROOT}
+_HANDLED = frozenset({"__future__", "torch"})  # tests skip their torch parts themselves
 
 
 def _local_file(module: str) -> Path | None:
@@ -66,3 +67,36 @@ def needs_ros(path: Path) -> bool:
             if local is not None:
                 todo.append(local.resolve())
     return False
+
+
+@cache
+def missing_packages(path: Path) -> tuple[str, ...]:
+    """Third-party packages the module (or a local module it imports) needs that are not installed.
+
+    The compat venvs carry the distro's core libraries, not every node's optional stack (web,
+    audio anchors, temporal anchors); such modules are left out there and listed, not failed.
+    """
+    import importlib.util
+    import sys
+
+    seen: set[Path] = set()
+    todo = [path.resolve()]
+    missing: set[str] = set()
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for module in _imports(current):
+            top = module.split(".", maxsplit=1)[0]
+            local = _local_file(module)
+            if local is not None:
+                todo.append(local.resolve())
+            elif top not in _LOCAL_ROOTS and top not in sys.stdlib_module_names and top not in _HANDLED:
+                try:
+                    found = importlib.util.find_spec(top) is not None
+                except (ImportError, ValueError):
+                    found = False
+                if not found:
+                    missing.add(top)
+    return tuple(sorted(missing))
