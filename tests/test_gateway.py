@@ -230,7 +230,7 @@ def graph(ros: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
         g.stop()
 
 
-def wait_for(predicate: Any, timeout_s: float = 10.0) -> Any:
+def wait_for(predicate: Any, timeout_s: float = 30.0) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = predicate()

@@ -221,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"krystal run: {exc}", file=sys.stderr)
             return 2
     if args.command == "health":
-        from krystal.health_cli import main as health_main
+        from krystal.ros.health_cli import main as health_main
 
         return health_main(args.namespace, args.once, args.wait, args.stale_after)
     if args.command == "check":
