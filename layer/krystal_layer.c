@@ -158,6 +158,20 @@ static uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+static uint64_t start_ticks(void) { /* 0 when /proc is unreadable: readers then trust the pid alone */
+    char buf[1024];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    if (!p) return 0;
+    for (int field = 2; field < 22 && p; field++) p = strchr(p + 1, ' ');
+    return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
 static void open_ring(const char *app) { /* under g_lock, at the first instance */
     char clean[KRYSTAL_RING_NAME_LEN] = "vulkan-app";
     if (app && *app) {
@@ -167,7 +181,10 @@ static void open_ring(const char *app) { /* under g_lock, at the first instance 
         clean[j] = 0;
     }
     snprintf(g_ring_name, sizeof g_ring_name, KRYSTAL_RING_PREFIX "%d-%s", (int)getpid(), clean);
-    int fd = shm_open(g_ring_name, O_CREAT | O_RDWR | O_TRUNC, 0644);
+    /* a ring left by an earlier process with this pid is unlinked, never truncated: a reader still
+     * mapping it keeps its pages (truncating would make its reads fault) */
+    shm_unlink(g_ring_name);
+    int fd = shm_open(g_ring_name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0644);
     if (fd < 0) return; /* no ring: the application still runs, uncounted */
     if (ftruncate(fd, sizeof(Ring)) != 0) { close(fd); shm_unlink(g_ring_name); return; }
     void *p = mmap(NULL, sizeof(Ring), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -179,6 +196,7 @@ static void open_ring(const char *app) { /* under g_lock, at the first instance 
     r->header.slot_size = sizeof(KrystalFrame);
     r->header.capacity = KRYSTAL_RING_CAPACITY;
     r->header.pid = (uint32_t)getpid();
+    r->header.start_ticks = start_ticks();
     strncpy(r->header.app_name, app && *app ? app : "vulkan-app", KRYSTAL_RING_NAME_LEN - 1);
     atomic_thread_fence(memory_order_release);
     r->header.magic = KRYSTAL_RING_MAGIC; /* last: readers ignore a ring being set up */
@@ -454,7 +472,15 @@ static VKAPI_ATTR VkResult VKAPI_CALL k_CreateDevice(VkPhysicalDevice phys, cons
     if (!create) return VK_ERROR_INITIALIZATION_FAILED;
     VkResult res = create(phys, ci, a, out);
     if (res != VK_SUCCESS) return res;
+    PFN_vkGetPhysicalDeviceProperties props_fn =
+        inst ? (PFN_vkGetPhysicalDeviceProperties)gipa(inst->instance, "vkGetPhysicalDeviceProperties") : NULL;
+    VkPhysicalDeviceProperties props;
+    if (props_fn) props_fn(phys, &props);
     pthread_mutex_lock(&g_lock);
+    if (props_fn && g_ring) { /* which GPU the counts belong to, for gpu_telemetry's per-device message */
+        g_ring->header.vendor_id = props.vendorID;
+        g_ring->header.device_id = props.deviceID;
+    }
     DeviceData *d = NULL;
     for (int i = 0; i < MAX_DEVICES && !d; i++)
         if (atomic_load(&g_devices[i].key) == NULL) d = &g_devices[i];

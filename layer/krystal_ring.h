@@ -1,6 +1,6 @@
 /* The shared-memory ring between the Krystal Vulkan layer (one writer per process) and any number of
  * readers (gpu_telemetry). Layout is fixed, little endian, 8-byte aligned; readers check magic,
- * version and sizes. Mirrored in src/krystal/gpu/drawcalls.py. */
+ * version and sizes. Mirrored in src/krystal/gpu/vkring.py. */
 #ifndef KRYSTAL_RING_H
 #define KRYSTAL_RING_H
 
@@ -42,7 +42,11 @@ typedef struct KrystalRingHeader {
     uint64_t written;          /* frames written so far (release store after each) */
     uint64_t overwritten;      /* frames lost to a full ring: written - capacity, when positive */
     uint64_t presenting;       /* 1 once a present was seen: frames are present to present */
-    uint64_t reserved[5];
+    uint64_t start_ticks;      /* field 22 of /proc/<pid>/stat (start time in clock ticks after boot):
+                                  a reader tells the writer from a later process with the same pid */
+    uint32_t vendor_id;        /* VkPhysicalDeviceProperties of the last device created, 0 before */
+    uint32_t device_id;
+    uint64_t reserved[3];
 } KrystalRingHeader;
 
 #endif

@@ -54,7 +54,7 @@ fi
 
 # 3. colcon build, only when a source of the package changed since the last good build
 built="$ROOT/install/.krystal-built"
-if [[ -f "$built" ]] && [[ -z "$(find package.xml CMakeLists.txt colcon.meta cmake msg srv src launch config \
+if [[ -f "$built" ]] && [[ -z "$(find package.xml CMakeLists.txt colcon.meta cmake msg srv src launch config layer \
       -newer "$built" -print -quit 2>/dev/null)" ]]; then
   exit 0
 fi
