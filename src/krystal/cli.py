@@ -139,7 +139,37 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("spec_file", help="one 'name: formula' per line (# comments)")
     check.add_argument("recording", help="MCAP file with ROS 2 messages")
     check.add_argument("--namespace", default="", help="namespace the recording's topics carry")
+    vk = sub.add_parser(
+        "vulkan-env",
+        help="print the exports that load the Krystal Vulkan layer into Vulkan applications",
+        description=(
+            "Prints `export VK_LAYER_PATH=...` and `export VK_INSTANCE_LAYERS=VK_LAYER_KRYSTAL_draws`; "
+            "use as: eval \"$(krystal vulkan-env)\". VK_LAYER_PATH replaces the loader's own layer "
+            "folders, so they are listed after ours (or the current VK_LAYER_PATH). With loaders from "
+            "1.3.234, VK_LOADER_LAYERS_ENABLE=VK_LAYER_KRYSTAL_draws enables it as VK_INSTANCE_LAYERS does. "
+            "gpu_telemetry then reports each application's draw calls."
+        ),
+    )
+    vk.add_argument("--also", default="", help="more layers after ours, e.g. VK_LAYER_KHRONOS_validation")
     return parser
+
+
+def _vulkan_env(args: argparse.Namespace) -> int:
+    import shlex
+
+    from krystal.gpu.layer import MANIFEST, SHARE, env, layer_dir
+
+    directory = layer_dir()
+    if directory is None:
+        print(
+            f"krystal vulkan-env: the layer is not installed ({SHARE}/{MANIFEST} not found under the "
+            "install prefix): build with libvulkan-dev present (make setup)",
+            file=sys.stderr,
+        )
+        return 1
+    for name, value in env(directory, args.also).items():
+        print(f"export {name}={shlex.quote(value)}")
+    return 0
 
 
 def _record(args: argparse.Namespace) -> int:
@@ -220,6 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             print(f"krystal run: {exc}", file=sys.stderr)
             return 2
+    if args.command == "vulkan-env":
+        return _vulkan_env(args)
     if args.command == "health":
         from krystal.ros.health_cli import main as health_main
 
