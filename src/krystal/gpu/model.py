@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields, replace
 
+from krystal.gpu.vkring import AppFrames
+
 NAN = math.nan
 VENDORS = {
     0x10DE: "nvidia",
@@ -70,7 +72,8 @@ class GpuDevice:
     power_limit_w: float = NAN
     clock_graphics_mhz: float = NAN
     clock_memory_mhz: float = NAN
-    draw_calls: int = 0
+    draw_calls: int = 0  # per frame, summed over `apps` (their latest frames)
+    apps: tuple[AppFrames, ...] = ()  # processes drawing through the Krystal Vulkan layer on it
     throttle_reasons: tuple[str, ...] = ()  # NVML's names; diagnostics only
     errors: tuple[str, ...] = field(default_factory=tuple)  # queries that failed this cycle
 
@@ -78,7 +81,7 @@ class GpuDevice:
         """Self's known values kept, the unknown ones (NaN, 0, '', empty) taken from `other`."""
         changes: dict[str, object] = {}
         for f in fields(self):
-            if f.name in ("source", "key", "errors", "throttle_reasons", "draw_calls"):
+            if f.name in ("source", "key", "errors", "throttle_reasons", "draw_calls", "apps"):
                 continue
             mine = getattr(self, f.name)
             theirs = getattr(other, f.name)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from krystal.gpu.drawcalls import DrawCallReader, NoDrawCalls
+from krystal.gpu.drawcalls import DrawCallReader, DrawCalls, NoDrawCalls, assign
 from krystal.gpu.model import GpuDevice
 
 PRIORITY = ("nvml", "drm", "vulkan")  # whose measured numbers win when two probes have one
@@ -64,6 +64,7 @@ class Snapshot:
     appeared: tuple[str, ...]
     vanished: tuple[str, ...]
     probe_errors: dict[str, str]  # probe name -> why its sample raised this cycle
+    draws: DrawCalls = DrawCalls()  # every attached application, whichever device it is on
 
 
 class GpuTelemetry:
@@ -86,12 +87,16 @@ class GpuTelemetry:
             except Exception as exc:  # a probe that raises must not silence the others
                 errors[name] = f"{type(exc).__name__}: {exc}"
                 groups.append([])
-        devices = []
-        for found in merge(groups):
-            try:
-                devices.append(replace(found, draw_calls=max(int(self.draw_calls.draw_calls(found)), 0)))
-            except Exception as exc:
-                devices.append(replace(found, errors=(*found.errors, f"draw calls: {exc!r}")))
+        found = merge(groups)
+        try:
+            draws = self.draw_calls.poll()
+        except Exception as exc:  # a reader that raises leaves the devices without applications
+            errors["draw_calls"] = f"{type(exc).__name__}: {exc}"
+            draws = DrawCalls()
+        devices = [
+            replace(dev, apps=tuple(apps), draw_calls=sum(a.last.draw_calls for a in apps if a.last))
+            for dev, apps in zip(found, assign(draws.apps, found), strict=True)
+        ]
         ids = tuple(device_id(d) for d in devices)
         now = dict(zip(ids, devices, strict=True))
         appeared = tuple(i for i in ids if i not in self._known)
@@ -101,4 +106,4 @@ class GpuTelemetry:
         for i in ids:
             self.gone.pop(i, None)
         self._known = now
-        return Snapshot(tuple(devices), ids, appeared, vanished, errors)
+        return Snapshot(tuple(devices), ids, appeared, vanished, errors, draws)
