@@ -7,6 +7,7 @@ import math
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -15,11 +16,12 @@ from bench.sysfs_tree import drm_card
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from krystal.gpu.drawcalls import DrawCallReader, NoDrawCalls
+from krystal.gpu.drawcalls import DrawCallReader, DrawCalls, NoDrawCalls
 from krystal.gpu.drm_probe import DrmProbe
 from krystal.gpu.model import GpuDevice, pci_address, uuid_text
 from krystal.gpu.nvml_probe import NvmlProbe, throttle_reason_names
 from krystal.gpu.telemetry import GpuTelemetry, merge
+from krystal.gpu.vkring import AppFrames, Frame
 from krystal.gpu.vulkan_probe import VulkanProbe
 
 
@@ -262,12 +264,19 @@ def test_addresses_and_uuids_normalised() -> None:
 
 
 class Counting:
+    """Two applications: one on card1 (its PCI ids), one whose device is not known yet (card0)."""
+
+    absent_reason = ""
+
     def __init__(self) -> None:
         self.n = 0
 
-    def draw_calls(self, device: GpuDevice) -> int:
+    def poll(self) -> DrawCalls:
         self.n += 10
-        return self.n
+        frame = Frame(0, 0, 0, self.n, 0, 3 * self.n, 0, 1, 0, 0, 0, 1, 0, 1)
+        on_card1 = AppFrames("game", 7, 0x1002, 0x1234, True, 1, 0, (frame,), frame)
+        unknown = AppFrames("tool", 8, 0, 0, False, 1, 0, (frame,), replace(frame, draw_calls=1))
+        return DrawCalls((on_card1, unknown))
 
 
 class Broken:
@@ -279,13 +288,14 @@ class Broken:
 
 def test_telemetry_keeps_going_and_names_changes(tmp_path: Path) -> None:
     drm_card(tmp_path, 0, "0000:03:00.0")
-    drm_card(tmp_path, 1, "0000:04:00.0")
+    drm_card(tmp_path, 1, "0000:04:00.0", device_id=0x1234)
     assert isinstance(NoDrawCalls(), DrawCallReader) and isinstance(Counting(), DrawCallReader)
     core = GpuTelemetry({"drm": DrmProbe(str(tmp_path)), "nvml": Broken()}, draw_calls=Counting())
     snap = core.cycle()
     assert snap.ids == ("pci:0000:03:00.0", "pci:0000:04:00.0") and snap.appeared == snap.ids
     assert "driver went away" in snap.probe_errors["nvml"]
-    assert [d.draw_calls for d in snap.devices] == [10, 20]
+    assert [d.draw_calls for d in snap.devices] == [1, 10]
+    assert [[a.app for a in d.apps] for d in snap.devices] == [["tool"], ["game"]]
     shutil.rmtree(tmp_path / "card1")
     snap = core.cycle()
     assert snap.vanished == ("pci:0000:04:00.0",) and snap.ids == ("pci:0000:03:00.0",)
