@@ -43,7 +43,11 @@ def test_llvmpipe_nvml_absent_two_drm_cards_one_removed(ros, tmp_path: Path) -> 
     drm_card(tmp_path, 0, "0000:03:00.0")
     drm_card(tmp_path, 1, "0000:04:00.0", busy_percent=80, temp_mc=66000)
     node = GpuTelemetryNode(
-        parameter_overrides=[Parameter("drm_root", value=str(tmp_path)), Parameter("rate_hz", value=10.0)]
+        parameter_overrides=[
+            Parameter("drm_root", value=str(tmp_path)),
+            Parameter("rate_hz", value=10.0),
+            Parameter("vulkan_ring_dir", value=str(tmp_path / "no-rings")),  # no application attached
+        ]
     )
     probe = Listener()
     try:
@@ -58,6 +62,7 @@ def test_llvmpipe_nvml_absent_two_drm_cards_one_removed(ros, tmp_path: Path) -> 
         assert len(llvmpipe.heap_size_bytes) >= 1 and all(s > 0 for s in llvmpipe.heap_size_bytes)
         assert len(llvmpipe.heap_budget_bytes) == len(llvmpipe.heap_size_bytes)
         assert llvmpipe.api_version.startswith("1.") and llvmpipe.draw_calls == 0
+        assert list(llvmpipe.app_pids) == [] and llvmpipe.shader == "" and llvmpipe.vertex_count == 0
         cards = sorted((m for m in seen.values() if m.source == "drm"), key=lambda m: m.device_name)
         assert [c.device_name for c in cards] == ["amdgpu 0000:03:00.0", "amdgpu 0000:04:00.0"]
         assert [round(c.utilization_ratio, 2) for c in cards] == [0.37, 0.8]
@@ -65,6 +70,7 @@ def test_llvmpipe_nvml_absent_two_drm_cards_one_removed(ros, tmp_path: Path) -> 
         assert cards[0].memory_total_bytes == 8 << 30 and cards[0].power_w == 45.0
         summary = probe.status["gpu_telemetry: summary"]
         assert summary.level == DiagnosticStatus.OK and "no NVIDIA driver" in summary.message
+        assert "no Vulkan application attached" in summary.message
         assert not [n for n, lvl in probe.levels_seen if lvl == DiagnosticStatus.ERROR]
         # the second card goes away mid-run: ERROR for it, the others go on
         shutil.rmtree(tmp_path / "card1")

@@ -39,8 +39,17 @@ def header_offsets() -> dict[str, int]:
 class Writer:
     """The layer's close_frame() in Python: seq odd, fields, seq even, then header.written."""
 
-    def __init__(self, path: Path, capacity: int = 8, pid: int | None = None, app: str | None = None,
-                 start_ticks: int | None = None, vendor: int = 0x10005, device: int = 0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        capacity: int = 8,
+        pid: int | None = None,
+        app: str | None = None,
+        start_ticks: int | None = None,
+        vendor: int = 0x10005,
+        device: int = 0,
+    ) -> None:
         app = path.name.split("-", 3)[3] if app is None else app
         self.capacity = capacity
         size = HEADER.size + capacity * FRAME.size
@@ -50,8 +59,25 @@ class Writer:
         os.close(fd)
         pid = os.getpid() if pid is None else pid
         ticks = proc_start_ticks(pid) or 0 if start_ticks is None else start_ticks
-        HEADER.pack_into(self.map, 0, 0, 1, FRAME.size, capacity, pid, app.encode(), 0, 0, 0, ticks,
-                         vendor, device, 0, 0, 0)
+        HEADER.pack_into(
+            self.map,
+            0,
+            0,
+            1,
+            FRAME.size,
+            capacity,
+            pid,
+            app.encode(),
+            0,
+            0,
+            0,
+            ticks,
+            vendor,
+            device,
+            0,
+            0,
+            0,
+        )
         struct.pack_into("<Q", self.map, 0, MAGIC)  # last, as the layer does
         self.written = 0
 
@@ -59,10 +85,22 @@ class Writer:
         n = self.written
         at = HEADER.size + (n % self.capacity) * FRAME.size
         struct.pack_into("<Q", self.map, at, 2 * n + 1)
-        fields = dict(frame_index=n, end_ns=1000 + n, frame_time_ns=16_000_000 if n else 0,
-                      draw_calls=draws, indirect_draws=1, vertices=vertices, indices=36, instances=18,
-                      dispatches=dispatches, indirect_dispatches=0, workgroups=8, graphics_binds=1,
-                      compute_binds=1, submits=1)
+        fields = dict(
+            frame_index=n,
+            end_ns=1000 + n,
+            frame_time_ns=16_000_000 if n else 0,
+            draw_calls=draws,
+            indirect_draws=1,
+            vertices=vertices,
+            indices=36,
+            instances=18,
+            dispatches=dispatches,
+            indirect_dispatches=0,
+            workgroups=8,
+            graphics_binds=1,
+            compute_binds=1,
+            submits=1,
+        )
         fields.update(extra)
         for i, value in enumerate(fields.values()):  # one field at a time: a racing reader can tear it
             struct.pack_into("<Q", self.map, at + 8 * (i + 1), value)
@@ -84,7 +122,9 @@ def test_layout_matches_the_c_header() -> None:
     assert HEADER.size == 152 and FRAME.size == 128
     # the frame's fields in the header's order
     body = text[text.index("typedef struct KrystalFrame") : text.index("} KrystalFrame;")]
-    names = [line.split()[1].rstrip(";").split("[")[0] for line in body.splitlines()[1:] if "uint64_t" in line]
+    names = [
+        line.split()[1].rstrip(";").split("[")[0] for line in body.splitlines()[1:] if "uint64_t" in line
+    ]
     assert names[1:-1] == [f.name for f in Frame.__dataclass_fields__.values()]
     assert header_offsets()["written"] == struct.calcsize("<QIIII64s")
 
@@ -166,7 +206,11 @@ def test_a_writer_racing_the_reader_never_yields_a_torn_frame(tmp_path: Path) ->
         sys.setswitchinterval(old)
     for f in seen:  # every field belongs to the same frame
         assert (f.draw_calls, f.vertices, f.indices, f.dispatches) == (
-            f.frame_index, 3 * f.frame_index, 5 * f.frame_index, f.frame_index % 5)
+            f.frame_index,
+            3 * f.frame_index,
+            5 * f.frame_index,
+            f.frame_index % 5,
+        )
     indices = [f.frame_index for f in seen]
     assert indices == sorted(set(indices))
     assert len(seen) + lost == total
@@ -277,7 +321,9 @@ _HEAD = st.builds(
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(head=st.one_of(_HEAD, st.binary(max_size=200)), body=st.binary(max_size=1200), cut=st.integers(0, 2000))
+@given(
+    head=st.one_of(_HEAD, st.binary(max_size=200)), body=st.binary(max_size=1200), cut=st.integers(0, 2000)
+)
 def test_fuzzed_ring_files_never_crash_the_reader(tmp_path: Path, head: bytes, body: bytes, cut: int) -> None:
     path = ring_path(tmp_path, app="fuzz")
     path.write_bytes((head + body)[:cut] if cut < len(head) + len(body) else head + body)
@@ -287,8 +333,9 @@ def test_fuzzed_ring_files_never_crash_the_reader(tmp_path: Path, head: bytes, b
         if path.name in poll.rejected:
             assert poll.rejected[path.name] and poll.apps == []
         else:
-            assert [a.app for a in poll.apps] == [(head[24:88].split(b"\0")[0].decode("utf-8", "replace")
-                                                    or "vulkan-app")]
+            assert [a.app for a in poll.apps] == [
+                (head[24:88].split(b"\0")[0].decode("utf-8", "replace") or "vulkan-app")
+            ]
             assert len(poll.apps[0].new) <= rings.rings[path.name].capacity
     rings.close()
     path.unlink()

@@ -144,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
         help="print the exports that load the Krystal Vulkan layer into Vulkan applications",
         description=(
             "Prints `export VK_LAYER_PATH=...` and `export VK_INSTANCE_LAYERS=VK_LAYER_KRYSTAL_draws`; "
-            "use as: eval \"$(krystal vulkan-env)\". VK_LAYER_PATH replaces the loader's own layer "
+            'use as: eval "$(krystal vulkan-env)". VK_LAYER_PATH replaces the loader\'s own layer '
             "folders, so they are listed after ours (or the current VK_LAYER_PATH). With loaders from "
             "1.3.234, VK_LOADER_LAYERS_ENABLE=VK_LAYER_KRYSTAL_draws enables it as VK_INSTANCE_LAYERS does. "
             "gpu_telemetry then reports each application's draw calls."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -16,10 +17,8 @@ def _prefixes() -> list[Path]:
     try:  # the ROS way; absent outside a ROS environment
         from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             out.append(Path(get_package_prefix("krystal")))
-        except PackageNotFoundError:
-            pass
     except ImportError:
         pass
     out += [Path(p) for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]

@@ -13,10 +13,12 @@ from typing import Any
 from rclpy.node import Node
 from std_msgs.msg import Header
 
+from krystal.gpu.drawcalls import DrawCallReader, LayerDrawCalls, NoDrawCalls
 from krystal.gpu.drm_probe import DrmProbe
 from krystal.gpu.model import GpuDevice
 from krystal.gpu.nvml_probe import NvmlProbe
 from krystal.gpu.telemetry import GpuTelemetry, Probe, Snapshot
+from krystal.gpu.vkring import AppFrames
 from krystal.gpu.vulkan_probe import VulkanProbe
 from krystal.msg import GpuTelemetry as GpuTelemetryMsg
 from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
@@ -30,6 +32,12 @@ PARAMS = (
     Param("drm", True, "Read AMD/Intel cards from sysfs DRM", read_only=True),
     Param("drm_root", "/sys/class/drm", "Folder shaped like /sys/class/drm", read_only=True),
     Param("frame_id", "gpu", "frame_id of the published GpuTelemetry"),
+    Param(
+        "vulkan_layer", True, "Read the Krystal Vulkan layer's per-process rings (draw calls)", read_only=True
+    ),
+    Param(
+        "vulkan_ring_dir", "/dev/shm", "Folder of the layer's krystal-vk-<pid>-<app> rings", read_only=True
+    ),
 )
 
 
@@ -37,8 +45,46 @@ def _fmt(value: float, scale: float = 1.0, digits: int = 1) -> str:
     return "nan" if math.isnan(value) else f"{value * scale:.{digits}f}"
 
 
+def dominant_shader(apps: tuple[AppFrames, ...]) -> str:
+    draws = sum(a.last.draw_calls for a in apps if a.last)
+    dispatches = sum(a.last.dispatches for a in apps if a.last)
+    if draws == 0 and dispatches == 0:
+        return ""
+    return "graphics" if draws >= dispatches else "compute"
+
+
+def _apps_fields(apps: tuple[AppFrames, ...]) -> dict[str, Any]:
+    last = [a.last for a in apps]
+
+    def per_frame(name: str) -> list[int]:
+        return [int(getattr(f, name)) if f else 0 for f in last]
+
+    return {
+        "vertex_count": sum(per_frame("vertices")),
+        "shader": dominant_shader(apps),
+        "app_names": [a.app for a in apps],
+        "app_pids": [a.pid for a in apps],
+        "app_frames": [a.frames for a in apps],
+        "app_lost_frames": [a.lost for a in apps],
+        "app_presenting": [a.presenting for a in apps],
+        "app_draw_calls": per_frame("draw_calls"),
+        "app_indirect_draw_calls": per_frame("indirect_draws"),
+        "app_vertex_count": per_frame("vertices"),
+        "app_index_count": per_frame("indices"),
+        "app_instance_count": per_frame("instances"),
+        "app_dispatches": per_frame("dispatches"),
+        "app_workgroups": per_frame("workgroups"),
+        "app_graphics_binds": per_frame("graphics_binds"),
+        "app_compute_binds": per_frame("compute_binds"),
+        "app_submits": per_frame("submits"),
+        "app_shader": [f.shader if f else "" for f in last],
+        "app_frame_time_ms": [f.frame_time_ms if f else math.nan for f in last],
+    }
+
+
 def to_msg(dev: GpuDevice, header: Header) -> GpuTelemetryMsg:
     return GpuTelemetryMsg(
+        **_apps_fields(dev.apps),
         header=header,
         source=dev.source,
         device_name=dev.device_name,
@@ -85,7 +131,10 @@ class GpuTelemetryNode(Node):
             probes["drm"] = self._drm
         else:
             self._drm = None
-        self.telemetry = GpuTelemetry(probes)
+        self._draws: DrawCallReader = (
+            LayerDrawCalls(p["vulkan_ring_dir"]) if p["vulkan_layer"] else NoDrawCalls()
+        )
+        self.telemetry = GpuTelemetry(probes, self._draws)
         self._pub = self.create_publisher(
             GpuTelemetryMsg, "gpu/telemetry", sensor_qos(depth=4), qos_overriding_options=overridable()
         )
@@ -124,11 +173,22 @@ class GpuTelemetryNode(Node):
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.params["frame_id"])
         for dev in snap.devices:
             self._pub.publish(to_msg(dev, header))
-        if not snap.devices:
-            self._pub.publish(GpuTelemetryMsg(header=header, source="none"))
+        if not snap.devices:  # applications may still draw (on a device no probe sees)
+            self._pub.publish(
+                GpuTelemetryMsg(
+                    header=header,
+                    source="none",
+                    draw_calls=sum(a.last.draw_calls for a in snap.draws.apps if a.last),
+                    **_apps_fields(snap.draws.apps),
+                )
+            )
+        for name in snap.draws.dropped:
+            log.info(f"Vulkan layer ring {name} dropped: its process exited")
         # levels can only move when this changes: skip building every Health each cycle
         shape = (
             snap.ids,
+            tuple((a.pid, a.app) for a in snap.draws.apps),
+            tuple(snap.draws.rejected.items()),
             tuple(self.telemetry.gone),
             tuple(snap.probe_errors),
             tuple(d.errors for d in snap.devices),
@@ -178,12 +238,33 @@ class GpuTelemetryNode(Node):
         absent = [
             v for k, v in sources.items() if k != "drm" and not v.endswith("device(s)") and v != "disabled"
         ]
-        text = names + (f"; {'; '.join(absent)}" if absent else "")
+        text = names + (f"; {'; '.join(absent)}" if absent else "") + f"; {self._layer_text(snap, values)}"
         if gone:
             return Health(ERROR, f"vanished: {', '.join(gone)}; {text}", values)
         if broken:
             return Health(ERROR, f"{'; '.join(broken)}; {text}", values)
         return Health(OK, text, values)
+
+    def _layer_text(self, snap: Snapshot, values: dict[str, str]) -> str:
+        """The Vulkan layer's applications in words; their per-frame counts in `values`."""
+        if isinstance(self._draws, NoDrawCalls):
+            values["vulkan_layer"] = "disabled"
+            return "Vulkan layer reading disabled"
+        apps = snap.draws.apps
+        for a in apps:
+            f = a.last
+            values[f"app {a.app} ({a.pid})"] = (
+                f"{f.draw_calls} draws ({f.indirect_draws} indirect), {f.vertices} vertices, "
+                f"{f.dispatches} dispatches per frame; {a.frames} frames, {a.lost} lost"
+                if f
+                else "no frame yet"
+            )
+        for name, why in snap.draws.rejected.items():
+            values[f"ring {name}"] = f"not read: {why}"
+        values["vulkan_layer"] = f"{len(apps)} application(s) attached"
+        if not apps:
+            return "no Vulkan application attached"
+        return "Vulkan apps attached: " + ", ".join(f"{a.app} ({a.pid})" for a in apps)
 
     def _device_task(self, dev_id: str) -> Callable[[], Health]:
         return lambda: self._device_health(dev_id)
@@ -217,6 +298,7 @@ class GpuTelemetryNode(Node):
             "clock_graphics_mhz": _fmt(dev.clock_graphics_mhz, digits=0),
             "throttle_reasons": ", ".join(dev.throttle_reasons) or "none",
             "draw_calls": str(dev.draw_calls),
+            "vulkan_apps": ", ".join(f"{a.app} ({a.pid})" for a in dev.apps) or "none",
         }
         if dev.errors:
             values["errors"] = "; ".join(dev.errors)
@@ -227,4 +309,6 @@ class GpuTelemetryNode(Node):
         for probe in (self._vulkan, self._nvml):
             if probe is not None:
                 probe.close()
+        if isinstance(self._draws, LayerDrawCalls):
+            self._draws.close()
         super().destroy_node()

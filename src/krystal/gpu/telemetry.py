@@ -7,7 +7,7 @@ or, failing both, when each probe has exactly one device with the same PCI vendo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from krystal.gpu.drawcalls import DrawCallReader, DrawCalls, NoDrawCalls, assign
@@ -64,7 +64,7 @@ class Snapshot:
     appeared: tuple[str, ...]
     vanished: tuple[str, ...]
     probe_errors: dict[str, str]  # probe name -> why its sample raised this cycle
-    draws: DrawCalls = DrawCalls()  # every attached application, whichever device it is on
+    draws: DrawCalls = field(default_factory=DrawCalls)  # every attached application, any device
 
 
 class GpuTelemetry:

@@ -9,6 +9,7 @@ process: its start time differs) are dropped and their files removed.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import mmap
 import os
@@ -85,14 +86,15 @@ class RingError(ValueError):
 
 
 def proc_start_ticks(pid: int, proc: str = "/proc") -> int | None:
-    """Field 22 of /proc/<pid>/stat (start time after boot, clock ticks); None when no such process."""
+    """Field 22 of /proc/<pid>/stat (start time after boot, clock ticks); None when no such process
+    (a zombie included: it has exited, only its parent has not reaped it yet)."""
     try:
         text = Path(proc, str(pid), "stat").read_bytes().decode("ascii", "replace")
     except OSError:
         return None
     rest = text[text.rfind(")") + 2 :].split()  # the command name may hold spaces and ')'
     try:
-        return int(rest[19])  # rest[0] is field 3
+        return None if rest[0] == "Z" else int(rest[19])  # rest[0] is field 3, the state
     except (IndexError, ValueError):
         return None
 
@@ -236,7 +238,7 @@ class RingSet:
 
     def _alive(self, pid: int, start_ticks: int) -> bool:
         now = proc_start_ticks(pid, self.proc)
-        return now is not None and (start_ticks == 0 or now == start_ticks)
+        return now is not None and start_ticks in (0, now)
 
     def _names(self) -> Iterator[str]:
         try:
@@ -320,7 +322,5 @@ class RingSet:
 
 
 def _unlink_quietly(path: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         path.unlink()
-    except OSError:
-        pass
