@@ -12,7 +12,9 @@ NAN = math.nan
 class Context:
     gpu_utilization_ratio: float = NAN
     gpu_memory_used_ratio: float = NAN
-    gpu_draw_calls: float = NAN
+    gpu_draw_calls: float = NAN  # per frame, over the applications the Krystal Vulkan layer counts
+    gpu_vertex_count: float = NAN  # per frame, likewise; NaN with no application attached
+    gpu_shader: str = ""  # dominant kind of work: "graphics", "compute", "" unknown
     gpu_source: str = ""
     temperature_c: float = NAN
     throttle_penalty: float = NAN

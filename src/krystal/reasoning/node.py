@@ -159,6 +159,8 @@ def gpu_values(msg: GpuTelemetry) -> dict[str, float | str]:
         "gpu_utilization_ratio": _f(msg.utilization_ratio),
         "gpu_memory_used_ratio": used / total if total > 0 else NAN,
         "gpu_draw_calls": float(msg.draw_calls) if msg.draw_calls else NAN,
+        "gpu_vertex_count": float(msg.vertex_count) if len(msg.app_pids) else NAN,
+        "gpu_shader": str(msg.shader)[:16],
         "gpu_source": str(msg.source)[:32],
     }
 

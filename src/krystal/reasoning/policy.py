@@ -267,9 +267,9 @@ def log_record(decision: Decision, timestamp: float, outcome: Outcome | None = N
     return {
         "timestamp": timestamp,
         "vulkan_state": {
-            # no draw-call layer reports vertices or shaders yet: null until one does
-            "vertex_count": None,
-            "shader": None,
+            # from the Krystal Vulkan layer (gpu_telemetry); null with no application attached
+            "vertex_count": c.gpu_vertex_count,
+            "shader": c.gpu_shader or None,
             "gpu_source": c.gpu_source or None,
             "gpu_utilization": c.gpu_utilization_ratio,
             "gpu_memory_used_ratio": c.gpu_memory_used_ratio,
