@@ -92,7 +92,7 @@ def main() -> int:
                 best[name][k] = min(best[name][k], float(r[k]))
             polls += int(r["polls"])
     plain = best["no layer"]
-    same = {"anchor_name": "same program without the layer", "rounds": rounds}
+    same: dict[str, Any] = {"anchor_name": "same program without the layer", "rounds": rounds}
     for name in ("layer", "layer + reader"):
         ours = best[name]
         added_ns = ours["record_ns_per_draw"] - plain["record_ns_per_draw"]
