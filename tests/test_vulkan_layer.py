@@ -137,12 +137,16 @@ def _app(msg: GpuTelemetry, pid: int) -> dict[str, Any] | None:
 
 
 def test_gpu_telemetry_reports_exactly_what_each_application_draws(
-    ros: None, vulkan: None, held: list[Held], tmp_path: Path
+    ros: None, vulkan: None, held: list[Held], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     graphics = Held(WORK, 4, "krystal graphics")  # a space: cleaned to '_' in the ring's file name
     held.append(graphics)
     compute = Held(COMPUTE, 2, "krystal-compute")
     held.append(compute)
+    # the node's own Vulkan probe loads the layer too (the shell exported it): a ring, but no application
+    for k, v in _vulkan_env(layer.LAYER_NAME).items():
+        if k.startswith("VK_"):
+            monkeypatch.setenv(k, v)
     node = GpuTelemetryNode(
         parameter_overrides=[
             Parameter("drm_root", value=str(tmp_path)),
@@ -179,6 +183,7 @@ def test_gpu_telemetry_reports_exactly_what_each_application_draws(
             "compute",
         )
         assert (c["app_vertex_count"], c["app_compute_binds"], c["app_frames"]) == (0, 1, 2)
+        assert list(Path("/dev/shm").glob(f"krystal-vk-{os.getpid()}-*")) and os.getpid() not in msg.app_pids
         assert "llvmpipe" in msg.device_name  # the applications drew on the device that is published
         others = [i for i, p in enumerate(msg.app_pids) if p not in pids]  # anything else on this machine
         assert msg.draw_calls == 9 + sum(msg.app_draw_calls[i] for i in others)

@@ -42,12 +42,14 @@ class LayerDrawCalls:
 
     absent_reason = ""
 
-    def __init__(self, root: str = SHM_DIR, proc: str = "/proc") -> None:
+    def __init__(self, root: str = SHM_DIR, proc: str = "/proc", ignore_pid: int = 0) -> None:
         self.rings = RingSet(root, proc)
+        self.ignore_pid = ignore_pid  # gpu_telemetry's own process: its Vulkan probe draws nothing
 
     def poll(self) -> DrawCalls:
         p = self.rings.poll()
-        return DrawCalls(tuple(p.apps), tuple(p.dropped), p.rejected)
+        apps = tuple(a for a in p.apps if a.pid != self.ignore_pid)
+        return DrawCalls(apps, tuple(p.dropped), p.rejected)
 
     def close(self) -> None:
         self.rings.close()

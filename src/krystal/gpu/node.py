@@ -7,6 +7,7 @@ and went away, or a probe that was there and broke. The Vulkan instance is made 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -132,7 +133,9 @@ class GpuTelemetryNode(Node):
         else:
             self._drm = None
         self._draws: DrawCallReader = (
-            LayerDrawCalls(p["vulkan_ring_dir"]) if p["vulkan_layer"] else NoDrawCalls()
+            LayerDrawCalls(p["vulkan_ring_dir"], ignore_pid=os.getpid())
+            if p["vulkan_layer"]
+            else NoDrawCalls()
         )
         self.telemetry = GpuTelemetry(probes, self._draws)
         self._pub = self.create_publisher(
