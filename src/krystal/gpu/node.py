@@ -186,7 +186,7 @@ class GpuTelemetryNode(Node):
                 )
             )
         for name in snap.draws.dropped:
-            log.info(f"Vulkan layer ring {name} dropped: its process exited")
+            log.info(f"Vulkan layer ring {name} dropped: its process exited or closed Vulkan")
         # levels can only move when this changes: skip building every Health each cycle
         shape = (
             snap.ids,
