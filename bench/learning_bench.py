@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
 from bench.common import emit
 from krystal.learning.policy_eval import closed_loop
@@ -36,7 +37,7 @@ def _one_core() -> str:
         return "affinity not settable"
 
 
-def _median_us(fn: object, windows: list[np.ndarray], repeat: int) -> float:
+def _median_us(fn: object, windows: list[NDArray[np.float32]], repeat: int) -> float:
     samples = []
     for i in range(repeat):
         w = windows[i % len(windows)]
@@ -105,23 +106,23 @@ def main() -> None:
             anchor_name=policy,
         )
     # inference: one decision = one window through the model, on one core
-    policy = LearnedPolicy(args.model)
-    trace_windows: list[np.ndarray] = []
+    model = LearnedPolicy(args.model)
+    trace_windows: list[NDArray[np.float32]] = []
 
     class Keep:
         def observe(self, ctx: object, **frame: object) -> None:
-            policy.observe(ctx, **frame)  # type: ignore[arg-type]
-            if policy.window.full() and len(trace_windows) < 200:
-                trace_windows.append(policy.window.array())
+            model.observe(ctx, **frame)  # type: ignore[arg-type]  # the Chooser's keywords
+            if model.window.full() and len(trace_windows) < 200:
+                trace_windows.append(model.window.array())
 
         def choose(self, *a: object) -> None:
             return None
 
     simulate("learned", 1, Trace(duration_s=10.0), chooser=Keep())  # type: ignore[arg-type]
-    normalized = [np.ascontiguousarray((w - policy.mean) / policy.std, np.float32) for w in trace_windows]
+    normalized = [np.ascontiguousarray((w - model.mean) / model.std, np.float32) for w in trace_windows]
     normalized = [np.nan_to_num(w) for w in normalized]
     repeat = 200 if args.quick else 2000
-    ort_us = _median_us(policy.scores, trace_windows, repeat)
+    ort_us = _median_us(model.scores, trace_windows, repeat)
     decision_us = learned.choose_us_median
     try:
         from krystal.learning.policy_model import torchscript_scorer
@@ -149,7 +150,7 @@ def main() -> None:
         note="LearnedPolicy.choose in the closed loop",
     )
     frame_us = _median_us(
-        lambda _w: policy.observe(
+        lambda _w: model.observe(
             Context(), mode="edges", kernel_size=5, columns=120, rows=45, render_ms=15.0
         ),
         trace_windows,
