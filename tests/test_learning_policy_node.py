@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import shutil
 import statistics
 import time
 from pathlib import Path
@@ -151,31 +150,41 @@ def test_bad_model_falls_back_to_the_rules_with_an_error(tmp_path: Path, model: 
 
 
 def test_model_driver_deploys_a_new_policy(tmp_path: Path, model: Path) -> None:
+    """The profile config/learned_policy.yaml as shipped: the shipped model first, then a deploy."""
     import onnx
+    import yaml
 
+    from krystal.learning.policy_runtime import SHIPPED_MODEL
     from tests.test_devices_node import Client, make_host
 
+    profile = yaml.safe_load((Path(__file__).parent.parent / "config" / "learned_policy.yaml").read_text())
+    reasoning = profile["/**/reasoning"]["ros__parameters"]
+    agents = profile["/**/device_agents"]["ros__parameters"]
     second = tmp_path / "policy_v2.onnx"
     m = onnx.load(str(model))
     m.metadata_props.add(key="note", value="second deployment")  # other bytes, same weights
     onnx.save(m, str(second))
-    first = tmp_path / "policy_v1.onnx"
-    shutil.copy(model, first)
-    reasoner = _reasoner(tmp_path, policy_model_path=str(first))
+    reasoner = _reasoner(tmp_path, **reasoning)
     r = SimRenderer()
-    host = make_host(tmp_path, {"policy0": ("model", ["node=reasoning", "parameter=policy_model_path",
-                                                      "suffixes=.onnx"])})  # fmt: skip
+    name = agents["devices"][0]
+    host = make_host(tmp_path, {name: (agents[f"{name}.driver"], agents[f"{name}.options"])})
     c = Client([*host.nodes(), reasoner, r.node])
+
+    def reports(sha: str) -> bool:
+        s = r.model_status()
+        return s is not None and s[0] == 0 and s[2].get("model_sha256") == sha
+
     try:
-        c.wait_status(lambda s: s.device_id == "policy0" and s.lifecycle_label == "active")
-        answer = c.command("policy0", "deploy", "deploy-policy", path=str(second))
+        shipped = hashlib.sha256(SHIPPED_MODEL.read_bytes()).hexdigest()
+        assert spin_until(c.nodes, lambda: reports(shipped), 10.0)  # empty path: the shipped model
+        c.wait_status(lambda s: s.device_id == name and s.lifecycle_label == "active")
+        answer = c.command(name, "deploy", "deploy-policy", path=str(second))
         sha = hashlib.sha256(second.read_bytes()).hexdigest()
-        assert sha != hashlib.sha256(first.read_bytes()).hexdigest()
+        assert sha != shipped
         assert answer.accepted and answer.level == 0, answer.message
         assert {kv.key: kv.value for kv in answer.values}["model_sha256"] == sha
-        reports = lambda: (s := r.model_status()) is not None and s[2].get("model_sha256") == sha  # noqa: E731
-        assert spin_until(c.nodes, reports, 10.0)
-        wrong = c.command("policy0", "deploy", path=str(tmp_path / "d.jsonl"))
+        assert spin_until(c.nodes, lambda: reports(sha), 10.0)
+        wrong = c.command(name, "deploy", path=str(tmp_path / "d.jsonl"))
         assert wrong.level == 2 and "not a .onnx file" in wrong.message
     finally:
         host.destroy_node()

@@ -29,6 +29,8 @@ from krystal.reasoning.context import Context
 from krystal.reasoning.styles import Style, quality
 
 MODEL_FORMAT = "krystal-policy/1"
+# trained on synthesized runs (docs/learning.md): it knows the simulated machine; retrain on yours
+SHIPPED_MODEL = Path(__file__).resolve().parent / "models" / "policy.onnx"
 
 
 class ModelError(ValueError):

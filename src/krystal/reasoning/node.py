@@ -64,7 +64,8 @@ PARAMS = (
     Param(
         "policy_model_path",
         "",
-        "ONNX policy from `krystal train policy` (policy: learned); a bad file is refused",
+        "ONNX policy from `krystal train policy` (policy: learned); empty: the shipped one; "
+        "a bad file is refused",
         validate=lambda path: _policy_model_problem(path),  # noqa: PLW0108  (defined below)
     ),
     Param("learned_period_s", 0.5, "How often the learned policy is asked", 0.05, 60.0),
@@ -351,14 +352,12 @@ class ReasoningNode(Node):
         self._model_info, self._model_error = {"model_path": v["policy_model_path"]}, None
         if v["policy"] != "learned":
             return
-        path = v["policy_model_path"]
+        from krystal.learning.policy_runtime import SHIPPED_MODEL, LearnedPolicy, ModelError, describe
+
+        path = v["policy_model_path"] or str(SHIPPED_MODEL)
         if rejected:  # rclpy wraps the table's reason: keep ours
             self._model_error = "model refused: " + rejected.split("Reason: ", 1)[-1]
-        elif not path:
-            self._model_error = "no model: policy learned but policy_model_path is empty"
         else:
-            from krystal.learning.policy_runtime import LearnedPolicy, ModelError, describe
-
             try:
                 model = LearnedPolicy(path)
                 problem = model.check_ladders(self.reasoner.rules.ladders)
