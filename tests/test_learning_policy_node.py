@@ -190,3 +190,34 @@ def test_model_driver_deploys_a_new_policy(tmp_path: Path, model: Path) -> None:
         host.destroy_node()
         reasoner.destroy_node()
         r.node.destroy_node()
+
+
+def test_harvest_of_a_recorded_graph_run(tmp_path: Path) -> None:
+    """`krystal record`'s recorder and the node's own decision log from a real run: harvest reads
+    both (CDR from rclpy, the node's wall-clock timestamps) into the documented shapes."""
+    from krystal.learning.features import classes_of, feature_names
+    from krystal.learning.sim import LADDERS
+    from krystal.record.node import RecorderNode
+
+    reasoner = _reasoner(tmp_path, policy="rules")
+    r = SimRenderer()
+    topics = ["/krystal/ascii", "/krystal/style", "/krystal/render_stats", "/gpu/telemetry"]
+    recorder = RecorderNode(tmp_path / "run.mcap", topics)
+    executor = SingleThreadedExecutor()
+    for n in (reasoner, r.node, recorder):
+        executor.add_node(n)
+    try:
+        assert _run(executor, 10.0, lambda: "/krystal/ascii" in recorder.topics and len(r.frames) > 60)
+        r.load = 4.0
+        _run(executor, 4.0)
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        reasoner.destroy_node()  # flushes the last outcome to the log
+        recorder.destroy_node()  # finishes the MCAP
+        r.node.destroy_node()
+    ds = harvest.harvest([tmp_path / "d.jsonl"], [tmp_path / "run.mcap"])
+    m, x = ds.manifest, ds.arrays["x"]
+    assert m["counts"]["frame_samples"] > 3 and m["counts"]["decision_samples"] >= 1, m["skipped"]
+    assert x.shape[1:] == (32, len(feature_names(classes_of(LADDERS)))) and x.dtype.name == "float32"
+    assert m["sources"][0]["kind"] == "mcap" and m["sources"][0]["records"] > 100
+    assert ds.arrays["y_met"].min() == 0  # the load step: some windows were followed by misses
