@@ -60,7 +60,8 @@ def classes_of(ladders: Mapping[str, Sequence[Style]]) -> tuple[Style, ...]:
     return tuple(out)
 
 
-def _num(x: Any) -> float:
+def finite_or_nan(x: Any) -> float:
+    """A number as float, NaN when it is not a finite number."""
     try:
         v = float(x)
     except (TypeError, ValueError):
@@ -74,8 +75,8 @@ def frame_row(
     """One frame's features: telemetry values (keys of TELEMETRY; absent = NaN), flags, one-hot."""
     row = np.zeros(len(TELEMETRY) + len(MISSING) + n_classes, np.float32)
     for i, name in enumerate(TELEMETRY):
-        row[i] = _num(values.get(name))
-    row[len(TELEMETRY) - 1] = _num(kcells)
+        row[i] = finite_or_nan(values.get(name))
+    row[len(TELEMETRY) - 1] = finite_or_nan(kcells)
     for j, name in enumerate(MISSING):
         row[len(TELEMETRY) + j] = float(math.isnan(row[TELEMETRY.index(_GROUPS[name])]))
     if 0 <= style_index < n_classes:

@@ -23,7 +23,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from krystal.learning.features import SCHEMA_VERSION, class_of, classes_of, feature_names, frame_row
+from krystal.learning.features import (
+    SCHEMA_VERSION,
+    class_of,
+    classes_of,
+    feature_names,
+    finite_or_nan,
+    frame_row,
+)
 from krystal.reasoning.styles import Style, quality
 
 KIND_DECISION, KIND_FRAME = 0, 1
@@ -52,14 +59,6 @@ class Timeline:
     readings: list[tuple[float, str, dict[str, float]]] = field(default_factory=list)
 
 
-def _f(x: Any) -> float:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return math.nan
-    return v if math.isfinite(v) else math.nan
-
-
 def _stamp_s(msg: Any, log_time_ns: int) -> float:
     try:
         s = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
@@ -75,16 +74,22 @@ def _reading(kind: str, msg: Any) -> dict[str, float]:
     if kind == "gpu":
         total, used = int(msg.memory_total_bytes), int(msg.memory_used_bytes)
         return {
-            "gpu_utilization_ratio": _f(msg.utilization_ratio),
+            "gpu_utilization_ratio": finite_or_nan(msg.utilization_ratio),
             "gpu_memory_used_ratio": used / total if total > 0 else math.nan,
         }
     if kind == "thermal":
-        p = _f(msg.throttle_penalty)
-        return {"temperature_c": _f(msg.max_temperature_c), "throttle_penalty": min(1.0, max(0.0, p))}
+        p = finite_or_nan(msg.throttle_penalty)
+        return {
+            "temperature_c": finite_or_nan(msg.max_temperature_c),
+            "throttle_penalty": min(1.0, max(0.0, p)),
+        }
     if kind == "audio":
-        tempo = _f(msg.tempo_bpm)
-        return {"audio_rms_dbfs": _f(msg.rms_dbfs), "audio_tempo_bpm": tempo if tempo > 0 else math.nan}
-    return {"render_fps": _f(msg.output_fps)}
+        tempo = finite_or_nan(msg.tempo_bpm)
+        return {
+            "audio_rms_dbfs": finite_or_nan(msg.rms_dbfs),
+            "audio_tempo_bpm": tempo if tempo > 0 else math.nan,
+        }
+    return {"render_fps": finite_or_nan(msg.output_fps)}
 
 
 def read_recording(path: Path, skips: Skips) -> Timeline:
@@ -121,7 +126,7 @@ def read_recording(path: Path, skips: Skips) -> Timeline:
                 t = _stamp_s(msg, message.log_time)
                 if kind == "frame":
                     style = (str(msg.mode), int(msg.kernel_size), int(msg.columns), int(msg.rows))
-                    ms = _f(msg.render_time_ms)
+                    ms = finite_or_nan(msg.render_time_ms)
                     if math.isnan(ms) or ms < 0:
                         skips["frame without a render time"] += 1
                         continue
@@ -375,9 +380,9 @@ def _decision_sample(
             skips["decision: fewer frames than a window before it"] += 1
             return
         frames = int(out["frames"])
-        over = _f(out.get("over_budget_frames"))
+        over = finite_or_nan(out.get("over_budget_frames"))
         met = out.get("budget_met")
-        ms = _f(out.get("latency"))
+        ms = finite_or_nan(out.get("latency"))
         if not isinstance(met, bool) or math.isnan(over) or math.isnan(ms):
             skips["decision: outcome fields missing"] += 1
             return
