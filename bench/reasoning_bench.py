@@ -19,56 +19,22 @@ import random
 from dataclasses import dataclass
 
 from bench.common import emit
+from krystal.learning.sim import BENCH_STEPS, BUDGET_MS, DURATION_S, FPS, LADDERS, Trace, cost_ms
+from krystal.learning.sim import load_at as sim_load_at
 from krystal.reasoning.context import Context
 from krystal.reasoning.policy import Reasoner, ReasonerConfig
 from krystal.reasoning.rules import RuleConfig
-from krystal.reasoning.styles import Style, ladder, quality
+from krystal.reasoning.styles import quality
 from krystal.reasoning.td import DoubleQ, TdConfig
 
-FPS = 30.0
-DURATION_S = 60.0
-BUDGET_MS = 33.0
-MACHINE_SLOWDOWN = 8.0
-# ms per 1000 cells at kernel 3, from the README's 160x45 (7200 cells) figures
-MS_PER_KCELL = {"ramp": 0.174, "edges": 0.32, "sketch": 0.33, "glitch": 0.35, "cyberpunk": 0.80}
-# (start s, end s, kind): "visible" load shows in CPU use, "ramp" grows, "hidden" does not show
-STEPS = ((8.0, 20.0, "visible"), (28.0, 36.0, "ramp"), (44.0, 54.0, "hidden"))
-LADDERS = {
-    "calm": ladder(
-        ["edges", "ramp"],
-        kernel="luminance",
-        kernel_sizes=[5, 3],
-        columns=120,
-        rows=45,
-        grid_scales=[0.75, 0.5],
-    ),
-    "fast": ladder(
-        ["glitch", "ramp"],
-        kernel="luminance",
-        kernel_sizes=[5, 3],
-        columns=120,
-        rows=45,
-        grid_scales=[0.75, 0.5],
-    ),
-}
+# the simulated renderer and its trace live in krystal.learning.sim (the learning pipeline
+# synthesizes its data there); this bench keeps its own figures of reaction time
+STEPS = tuple((start, end, kind) for start, end, kind, _ in BENCH_STEPS)
 
 
 def load_at(t: float) -> tuple[float, float]:
-    """(cost multiplier, CPU use the node would see) at time t."""
-    for start, end, kind in STEPS:
-        if start <= t < end:
-            if kind == "visible":
-                return 2.5, 0.7
-            if kind == "ramp":
-                f = (t - start) / (end - start)
-                return 1.0 + 2.0 * f, 0.1 + 0.8 * f
-            return 4.0, 0.1
-    return 1.0, 0.1
-
-
-def cost_ms(style: Style, multiplier: float, rng: random.Random) -> float:
-    base = MS_PER_KCELL[style.mode] * (1 + 0.12 * (style.kernel_size - 3) * (style.mode != "ramp"))
-    return base * style.cells / 1000 * MACHINE_SLOWDOWN * multiplier * (1 + 0.05 * rng.gauss(0, 1))
+    """(cost multiplier, CPU use the node would see) at time t on the benchmark's trace."""
+    return sim_load_at(Trace(), t)
 
 
 @dataclass(frozen=True)

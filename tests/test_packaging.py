@@ -16,6 +16,8 @@ ROSDEP = {
     "PIL": {"python3-pil"},
     "yaml": {"python3-yaml"},
     "torch": {"python3-torch"},
+    "onnx": {"python3-onnx", "python3-onnx-pip"},
+    "onnxruntime": {"python3-onnxruntime-pip"},
     "skimage": {"python3-skimage"},
     "hypothesis": {"python3-hypothesis"},
     "pytest": {"python3-pytest"},

@@ -151,6 +151,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     vk.add_argument("--also", default="", help="more layers after ours, e.g. VK_LAYER_KHRONOS_validation")
+    _learning_parsers(sub)
     return parser
 
 
@@ -170,6 +171,39 @@ def _vulkan_env(args: argparse.Namespace) -> int:
     for name, value in env(directory, args.also).items():
         print(f"export {name}={shlex.quote(value)}")
     return 0
+
+
+def _learning_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    harvest = sub.add_parser(
+        "harvest", help="decision logs + MCAP recordings -> a training set (docs/learning.md)"
+    )
+    harvest.add_argument("inputs", nargs="*", help="decision logs (*.jsonl), recordings (*.mcap) or folders")
+    harvest.add_argument(
+        "-o", "--output", required=True, help="dataset path: writes <stem>.npz and <stem>.json"
+    )
+    harvest.add_argument(
+        "--synthesize",
+        type=int,
+        default=0,
+        metavar="N",
+        help="first make N runs of the reasoning core under simulated load traces",
+    )
+    harvest.add_argument("--synth-dir", help="where synthesized logs and recordings go (default: beside -o)")
+    harvest.add_argument("--seed", type=int, default=0, help="seed of the synthesized runs")
+    harvest.add_argument("--duration", type=float, default=60.0, help="seconds per synthesized run")
+    harvest.add_argument("--window", type=int, default=32, help="frames per telemetry window")
+    harvest.add_argument("--stride", type=int, default=15, help="a frame sample every this many frames")
+    harvest.add_argument("--horizon", type=int, default=30, help="frames that make a frame sample's outcome")
+    train = sub.add_parser("train", help="train a model of the learning pipeline")
+    models = train.add_subparsers(dest="model", required=True)
+    policy = models.add_parser("policy", help="the style policy: a small transformer over telemetry windows")
+    policy.add_argument("dataset", help="dataset written by krystal harvest (.npz or its stem)")
+    policy.add_argument("-o", "--output", required=True, help="folder for the model files")
+    policy.add_argument("--seed", type=int, default=0)
+    policy.add_argument("--epochs", type=int, default=30)
+    policy.add_argument("--quick", action="store_true", help="a tiny model and few steps (seconds)")
+    policy.add_argument("--held-out", type=float, default=0.25, help="share of recordings held out")
+    policy.add_argument("--no-eval", action="store_true", help="skip the closed-loop evaluation")
 
 
 def _record(args: argparse.Namespace) -> int:
@@ -285,6 +319,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _record(args)
     if args.command == "play":
         return _play(args)
+    if args.command == "harvest":
+        from krystal.learning.harvest import cli as harvest_cli
+
+        return harvest_cli(args)
+    if args.command == "train" and args.model == "policy":
+        from krystal.learning.policy_model import cli as train_policy_cli
+
+        return train_policy_cli(args)
     return 2
 
 

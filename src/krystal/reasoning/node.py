@@ -29,6 +29,15 @@ from krystal.ros.params import Param, ParamTable
 from krystal.ros.qos import latched_qos, sensor_qos
 
 
+def _policy_model_problem(path: str) -> str | None:
+    """Loads the model to check it: onnxruntime is imported only when a path is set."""
+    if not path:
+        return None
+    from krystal.learning.policy_runtime import model_error
+
+    return model_error(path)
+
+
 def _modes_problem(value: list[str]) -> str | None:
     bad = [m for m in value if m not in MODES]
     if bad:
@@ -48,9 +57,18 @@ PARAMS = (
     Param(
         "policy",
         "rules",
-        "rules: guardrail rules only; rules_td: TD policy bounded by the rules",
+        "rules: guardrail rules only; rules_td: TD policy bounded by the rules; "
+        "learned: the model at policy_model_path, bounded by the rules",
         choices=POLICIES,
     ),
+    Param(
+        "policy_model_path",
+        "",
+        "ONNX policy from `krystal train policy` (policy: learned); empty: the shipped one; "
+        "a bad file is refused",
+        validate=lambda path: _policy_model_problem(path),  # noqa: PLW0108  (defined below)
+    ),
+    Param("learned_period_s", 0.5, "How often the learned policy is asked", 0.05, 60.0),
     Param("budget_ms", 33.0, "Render time per frame to stay under (33 ms at 30 fps)", 1.0, 1000.0),
     Param("over_frames", 3, "Frames in a row over budget before a step down", 1, 1000),
     Param("headroom_ratio", 0.5, "A frame under budget times this counts as headroom", 0.05, 1.0),
@@ -249,11 +267,15 @@ class ReasoningNode(Node):
                 td_period_s=v["td_period_s"],
                 outcome_frames=v["outcome_frames"],
                 outcome_timeout_s=v["outcome_timeout_s"],
+                learned_period_s=v["learned_period_s"],
             ),
             ladders_of(v),
             FramePredictor(),
             q,
         )
+        self._model_info: dict[str, str] = {}
+        self._model_error: str | None = None
+        self._load_policy_model(self.params.rejected.get("policy_model_path"))
         self.log: DecisionLog | None = None
         self._log_error: str | None = None
         if v["log_enabled"]:
@@ -280,6 +302,7 @@ class ReasoningNode(Node):
         self._diagnostics = Diagnostics(self)
         self._diagnostics.add("inputs", self._inputs_health)
         self._diagnostics.add("decisions", self._decisions_health)
+        self._diagnostics.add("model", self._model_health)
         self._step_timer = self.create_timer(1.0 / v["decision_rate_hz"], self._step)
         self._resend_timer = self.create_timer(v["resend_period_s"], self._resend)
 
@@ -303,14 +326,17 @@ class ReasoningNode(Node):
             self.reasoner.config = _replace(self.reasoner.config, rules=rule_config(v))
         if changed & _TD_PARAMS:
             self.reasoner.q.config = td_config(v)
-        if changed & {"policy", "td_period_s", "outcome_frames", "outcome_timeout_s"}:
+        if changed & {"policy", "td_period_s", "outcome_frames", "outcome_timeout_s", "learned_period_s"}:
             self.reasoner.config = _replace(
                 self.reasoner.config,
                 policy=v["policy"],
                 td_period_s=v["td_period_s"],
                 outcome_frames=v["outcome_frames"],
                 outcome_timeout_s=v["outcome_timeout_s"],
+                learned_period_s=v["learned_period_s"],
             )
+        if changed & {"policy", "policy_model_path"}:
+            self._load_policy_model()
         if any(k.endswith("_timeout_s") and k != "outcome_timeout_s" for k in changed):
             self.inputs.timeouts_s = self._timeouts()
         if "decision_rate_hz" in changed:
@@ -319,6 +345,41 @@ class ReasoningNode(Node):
         if "resend_period_s" in changed:
             self.destroy_timer(self._resend_timer)
             self._resend_timer = self.create_timer(v["resend_period_s"], self._resend)
+
+    def _load_policy_model(self, rejected: str | None = None) -> None:
+        """policy learned: load the model; any problem is logged, shown as ERROR, and the rules
+        decide alone until a good model is set (the node never stops for a model)."""
+        v = self.params.values
+        self.reasoner.chooser = None
+        self._model_info, self._model_error = {"model_path": v["policy_model_path"]}, None
+        if v["policy"] != "learned":
+            return
+        from krystal.learning.policy_runtime import SHIPPED_MODEL, LearnedPolicy, ModelError, describe
+
+        path = v["policy_model_path"] or str(SHIPPED_MODEL)
+        if rejected:  # rclpy wraps the table's reason: keep ours
+            self._model_error = "model refused: " + rejected.split("Reason: ", 1)[-1]
+        else:
+            try:
+                model = LearnedPolicy(path)
+                problem = model.check_ladders(self.reasoner.rules.ladders)
+                if problem:
+                    raise ModelError(f"{path}: {problem}")
+            except ModelError as exc:
+                self._model_error = f"model refused: {exc}"
+            else:
+                self.reasoner.chooser = model
+                self._model_info = describe(model)
+                self.get_logger().info(f"learned policy {path} (sha256 {model.sha256[:12]}) loaded")
+        if self._model_error:
+            self.get_logger().error(f"{self._model_error}; the rules decide alone")
+            self._model_info["error"] = self._model_error
+            self._diagnostics_level("model", ERROR)
+
+    def _diagnostics_level(self, task: str, level: bytes) -> None:
+        diagnostics = getattr(self, "_diagnostics", None)  # absent while __init__ runs
+        if diagnostics is not None:
+            diagnostics.level_changed(task, level)
 
     # -- inputs --------------------------------------------------------------------------------
     def _guard(self, what: str, fn: Any, *args: Any) -> None:
@@ -458,6 +519,14 @@ class ReasoningNode(Node):
         if d is None:
             return Health(WARN, "no decision yet", values)
         return Health(OK, f"{d.style.label()} ({d.policy}): {d.reason}"[:200], values)
+
+    def _model_health(self) -> Health:
+        values = dict(self._model_info)
+        if self._model_error:
+            return Health(ERROR, f"the rules decide alone; {self._model_error}"[:200], values)
+        if self.reasoner.chooser is None:
+            return Health(OK, f"no learned policy in use (policy {self.params['policy']})", values)
+        return Health(OK, f"learned policy sha256 {values.get('model_sha256', '')[:12]}", values)
 
     def destroy_node(self) -> None:
         for outcome in self.reasoner.flush():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from krystal.reasoning.context import Context
 from krystal.reasoning.predictor import FramePredictor, Load, Prediction
@@ -14,24 +15,39 @@ from krystal.reasoning.rules import Proposal, RuleConfig, Rules
 from krystal.reasoning.styles import Style, quality
 from krystal.reasoning.td import DoubleQ, TdConfig, reward, state_of
 
-POLICIES = ("rules", "rules_td")
+POLICIES = ("rules", "rules_td", "learned")
+
+
+class Chooser(Protocol):
+    """A learned policy (krystal.learning.policy_runtime): sees every frame, picks among allowed levels."""
+
+    def observe(
+        self, ctx: Context, *, mode: str, kernel_size: int, columns: int, rows: int, render_ms: float
+    ) -> None:
+        """One rendered frame, with the newest context."""
+
+    def choose(
+        self, styles: tuple[Style, ...], level: int, allowed: list[int]
+    ) -> tuple[int, str, float] | None:
+        """(level, reason, confidence) among `allowed` of `styles`, or None (no opinion yet)."""
 
 
 @dataclass(frozen=True)
 class ReasonerConfig:
     rules: RuleConfig = field(default_factory=RuleConfig)
-    policy: str = "rules"  # "rules" or "rules_td"
+    policy: str = "rules"  # "rules", "rules_td" or "learned"
     td: TdConfig = field(default_factory=TdConfig)
     td_period_s: float = 1.0  # one TD step (choose, then learn from the epoch's frames)
     outcome_frames: int = 30  # frames after a decision that make its outcome
     outcome_timeout_s: float = 3.0  # outcome closed with what arrived by then
+    learned_period_s: float = 0.5  # how often a learned policy is asked
 
 
 @dataclass(frozen=True)
 class Decision:
     decision_id: int
     style: Style
-    policy: str  # "rules" or "td"
+    policy: str  # "rules", "td" or "learned"
     rule: str  # which rule (or "td") made it
     reason: str
     confidence: float
@@ -68,6 +84,7 @@ class Reasoner:
         ladders: dict[str, tuple[Style, ...]],
         predictor: FramePredictor | None = None,
         q: DoubleQ | None = None,
+        chooser: Chooser | None = None,
     ) -> None:
         if config.policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}")
@@ -86,6 +103,9 @@ class Reasoner:
         self._epoch_ms: list[float] = []
         self._epoch_switched = False
         self._prev_sa: tuple[str, int] | None = None
+        self.chooser = chooser  # policy "learned" without one: the rules alone (fallback)
+        self._ctx = Context()
+        self._learned_at = -math.inf
 
     # -- inputs --------------------------------------------------------------------------------
     def frame(
@@ -94,6 +114,10 @@ class Reasoner:
         """A frame the renderer published (AsciiFrame fields)."""
         if not math.isfinite(render_ms) or render_ms < 0:
             return
+        if self.chooser is not None:
+            self.chooser.observe(
+                self._ctx, mode=mode, kernel_size=kernel_size, columns=columns, rows=rows, render_ms=render_ms
+            )
         style = self.rules.style
         matches = style.rendered_as(mode, kernel_size, columns, rows)
         seen = style if matches else self._seen_style(mode, kernel_size, columns, rows)
@@ -123,6 +147,7 @@ class Reasoner:
     def step(self, now_s: float, ctx: Context) -> Decision | None:
         """The new decision, if any (the first call always makes one)."""
         self._load = context_load(ctx)
+        self._ctx = ctx
         p = self._pending
         if p is not None and now_s - p.decision.time_s >= self.config.outcome_timeout_s:
             self._close(p)
@@ -131,8 +156,11 @@ class Reasoner:
             start = Proposal("calm", 0, "start", "start")
             proposal: Proposal | None = start
         else:
-            # under TD the rules keep the guardrails; when to step up is the policy's to learn
-            proposal = self.rules.propose(now_s, ctx, predict, step_up=self.config.policy == "rules")
+            # under TD or a learned policy the rules keep the guardrails; stepping up is the policy's
+            rules_step_up = self.config.policy == "rules" or (
+                self.config.policy == "learned" and self.chooser is None
+            )
+            proposal = self.rules.propose(now_s, ctx, predict, step_up=rules_step_up)
         if proposal is not None:
             if proposal.rule == "start":
                 self._epoch_start = now_s  # the first TD step sees frames of the first style
@@ -147,7 +175,27 @@ class Reasoner:
             )
         if self.config.policy == "rules_td" and now_s - self._epoch_start >= self.config.td_period_s:
             return self._td_step(now_s, ctx, predict)
+        if (
+            self.config.policy == "learned"
+            and self.chooser is not None
+            and now_s - self._learned_at >= self.config.learned_period_s
+        ):
+            return self._learned_step(now_s, ctx)
         return None
+
+    def _learned_step(self, now_s: float, ctx: Context) -> Decision | None:
+        """The learned policy picks among the levels the rules allow (the guardrails stay first)."""
+        assert self.chooser is not None
+        self._learned_at = now_s
+        r = self.rules
+        allowed = r.allowed(now_s, self.predict if self.config.rules.predict else None)
+        pick = self.chooser.choose(r.styles, r.level, allowed)
+        if pick is None or pick[0] == r.level or pick[0] not in allowed:
+            return None
+        level, why, confidence = pick
+        return self._decide(
+            now_s, ctx, r.family, level, policy="learned", rule="learned", reason=why, confidence=confidence
+        )
 
     def _td_step(self, now_s: float, ctx: Context, predict: object) -> Decision | None:
         r = self.rules
