@@ -147,6 +147,7 @@ class RichTracker:
             self.live.update(self._render())
             self.live.stop()
             self.live = None
+            self.console.line()
         self.console.print(
             f"test accuracy {result.test_accuracy:.3f}, {result.params} params, "
             f"{sum(e.event == 'fossilized' for e in result.events)} seeds fossilized"
