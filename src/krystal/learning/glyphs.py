@@ -45,7 +45,7 @@ def holdout_images() -> dict[str, NDArray[np.uint8]]:
         "microaneurysms": skimage.data.microaneurysms,
         "phantom": skimage.data.shepp_logan_phantom,
     }
-    out = {}
+    out: dict[str, NDArray[np.uint8]] = {}
     for name in HOLDOUT:
         image = np.asarray(loaders[name]())
         if image.dtype != np.uint8:
@@ -56,7 +56,7 @@ def holdout_images() -> dict[str, NDArray[np.uint8]]:
             image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGR)
         else:
             image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-        out[name] = np.ascontiguousarray(image)
+        out[name] = np.ascontiguousarray(image, dtype=np.uint8)
     return out
 
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from krystal.learning.datasets import Task, make_task
-from krystal.learning.kasmina.grow import GrowthConfig, fixed, grow
+from krystal.learning.kasmina.grow import Callbacks, GrowthConfig, fixed, grow
 
 # Seconds, for tests and a first look: a smaller task and a shorter schedule.
 QUICK = GrowthConfig(
@@ -32,7 +32,7 @@ def grow_main(
     from krystal.learning.tracking import Fanout, MLflowTracker, RichTracker, TensorBoardTracker
 
     task, config = task_for(task_name, quick, seed), config_for(quick, seed, blueprint)
-    trackers = [RichTracker(title=f"kasmina {task_name}")]
+    trackers: list[Callbacks] = [RichTracker(title=f"kasmina {task_name}")]
     if tensorboard:
         trackers.append(TensorBoardTracker(out / "tensorboard" / f"{task_name}-seed{seed}"))
     if mlflow:

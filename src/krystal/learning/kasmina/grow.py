@@ -130,15 +130,17 @@ class GrowthResult:
 @contextlib.contextmanager
 def deterministic(seed: int) -> Iterator[None]:
     """One thread, deterministic kernels and a seeded global generator for the block."""
-    threads, was = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    threads, was = torch.get_num_threads(), torch.get_deterministic_debug_mode()
     torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
+    # The same switch as use_deterministic_algorithms(True) for eager code, without its 10 s import
+    # of the inductor compiler (which only needs to know for compiled graphs, unused here).
+    torch.set_deterministic_debug_mode("error")
     torch.manual_seed(seed)
     try:
         yield
     finally:
         torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(was)
+        torch.set_deterministic_debug_mode(was)
 
 
 def weights_digest(model: nn.Module) -> str:
