@@ -177,7 +177,13 @@ def _train(args: argparse.Namespace) -> int:
 
         store = Path(args.store) if args.store else None
         return glyphs_main(
-            Path(args.out), args.seed, args.quick, args.steps or None, store, args.columns, args.rows
+            Path(args.out),
+            args.seed,
+            quick=args.quick,
+            steps=args.steps or None,
+            store=store,
+            columns=args.columns,
+            rows=args.rows,
         )
     from krystal.learning.kasmina import commands
 

@@ -98,7 +98,7 @@ def build_cells(
     t = base.Recipe()
     h, w = base.TILE_ROWS * atlas.cell_h, base.TILE_COLS * atlas.cell_w
     synth = base.Synth(rng, atlas, h, w)
-    frames = [
+    frames: list[NDArray[np.float32]] = [
         synth.tiles(min(500, r.synthetic_tiles - i)).reshape(-1, w) for i in range(0, r.synthetic_tiles, 500)
     ]
     photos = base.photo_frames(rng, r.photo_scales)
