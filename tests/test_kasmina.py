@@ -180,3 +180,23 @@ def test_controller_interface_takes_any_decider(spirals: Task) -> None:
         ("blending", 1, "adapter"),
     ]
     assert result.events[0].epoch == 2
+
+
+def test_cli_train_verbs_parse_and_krystal_stays_torch_free() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from krystal import cli; "
+        "p = cli._parser(); "
+        "a = p.parse_args(['train', 'grow', '--quick', '--task', 'moons', '--blueprint', 'adapter']); "
+        "b = p.parse_args(['train', 'search', '--trials', '3']); "
+        "c = p.parse_args(['train', 'glyphs', '--quick', '--store', '']); "
+        "assert (a.verb, a.task, a.blueprint, a.quick) == ('grow', 'moons', 'adapter', True); "
+        "assert (b.verb, b.trials, c.verb, c.store) == ('search', 3, 'glyphs', ''); "
+        "assert not {'torch', 'mlflow', 'optuna'} & set(sys.modules), 'cli imported the training stack'"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
