@@ -91,6 +91,8 @@ def glyph_rows(model: Path | None, label: str, columns: int, rows: int, size: in
             ("blurred SSIM", ours[i].ssim, chafa_ssim),
             ("edge F1", ours[i].edge_f1, chafa_f1),
         ):
+            if mine == anchor == 0.0:
+                continue  # no edge cells in the source: nothing to compare
             emit(
                 BENCH,
                 f"{name} {label} vs libchafa {metric}",
