@@ -205,3 +205,30 @@ def test_cli_train_verbs_parse_and_krystal_stays_torch_free() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_learned_controller_fits_outcomes_and_drives_growth(spirals: Task) -> None:
+    from krystal.learning.kasmina.controller import (
+        ExploringController,
+        LearnedController,
+        SlotView,
+        fit_learned,
+        view_features,
+    )
+
+    slots = (SlotView(0, SeedState.DORMANT, 1.0), SlotView(1, SeedState.DORMANT, 0.5))
+    stuck = [ControllerView(e, (0.5,) * (e + 1), slots, 2) for e in range(6, 12)]  # flat: a plateau
+    moving = [ControllerView(e, tuple(0.5 * 0.8**k for k in range(e + 1)), slots, 2) for e in range(6, 12)]
+    weights = fit_learned(stuck + moving, [True] * 6 + [False] * 6)
+    model = LearnedController(weights, min_epochs=6)
+    assert all(model.probability(v) > 0.5 for v in stuck) and all(model.probability(v) < 0.5 for v in moving)
+    assert model.decide(stuck[0]) == Germinate(0, "mlp")  # the slot with the larger region gradient
+    assert model.decide(moving[0]) is None
+    assert view_features(stuck[0]).shape == (len(weights),)
+    # Exploration gives (view, outcome) pairs; the learned controller runs behind the same protocol.
+    explorer = ExploringController(0, min_epochs=6)
+    explored = grow(spirals, dataclasses.replace(QUICK, epochs=30), controller=explorer)
+    decided = [e for e in explored.events if e.event in ("fossilized", "culled")]
+    assert explorer.views and len(explorer.views) >= len(decided) > 0
+    result = grow(spirals, dataclasses.replace(QUICK, epochs=30), controller=model)
+    assert result.events and result.events[0].event == "germinated"
