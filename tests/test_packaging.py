@@ -49,6 +49,9 @@ ROSDEP = {
     "dtaidistance": {"python3-dtaidistance-pip"},
     "nolds": {"python3-nolds-pip"},
     "reelay": {"python3-reelay-pip"},
+    "mlflow": {"python3-mlflow-pip"},
+    "optuna": {"python3-optuna-pip"},
+    "tensorboard": {"python3-tensorboard-pip"},
 }
 LOCAL = {"krystal", "bench", "tests", "launch_testing_ros"}
 

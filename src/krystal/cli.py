@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from krystal.graph import GRAPH
 
@@ -194,9 +195,9 @@ def _learning_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     harvest.add_argument("--window", type=int, default=32, help="frames per telemetry window")
     harvest.add_argument("--stride", type=int, default=15, help="a frame sample every this many frames")
     harvest.add_argument("--horizon", type=int, default=30, help="frames that make a frame sample's outcome")
-    train = sub.add_parser("train", help="train a model of the learning pipeline")
-    models = train.add_subparsers(dest="model", required=True)
-    policy = models.add_parser("policy", help="the style policy: a small transformer over telemetry windows")
+    policy = _train_parser(sub).add_parser(
+        "policy", help="the style policy: a small transformer over telemetry windows"
+    )
     policy.add_argument("dataset", help="dataset written by krystal harvest (.npz or its stem)")
     policy.add_argument("-o", "--output", required=True, help="folder for the model files")
     policy.add_argument("--seed", type=int, default=0)
@@ -204,6 +205,67 @@ def _learning_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     policy.add_argument("--quick", action="store_true", help="a tiny model and few steps (seconds)")
     policy.add_argument("--held-out", type=float, default=0.25, help="share of recordings held out")
     policy.add_argument("--no-eval", action="store_true", help="skip the closed-loop evaluation")
+
+
+def _train_parser(sub: Any) -> Any:
+    """`krystal train ...`: training verbs (krystal.learning, which imports torch, loaded only here)."""
+    train = sub.add_parser("train", help="train models: policy, glyphs, grow (Kasmina demo), search (Optuna)")
+    verbs = train.add_subparsers(dest="verb", required=True)
+    glyphs = verbs.add_parser("glyphs", help="retrain the learned glyph matcher; compare on held-out images")
+    glyphs.add_argument("--out", default="runs/glyphs/glyph_matcher.npz", help=".npz the renderer loads")
+    glyphs.add_argument("--store", default="runs/glyphs/mlflow", help="MLflow store ('' for none)")
+    glyphs.add_argument("--steps", type=int, default=0, help="training steps (0: the recipe's)")
+    glyphs.add_argument("--columns", type=int, default=100, help="held-out comparison grid columns")
+    glyphs.add_argument("--rows", type=int, default=40, help="held-out comparison grid rows")
+    grow = verbs.add_parser("grow", help="grow a Kasmina model on a generated task beside fixed ones")
+    grow.add_argument("--task", default="spirals", choices=["spirals", "moons", "clusters"])
+    grow.add_argument("--blueprint", default="mlp", choices=["mlp", "adapter", "attention"])
+    grow.add_argument("--no-mlflow", action="store_true", help="skip the MLflow run")
+    grow.add_argument("--no-tensorboard", action="store_true", help="skip the TensorBoard log")
+    search = verbs.add_parser("search", help="Optuna search over learning rate, seed count and blueprint")
+    search.add_argument("--task", default="spirals", choices=["spirals", "moons", "clusters"])
+    search.add_argument("--trials", type=int, default=12)
+    for p in (grow, search):
+        p.add_argument("--out", default="runs/kasmina", help="folder for logs, TensorBoard and MLflow")
+    for p in (glyphs, grow, search):
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--quick", action="store_true", help="a small run that finishes in seconds")
+    return verbs
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if args.verb == "policy":
+        from krystal.learning.policy_model import cli as train_policy_cli
+
+        return train_policy_cli(args)
+    if args.verb == "glyphs":
+        from krystal.learning.glyphs import main as glyphs_main
+
+        store = Path(args.store) if args.store else None
+        return glyphs_main(
+            Path(args.out),
+            args.seed,
+            quick=args.quick,
+            steps=args.steps or None,
+            store=store,
+            columns=args.columns,
+            rows=args.rows,
+        )
+    from krystal.learning.kasmina import commands
+
+    if args.verb == "grow":
+        return commands.grow_main(
+            args.task,
+            Path(args.out),
+            args.seed,
+            quick=args.quick,
+            blueprint=args.blueprint,
+            mlflow=not args.no_mlflow,
+            tensorboard=not args.no_tensorboard,
+        )
+    return commands.search_main(args.task, Path(args.out), args.seed, args.quick, args.trials)
 
 
 def _record(args: argparse.Namespace) -> int:
@@ -323,10 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from krystal.learning.harvest import cli as harvest_cli
 
         return harvest_cli(args)
-    if args.command == "train" and args.model == "policy":
-        from krystal.learning.policy_model import cli as train_policy_cli
-
-        return train_policy_cli(args)
+    if args.command == "train":
+        return _train(args)
     return 2
 
 

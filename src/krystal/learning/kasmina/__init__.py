@@ -1,0 +1,1 @@
+"""Kasmina: morphogenetic models that start small and germinate seeds where they plateau."""
