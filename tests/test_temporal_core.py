@@ -266,6 +266,28 @@ def test_spring_streaming_equals_batch_and_finds_the_pattern() -> None:
     z = dtw.Spring(3 * q, threshold=3.0, band=5)
     found = [m for m in (z.push(float(v)) for v in np.concatenate([x, np.zeros(40)])) if m is not None]
     assert [(m.start, m.end) for m in found] == [(201, 230)]
+    # a block per call reports the same matches; a missing (NaN) sample changes nothing
+    block = dtw.Spring(3 * q, threshold=3.0, band=5)
+    assert block.extend(np.concatenate([x, np.zeros(40)])) == found
+    gappy = dtw.Spring(3 * q, threshold=3.0, band=5)
+    with_gaps = np.insert(np.concatenate([x, np.zeros(40)]), [50, 215, 300], math.nan)
+    assert gappy.extend(with_gaps) == found and gappy.t == len(x) + 39
+
+
+def test_spring_equals_dtaidistance_per_sample() -> None:
+    """The streaming column equals dtaidistance's subsequence matching function at every sample."""
+    from dtaidistance.subsequence.dtw import subsequence_alignment
+
+    rng = np.random.default_rng(11)
+    for m, n in ((100, 600), (7, 300), (1, 50)):
+        q, x = rng.normal(size=m), rng.normal(size=n)
+        theirs = subsequence_alignment(q, x, penalty=0.0).matching_function() * m
+        sp = dtw.Spring(q, threshold=0.0)
+        ours = []
+        for v in x:
+            sp.push(float(v))
+            ours.append(sp.distance)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
 
 
 def _logistic(n: int, x0: float = 0.1234) -> np.ndarray:
@@ -352,12 +374,20 @@ def test_dtw_numpy_path_equals_compiled(monkeypatch: pytest.MonkeyPatch) -> None
     q, x = rng.normal(size=25), rng.normal(size=300)
     x[100:125] += 4 * q
     compiled = dtw.matching_function(q, x)
+    data = [*x, *np.zeros(30)]
     s1 = dtw.Spring(q, 6.0, band=4)
-    first = [m for m in (s1.push(float(v)) for v in [*x, *np.zeros(30)]) if m is not None]
+    first = [m for m in (s1.push(float(v)) for v in data) if m is not None]
+    n1 = dtw.Spring(q, 12.0, band=4, normalize_window=25)
+    normalized = n1.extend(np.asarray(data))
+    assert first and normalized
     monkeypatch.setattr(dtw, "_matching", None)
-    monkeypatch.setattr(dtw, "_spring_step", None)
+    monkeypatch.setattr(dtw, "_spring_push", None)
     np.testing.assert_allclose(dtw.matching_function(q, x), compiled, rtol=1e-9)
     s2 = dtw.Spring(q, 6.0, band=4)
-    second = [m for m in (s2.push(float(v)) for v in [*x, *np.zeros(30)]) if m is not None]
+    second = [m for m in (s2.push(float(v)) for v in data) if m is not None]
     assert [(m.start, m.end) for m in first] == [(m.start, m.end) for m in second]
     assert [m.distance for m in first] == pytest.approx([m.distance for m in second], rel=1e-9)
+    n2 = dtw.Spring(q, 12.0, band=4, normalize_window=25)
+    again = n2.extend(np.asarray(data))
+    assert [(m.start, m.end) for m in again] == [(m.start, m.end) for m in normalized]
+    assert [m.distance for m in again] == pytest.approx([m.distance for m in normalized], rel=1e-9)
