@@ -290,6 +290,39 @@ def test_spring_equals_dtaidistance_per_sample() -> None:
         np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
 
 
+def test_window_matcher_equals_dtaidistance_and_finds_shapes_at_any_scale(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each window's z-normalised banded DTW distance equals dtaidistance's; a shape recurring at
+    another offset and scale is one match, at its place; the Python kernel gives the same."""
+    from dtaidistance import dtw as dd
+
+    rng = np.random.default_rng(12)
+    for m, band in ((40, 10), (9, None), (30, 0), (25, 3)):
+        q, x = rng.normal(size=m), rng.normal(size=200)
+        x[50 : 50 + m] = 2.0 * q  # an exact recurrence: distance 0, not abandoned
+        got = dtw.window_distances(q, x, band)
+        assert np.all(np.isinf(got[: m - 1]))
+        want = [
+            dd.distance(dtw.znorm(q), dtw.znorm(x[k - m + 1 : k + 1]), window=m if band is None else band + 1)
+            for k in range(m - 1, len(x))
+        ]
+        np.testing.assert_allclose(got[m - 1 :], want, rtol=1e-12, atol=1e-12)
+    q = np.concatenate([np.linspace(0, 1, 20), np.ones(10), np.linspace(1, -1, 10)])
+    x = rng.normal(scale=0.05, size=300) + 5.0
+    x[100:140] = 5.0 + 40.0 * q  # the same shape, another offset and scale
+    x[220:260] = -3.0 + 0.5 * q[::-1]  # reversed: no match
+    wm = dtw.WindowMatcher(q, threshold=1.5, band=5)
+    found = [m for m in (wm.push(float(v)) for v in x) if m is not None]
+    assert [(m.start, m.end) for m in found] == [(100, 139)] and found[0].distance < 0.1
+    gappy = dtw.WindowMatcher(q, threshold=1.5, band=5)
+    assert gappy.extend(np.insert(x, [10, 120], math.nan)) == [dtw.Match(100, 139, found[0].distance)]
+    assert gappy.t == len(x) - 1
+    monkeypatch.setattr(dtw, "_window_push", None)
+    slow = dtw.WindowMatcher(q, threshold=1.5, band=5)
+    assert slow.extend(x) == found
+
+
 def _logistic(n: int, x0: float = 0.1234) -> np.ndarray:
     x = np.empty(n)
     x[0] = x0

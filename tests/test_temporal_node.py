@@ -9,6 +9,7 @@ import time
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rclpy.parameter import Parameter
@@ -215,3 +216,136 @@ def test_fuzz_check_inputs(blob: bytes, spec_text: str) -> None:
             with redirect_stdout(io.StringIO()), redirect_stderr(err):
                 code = main(["check", str(specs), str(rec)])
             assert code in (0, 1, 2) and "Traceback" not in err.getvalue()
+
+
+def _shape(n: int = 40) -> list[float]:
+    """A render-time spike: a ramp up, a plateau, a fast fall (ms)."""
+    ramp = [10.0 + 2.0 * i for i in range(n // 2)]
+    return ramp + [ramp[-1]] * (n // 4) + [40.0 - 6.0 * i for i in range(n - n // 2 - n // 4)]
+
+
+def _write_recording(path: Path, shape: list[float]) -> tuple[float, float]:
+    """An MCAP by krystal record's own writer: a style message first (the recording's start), then
+    render stats at 100 Hz from 0.5 s with `shape` inside noise. Returns the shape's range in s."""
+    import random
+
+    from krystal.msg import RenderStats, StyleDecision
+    from rclpy.serialization import serialize_message
+
+    from krystal.record.mcapio import McapRecorder, qos_metadata
+
+    rng = random.Random(4)
+    t0 = 1_700_000_000 * 10**9
+    rec = McapRecorder(path)
+    rec.add_topic(
+        "/krystal/style", "krystal/msg/StyleDecision", qos_metadata("reliable", "transient_local", 1)
+    )
+    rec.add_topic(
+        "/krystal/render_stats", "krystal/msg/RenderStats", qos_metadata("best_effort", "volatile", 5)
+    )
+    rec.write("/krystal/style", serialize_message(StyleDecision(mode="edges")), t0)
+    values = [12.0 + rng.random() for _ in range(150)] + shape + [12.0 + rng.random() for _ in range(100)]
+    values.insert(160, math.nan)  # a missing sample inside the cut: skipped
+    first = 0.5 + 150 * 0.01
+    for i, v in enumerate(values):
+        t = t0 + int((0.5 + i * 0.01) * 1e9)
+        msg = RenderStats(render_time_ms_p99=v, budget_ms=33.0)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(t, 10**9)
+        rec.write("/krystal/render_stats", serialize_message(msg), t)
+    rec.close()
+    return first - 0.005, first + len(shape) * 0.01 + 0.005  # one more sample: the NaN took a slot
+
+
+def test_pattern_cut_from_a_recording(tmp_path: Path) -> None:
+    """`krystal pattern cut` and a `FILE.mcap[FROM:TO]` pattern read the same samples from an MCAP
+    written by krystal record's writer, times counted from the recording's first message."""
+    import numpy as np
+
+    from krystal.cli import main
+    from krystal.temporal.patterns import PatternError, parse_pattern_line
+
+    shape = _shape()
+    rec = tmp_path / "run.mcap"
+    start, end = _write_recording(rec, shape)
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(["pattern", "cut", str(rec), "--topic", "/krystal/render_stats",
+                     "--field", "render_time_ms_p99", "--from", f"{start:.3f}",
+                     "--to", f"{end * 1000:.0f}ms", "--name", "spike"])  # fmt: skip
+    assert code == 0, err.getvalue()
+    line = out.getvalue().strip()
+    assert line.startswith("spike; krystal/render_stats.render_time_ms_p99; ") and "\n" not in line
+    printed = parse_pattern_line(line)
+    expected = [float(np.float32(v)) for v in shape]  # float32 fields, written out exactly
+    assert list(printed.values) == expected and printed.cut is None
+    assert printed.threshold == pytest.approx(0.25 * math.sqrt(len(shape)), rel=1e-5)
+    cut = parse_pattern_line(f"spike; krystal/render_stats.render_time_ms_p99; 2; {rec}[{start}:{end}s]")
+    assert cut.values == printed.values and cut.cut is not None and cut.cut.path == str(rec)
+    whole = parse_pattern_line(f"all; krystal/render_stats.render_time_ms_p99; 2; {rec}[:]")
+    assert len(whole.values) == 150 + len(shape) + 100
+    for bad, reason in (
+        (f"{rec}[0.1s:0.2s]", "0 samples"),  # before the first render stats message
+        (f"{rec}[2s:1s]", "FROM < TO"),
+        (f"{tmp_path / 'none.mcap'}[0:1]", "cannot read the recording"),
+    ):
+        with pytest.raises(PatternError, match=reason):
+            parse_pattern_line(f"x; krystal/render_stats.render_time_ms_p99; 2; {bad}")
+    with pytest.raises(PatternError, match="no topic /gpu/telemetry"):
+        parse_pattern_line(f"x; gpu/telemetry.utilization_ratio; 2; {rec}[0:1]")
+    with redirect_stdout(io.StringIO()), redirect_stderr(err := io.StringIO()):
+        code = main(["pattern", "cut", str(rec), "--topic", "krystal/render_stats",
+                     "--field", "no_such_field", "--to", "3"])  # fmt: skip
+    assert code == 2 and "no field 'no_such_field'" in err.getvalue()
+
+
+def test_node_finds_a_pattern_cut_from_a_recording(ros: None, tmp_path: Path) -> None:
+    """The node loads a cut named in its `patterns` parameter and reports the shape when it recurs
+    live; a cut it cannot read is refused with the reason."""
+    import random
+
+    from krystal.msg import RenderStats, TemporalVerdict
+    from rclpy.node import Node
+
+    from krystal.ros.qos import reliable_qos
+    from krystal.temporal.node import TemporalSolverNode
+
+    shape = _shape()
+    rec = tmp_path / "run.mcap"
+    start, end = _write_recording(rec, shape)
+    line = f"spike; krystal/render_stats.render_time_ms_p99; 2.0; {rec}[{start}:{end}]"
+    solver = TemporalSolverNode(
+        parameter_overrides=[
+            Parameter("specs", Parameter.Type.STRING_ARRAY, ["quiet: krystal/render_stats.budget_ms < 1000"]),
+            Parameter("patterns", Parameter.Type.STRING_ARRAY, [line]),
+            Parameter("discovery_period_s", Parameter.Type.DOUBLE, 0.1),
+            Parameter("chaos_signal", Parameter.Type.STRING, ""),
+        ]
+    )
+    health = solver._patterns_health()
+    assert health.level == b"\x00" and f"{len(shape)} samples" in health.values["spike"]
+    assert "cut from" in health.values["spike"]
+    peer = Node("pattern_peer")
+    pub = peer.create_publisher(RenderStats, "krystal/render_stats", reliable_qos(100))
+    got: list[TemporalVerdict] = []
+    peer.create_subscription(TemporalVerdict, "krystal/verdicts", got.append, reliable_qos(50))
+    assert spin_until([solver, peer], lambda: "krystal/render_stats" in solver._subs, 20.0)
+    assert spin_until([solver, peer], lambda: pub.get_subscription_count() > 0, 10.0)
+    rng = random.Random(9)
+    live = [12.0 + rng.random() for _ in range(60)] + [v * 1.5 + 3 for v in shape]  # same shape, scaled
+    live += [12.0 + rng.random() for _ in range(60)]
+    for v in live:
+        pub.publish(RenderStats(render_time_ms_p99=v))
+        spin_until([solver, peer], lambda: False, 0.005)
+    assert spin_until([solver, peer], lambda: any(m.kind == "pattern" for m in got), 10.0)
+    match = next(m for m in got if m.kind == "pattern")
+    assert match.monitor == "spike" and match.value < 2.0 and "match at samples" in match.message
+    result = solver.set_parameters(
+        [
+            Parameter(
+                "patterns", Parameter.Type.STRING_ARRAY, [line.replace(str(rec), str(tmp_path / "x.mcap"))]
+            )
+        ]
+    )[0]
+    assert not result.successful and "cannot read the recording" in result.reason
+    solver.destroy_node()
+    peer.destroy_node()

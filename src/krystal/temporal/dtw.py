@@ -125,9 +125,103 @@ def _matching_py(q: F64, x: F64, out: F64) -> None:
         out[j] = math.sqrt(d[m - 1])
 
 
+# WindowMatcher's buffer: a header, then q (z-normalised), the ring of the last m samples, the
+# window z-normalised, two DP rows of m + 1.
+_W_T, _W_W, _W_THR2, _W_M, _W_BEST, _W_BEST_END, _W_LAST_END, _W_DIST = 0, 1, 2, 3, 4, 5, 6, 7
+_W_REP_END, _W_REP_DIST = 8, 9
+
+
+def _window_push_py(b: F64, x: float) -> bool:
+    """One sample into the window of the last m; banded DTW of the z-normalised window against q.
+
+    Rows stop early once every cell of a row exceeds threshold**2 (the distance can only grow).
+    True: a match to report (the best window of a group of overlapping ones under the threshold,
+    reported once no later window can overlap it).
+    """
+    if not math.isfinite(x):
+        return False
+    m = int(b[_W_M])
+    t = b[_W_T] + 1.0
+    b[_W_T] = t
+    ti = int(t)
+    qo = _HEADER
+    ro = qo + m
+    zo = ro + m
+    po = zo + m
+    co = po + m + 1
+    b[ro + ti % m] = x
+    b[_W_DIST] = INF
+    found = False
+    best, best_end = b[_W_BEST], b[_W_BEST_END]
+    if best < INF and t - best_end >= m:  # no window to come overlaps the best one
+        b[_W_REP_END], b[_W_REP_DIST] = best_end, math.sqrt(best)
+        b[_W_LAST_END] = best_end
+        b[_W_BEST] = INF
+        found = True
+    if ti < m - 1:
+        return found
+    mean = 0.0
+    for k in range(m):
+        mean += b[ro + (ti - m + 1 + k) % m]
+    mean /= m
+    var = 0.0
+    for k in range(m):
+        dv = b[ro + (ti - m + 1 + k) % m] - mean
+        var += dv * dv
+    sd = math.sqrt(var / m)
+    for k in range(m):
+        v = b[ro + (ti - m + 1 + k) % m] - mean
+        b[zo + k] = v / sd if sd > 0 else v
+    w = int(b[_W_W])
+    cut = b[_W_THR2]
+    d0, d1 = b[qo] - b[zo], b[qo + m - 1] - b[zo + m - 1]
+    if d0 * d0 + d1 * d1 > cut:  # every path has the first and the last cell (LB_Kim)
+        return found
+    for j in range(m + 1):
+        b[po + j] = INF
+    b[po] = 0.0  # prev[j + 1]: D[i-1, j]; prev[0]: D[i-1, -1]
+    for i in range(m):
+        js = max(0, i - w + 1)
+        je = min(m, i + w)
+        b[co + js] = INF  # D[i, js - 1] and D[i, je]: outside the band; all the next row reads
+        if je < m:
+            b[co + je + 1] = INF
+        qi = b[qo + i]
+        row_min = INF
+        for j in range(js, je):
+            diff = qi - b[zo + j]
+            v = min(b[po + j], b[po + j + 1], b[co + j])  # diagonal, up, left
+            v += diff * diff
+            b[co + j + 1] = v
+            row_min = min(row_min, v)
+        if row_min > cut:
+            return found  # abandoned: over the threshold whatever follows
+        po, co = co, po
+    dist2 = b[po + m]
+    b[_W_DIST] = dist2
+    start = t - m + 1
+    if dist2 <= cut and dist2 < b[_W_BEST] and start > b[_W_LAST_END]:
+        b[_W_BEST], b[_W_BEST_END] = dist2, t
+    return found
+
+
+def _window_many_py(b: F64, xs: F64, out: F64) -> int:
+    """push for every x of xs; the reported matches as rows (start, end, distance) of out."""
+    n = 0
+    m = b[_W_M]
+    for j in range(len(xs)):
+        if _WSTEP(b, xs[j]):
+            out[n, 0], out[n, 1], out[n, 2] = b[_W_REP_END] - m + 1, b[_W_REP_END], b[_W_REP_DIST]
+            n += 1
+    return n
+
+
 _spring_push = _jit(_spring_push_py) if _jit is not None else None
 _STEP: Any = _spring_push if _spring_push is not None else _spring_push_py  # what _spring_many calls
 _spring_many = _jit(_spring_many_py) if _jit is not None else None
+_window_push = _jit(_window_push_py) if _jit is not None else None
+_WSTEP: Any = _window_push if _window_push is not None else _window_push_py  # what _window_many calls
+_window_many = _jit(_window_many_py) if _jit is not None else None
 _matching = _jit(_matching_py) if _jit is not None else None
 COMPILED = _jit is not None
 
@@ -344,3 +438,80 @@ class Spring:
     def distance(self) -> float:
         """Distance of the best match ending at the newest sample."""
         return math.sqrt(self.d[-1]) if self.d[-1] < INF else INF
+
+
+class WindowMatcher:
+    """Z-normalised sliding-window DTW, per sample: the window of the last len(query) samples,
+    z-normalised on its own (as the query), against the query with a Sakoe-Chiba band.
+
+    Unlike a subsequence search over a stream normalised by a trailing window, the shape matches
+    wherever it recurs, at any offset and scale. `band`: shifts of up to `band` samples (None: any).
+    Matches under `threshold` are reported once no later window can overlap them: the best of each
+    group of overlapping windows, non-overlapping with the previous match. The distance of a window
+    equals dtaidistance's `distance(znorm(query), znorm(window), window=band + 1)`; windows over the
+    threshold are abandoned early (their distance reads inf). A non-finite sample is missing.
+    """
+
+    _compiled: tuple[Any, Any] | None = None
+
+    def __init__(self, query: F64, threshold: float, band: int | None = None) -> None:
+        q = znorm(query)
+        m = len(q)
+        if m < 2:
+            raise ValueError("a query of at least 2 samples")
+        self.m, self.band = m, band
+        b = np.zeros(_HEADER + 3 * m + 2 * (m + 1))
+        b[_W_T], b[_W_W], b[_W_M] = -1.0, float(m if band is None else max(0, int(band)) + 1), m
+        b[_W_THR2] = float(threshold) ** 2
+        b[_W_BEST], b[_W_BEST_END], b[_W_LAST_END], b[_W_DIST] = INF, -1.0, -INF, INF
+        b[_W_REP_END], b[_W_REP_DIST] = -1.0, INF
+        b[_HEADER : _HEADER + m] = q
+        self._b = b
+        self._push: Any = _window_push_py
+        self._many: Any = _window_many_py
+        if _window_push is not None and _window_many is not None:
+            if WindowMatcher._compiled is None:
+                scratch = np.array(b)
+                WindowMatcher._compiled = (
+                    _entry(_window_push, scratch, 0.0),
+                    _entry(_window_many, scratch, np.zeros(1), np.empty((1, 3))),
+                )
+            self._push, self._many = WindowMatcher._compiled
+
+    @property
+    def t(self) -> int:
+        """Index of the newest sample (-1 before the first)."""
+        return int(self._b[_W_T])
+
+    @property
+    def distance(self) -> float:
+        """DTW distance of the newest window (inf: not full yet, or abandoned over the threshold)."""
+        d = float(self._b[_W_DIST])
+        return math.sqrt(d) if d < INF else INF
+
+    def push(self, x: float) -> Match | None:
+        """One sample; the match it completes, if any."""
+        if self._push(self._b, float(x)):
+            b = self._b
+            end = int(b[_W_REP_END])
+            return Match(end - self.m + 1, end, float(b[_W_REP_DIST]))
+        return None
+
+    def extend(self, xs: F64) -> list[Match]:
+        """Many samples in one call: the matches they complete."""
+        xs = np.ascontiguousarray(xs, dtype=np.float64)
+        if self._many is _window_many_py:  # no numba: per sample, so _WSTEP is the Python step
+            return [m for m in (self.push(float(v)) for v in xs) if m is not None]
+        out = np.empty((len(xs), 3))
+        n = self._many(self._b, xs, out)
+        return [Match(int(r[0]), int(r[1]), float(r[2])) for r in out[:n]]
+
+
+def window_distances(query: F64, series: F64, band: int | None = None) -> F64:
+    """Batch: the z-normalised banded DTW distance of every window (inf before the first full one)."""
+    wm = WindowMatcher(query, math.inf, band)
+    out = np.empty(len(series))
+    for k, v in enumerate(np.asarray(series, dtype=np.float64)):
+        wm.push(float(v))
+        out[k] = wm.distance
+    return out

@@ -12,7 +12,6 @@ import importlib
 import math
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,9 +26,10 @@ from krystal.ros.params import Param, ParamTable
 from krystal.ros.qos import reliable_qos, sensor_qos
 from krystal.srv import CheckTrace
 from krystal.temporal.chaos import chaos_test
-from krystal.temporal.dtw import Spring
+from krystal.temporal.dtw import WindowMatcher
 from krystal.temporal.monitor import OnlineError
-from krystal.temporal.spec import Signal, SpecError, parse, parse_signal
+from krystal.temporal.patterns import PatternLine, parse_pattern_line
+from krystal.temporal.spec import SpecError, parse, parse_signal
 from krystal.temporal.watch import (
     SATISFIED,
     UNKNOWN,
@@ -63,31 +63,12 @@ def _specs_problem(value: Any) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class PatternLine:
-    name: str
-    signal: Signal
-    threshold: float
-    values: tuple[float, ...]
-
-
-def parse_pattern_line(line: str) -> PatternLine:
-    """`name; topic.field; threshold; v1 v2 v3 ...` (a z-normalised shape and its distance limit)."""
-    parts = [p.strip() for p in line.split(";")]
-    if len(parts) != 4 or not parts[0]:
-        raise ValueError(f"{line!r}: write a pattern as 'name; topic.field; threshold; v1 v2 v3 ...'")
-    signal = parse_signal(parts[1])
-    values = tuple(float(v) for v in parts[3].replace(",", " ").split())
-    if len(values) < 3:
-        raise ValueError(f"pattern {parts[0]}: at least 3 values")
-    return PatternLine(parts[0], signal, float(parts[2]), values)
-
-
 def _patterns_problem(value: Any) -> str | None:
+    """Also reads the recordings that lines cut from (cached), so a bad cut is refused with its reason."""
     for line in value:
         try:
             parse_pattern_line(line)
-        except (ValueError, SpecError) as exc:
+        except ValueError as exc:
             return str(exc)
     return None
 
@@ -129,11 +110,18 @@ PARAMS = (
     Param(
         "patterns",
         [],
-        "DTW patterns, 'name; topic.field; threshold; v1 v2 v3 ...' (z-normalised subsequence search)",
+        "DTW patterns, 'name; topic.field; threshold; v1 v2 v3 ...' or '...; threshold; FILE.mcap[FROM:TO]'"
+        " (a cut of a recording, seconds after its start); z-normalised subsequence search",
         validate=_patterns_problem,
         param_type=Parameter.Type.STRING_ARRAY,
     ),
-    Param("pattern_band", 10, "DTW band: how far a match may drift from its diagonal (samples)", 0, 10000),
+    Param(
+        "pattern_band",
+        10,
+        "DTW band: how far a match may drift from its diagonal, samples (0: no band)",
+        0,
+        10000,
+    ),
     Param(
         "chaos_signal",
         "krystal/render_stats.render_time_ms_mean",
@@ -164,8 +152,10 @@ class TemporalSolverNode(Node):
         self._type_errors: dict[str, str] = {}
         self._watches: list[SpecWatch] = []
         self._spec_errors: list[str] = []
-        self._patterns: list[tuple[PatternLine, Spring, Any]] = []
+        self._patterns: list[tuple[PatternLine, WindowMatcher, Any]] = []
         self._pattern_matches: dict[str, Decision] = {}
+        self._pattern_errors: list[str] = []
+        self._match_counts: dict[str, int] = {}
         self._chaos_getter: Any = None
         self._chaos_topic = ""
         self._chaos_values: deque[float] = deque()
@@ -177,6 +167,7 @@ class TemporalSolverNode(Node):
         self._diagnostics = Diagnostics(self)
         self._diagnostics.add("inputs", self._inputs_health)
         self._diagnostics.add("specs", self._specs_health)
+        self._diagnostics.add("patterns", self._patterns_health)
         self._diagnostics.add("chaos", lambda: Health(WARN if self._chaos_flag else OK, self._chaos_result))
         self._service = self.create_service(CheckTrace, "krystal/check_trace", self._check_trace)
         self._discovery = self.create_timer(self.params["discovery_period_s"], self._discover)
@@ -196,12 +187,21 @@ class TemporalSolverNode(Node):
             except (ValueError, OnlineError) as exc:
                 self._spec_errors.append(str(exc))
                 self.get_logger().error(f"spec refused: {exc}")
-        self._patterns = []
+        self._patterns, self._pattern_errors = [], []
+        if "patterns" in self.params.rejected:
+            self._pattern_errors.append(
+                f"patterns from the parameters file refused: {self.params.rejected['patterns']}"
+            )
         for line in self.params["patterns"]:
-            p = parse_pattern_line(line)
+            try:
+                p = parse_pattern_line(line)  # a recording may have changed since validation
+            except ValueError as exc:
+                self._pattern_errors.append(str(exc))
+                self.get_logger().error(f"pattern refused: {exc}")
+                continue
             band = self.params["pattern_band"] or None
-            spring = Spring(np.asarray(p.values), p.threshold, band=band, normalize_window=len(p.values))
-            self._patterns.append((p, spring, field_getter(p.signal.path)))
+            matcher = WindowMatcher(np.asarray(p.values), p.threshold, band=band)
+            self._patterns.append((p, matcher, field_getter(p.signal.path)))
         self._chaos_getter, self._chaos_topic = None, ""
         if self.params["chaos_signal"]:
             signal = parse_signal(self.params["chaos_signal"])
@@ -258,9 +258,9 @@ class TemporalSolverNode(Node):
                 if topic in w.topics:
                     w.on_message(topic, t, msg)
                     self._publish_changes(w)
-            for p, spring, get in self._patterns:
+            for p, matcher, get in self._patterns:
                 if p.signal.topic == topic:
-                    match = spring.push(get(msg))
+                    match = matcher.push(get(msg))
                     if match is not None:
                         self._publish_pattern(p, match.distance, match.start, match.end, t)
             if topic == self._chaos_topic and self._chaos_getter is not None:
@@ -323,6 +323,7 @@ class TemporalSolverNode(Node):
         msg.verdict, msg.robustness, msg.value = SATISFIED, p.threshold - distance, distance
         msg.message = f"match at samples {start}..{end}, DTW distance {distance:.4g} (limit {p.threshold:g})"
         self._pattern_matches[p.name] = Decision(p.name, SATISFIED, distance, t, t)
+        self._match_counts[p.name] = self._match_counts.get(p.name, 0) + 1
         self._pub.publish(msg)
 
     def _chaos(self) -> None:
@@ -395,6 +396,20 @@ class TemporalSolverNode(Node):
                 WARN, f"no message for {self.params['stale_after_s']} s on {', '.join(stale)}", values
             )
         return Health(OK, f"{len(wanted)} topics", values)
+
+    def _patterns_health(self) -> Health:
+        values: dict[str, str] = {}
+        for p, _, _ in self._patterns:
+            source = f"cut from {p.cut.text}" if p.cut is not None else "values in config"
+            last = self._pattern_matches.get(p.name)
+            seen = f", last at t={last.time_s:.3f} (distance {last.robustness:.4g})" if last else ""
+            values[p.name] = (
+                f"{len(p.values)} samples of {p.signal.name} ({source}); "
+                f"{self._match_counts.get(p.name, 0)} matches{seen}"
+            )
+        if self._pattern_errors:
+            return Health(ERROR, "; ".join(self._pattern_errors), values)
+        return Health(OK, f"{len(self._patterns)} patterns", values)
 
     def _specs_health(self) -> Health:
         values: dict[str, str] = {}
