@@ -77,7 +77,10 @@ def _stamp(node, t_s: float):  # type: ignore[no-untyped-def]
     return Time(nanoseconds=int(t_s * 1e9)).to_msg()
 
 
-def test_node_verdicts_and_check_trace(ros: None) -> None:
+@pytest.mark.parametrize("poll_s", [0.02, 0.0], ids=["batched", "callback"])
+def test_node_verdicts_and_check_trace(ros: None, poll_s: float) -> None:
+    """Verdicts early and at the bound, never premature, with batched input (default) and with a
+    callback per message."""
     import rclpy
     from krystal.msg import RenderStats, StyleDecision, TemporalVerdict
     from krystal.srv import CheckTrace
@@ -96,6 +99,7 @@ def test_node_verdicts_and_check_trace(ros: None) -> None:
             Parameter("specs", Parameter.Type.STRING_ARRAY, specs),
             Parameter("discovery_period_s", Parameter.Type.DOUBLE, 0.1),
             Parameter("chaos_signal", Parameter.Type.STRING, ""),
+            Parameter("input_poll_period_s", Parameter.Type.DOUBLE, poll_s),
         ]
     )
     peer = Node("temporal_peer")
@@ -347,5 +351,49 @@ def test_node_finds_a_pattern_cut_from_a_recording(ros: None, tmp_path: Path) ->
         ]
     )[0]
     assert not result.successful and "cannot read the recording" in result.reason
+    solver.destroy_node()
+    peer.destroy_node()
+
+
+def test_batched_input_is_merged_in_stamp_order(ros: None) -> None:
+    """Messages taken in one batch are evaluated in stamp order across topics: one stamped earlier
+    but taken later is not late (a callback per message would drop it)."""
+    from krystal.msg import RenderStats, StyleDecision
+    from rclpy.node import Node
+
+    from krystal.ros.qos import reliable_qos
+    from krystal.temporal.node import TemporalSolverNode
+
+    solver = TemporalSolverNode(
+        parameter_overrides=[
+            Parameter(
+                "specs",
+                Parameter.Type.STRING_ARRAY,
+                ["mix: krystal/render_stats.budget_ms > krystal/style.kernel_size"],
+            ),
+            Parameter("discovery_period_s", Parameter.Type.DOUBLE, 0.1),
+            Parameter("chaos_signal", Parameter.Type.STRING, ""),
+            Parameter("input_poll_period_s", Parameter.Type.DOUBLE, 0.05),
+        ]
+    )
+    peer = Node("order_peer")
+    stats = peer.create_publisher(RenderStats, "krystal/render_stats", reliable_qos())
+    style = peer.create_publisher(StyleDecision, "krystal/style", reliable_qos())
+    assert spin_until([solver, peer], lambda: len(solver._subs) == 2, 20.0)
+    assert spin_until(
+        [solver, peer], lambda: stats.get_subscription_count() and style.get_subscription_count(), 10.0
+    )
+    w = solver._watches[0]
+    base = solver._now_s()
+    for i in range(5):  # the solver is not spinning: all of these wait in DDS for one batch
+        s = RenderStats(budget_ms=33.0)
+        s.header.stamp = _stamp(solver, base + 0.1 * i + 0.05)
+        stats.publish(s)
+        k = StyleDecision(kernel_size=3)
+        k.header.stamp = _stamp(solver, base + 0.1 * i)  # earlier, sent later
+        style.publish(k)
+    time.sleep(1.0)
+    assert spin_until([solver, peer], lambda: w.decided >= 9, 10.0), (w.decided, w.late)
+    assert w.late == 0 and w.last is not None and w.last.verdict == 1
     solver.destroy_node()
     peer.destroy_node()
