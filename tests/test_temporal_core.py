@@ -36,6 +36,12 @@ def test_parse_errors_point_at_line_and_column() -> None:
         parse("once[2:1] a.b > 0")
     with pytest.raises(ValueError, match="line 3"):
         parse_spec_file("# comment\nok: a.b > 1\nbad: a.b >")
+    # the column counts in the config entry and in the file line, not in the formula after "name:"
+    with pytest.raises(SpecError, match="line 1, column 28: expected a signal"):
+        parse_spec_line("bad: always[0:1s] (a/b.c < )")
+    with pytest.raises(SpecError) as e:
+        parse_spec_file("# c\n\nok: a/b.c < 1\n  bad: always[0:1s] (a/b.c < )\n")
+    assert (e.value.line, e.value.column) == (4, 30)
 
 
 def test_units_fields_and_roundtrip() -> None:
