@@ -397,3 +397,70 @@ def test_batched_input_is_merged_in_stamp_order(ros: None) -> None:
     assert w.late == 0 and w.last is not None and w.last.verdict == 1
     solver.destroy_node()
     peer.destroy_node()
+
+
+def test_reasoning_acts_on_the_surrogate_gated_chaos_flag(ros: None, tmp_path: Path) -> None:
+    """A real graph: render times from AR(1) noise get a chaos verdict SATISFIED (the surrogate gate
+    holds although the exponent is positive) and the reasoning node does nothing; render times
+    from the logistic map get VIOLATED and the reasoning node steps down, saying why."""
+    import random
+
+    from krystal.msg import RenderStats, StyleDecision, TemporalVerdict
+    from rclpy.node import Node
+
+    from krystal.reasoning.node import ReasoningNode
+    from krystal.ros.qos import latched_qos, reliable_qos
+    from krystal.temporal.node import TemporalSolverNode
+
+    solver = TemporalSolverNode(
+        parameter_overrides=[
+            Parameter("specs", Parameter.Type.STRING_ARRAY, ["quiet: krystal/render_stats.budget_ms < 1000"]),
+            Parameter("discovery_period_s", Parameter.Type.DOUBLE, 0.1),
+            Parameter("chaos_window", Parameter.Type.INTEGER, 128),
+            Parameter("chaos_period_s", Parameter.Type.DOUBLE, 0.5),
+        ]
+    )
+    reasoner = ReasoningNode(
+        parameter_overrides=[Parameter("log_path", Parameter.Type.STRING, str(tmp_path / "d.jsonl"))]
+    )
+    peer = Node("chaos_peer")
+    pub = peer.create_publisher(RenderStats, "krystal/render_stats", reliable_qos(200))
+    verdicts: list[TemporalVerdict] = []
+    styles: list[StyleDecision] = []
+    peer.create_subscription(
+        TemporalVerdict, "krystal/verdicts", lambda m: verdicts.append(m) if m.kind == "chaos" else None,
+        reliable_qos(50),
+    )  # fmt: skip
+    peer.create_subscription(StyleDecision, "krystal/style", styles.append, latched_qos(10))
+    nodes = [solver, reasoner, peer]
+    assert spin_until(nodes, lambda: "krystal/render_stats" in solver._subs and bool(styles), 20.0)
+    assert spin_until(nodes, lambda: pub.get_subscription_count() >= 2, 10.0)
+
+    def send(values: list[float]) -> None:
+        for v in values:
+            msg = RenderStats(render_time_ms_mean=v, budget_ms=33.0)
+            msg.header.stamp = _stamp(solver, solver._now_s())
+            pub.publish(msg)
+            spin_until(nodes, lambda: False, 0.004)
+
+    rng = random.Random(2)
+    ar, noise = 0.0, []
+    for _ in range(140):
+        ar = 0.5 * ar + rng.gauss(0, 1)
+        noise.append(15.0 + 2.0 * ar)
+    send(noise)
+    assert spin_until(nodes, lambda: bool(verdicts), 10.0)
+    assert verdicts[0].verdict == TemporalVerdict.SATISFIED and "noise" in verdicts[0].message
+    spin_until(nodes, lambda: False, 0.5)
+    assert not [s for s in styles if "chaotic" in s.reason]
+    x, chaotic = 0.1234, []
+    for _ in range(140):
+        x = 4 * x * (1 - x)
+        chaotic.append(10.0 + 20.0 * x)
+    send(chaotic)
+    assert spin_until(nodes, lambda: any(v.verdict == TemporalVerdict.VIOLATED for v in verdicts), 10.0)
+    assert spin_until(nodes, lambda: any("chaotic" in s.reason for s in styles), 10.0)
+    step = next(s for s in styles if "chaotic" in s.reason)
+    assert "surrogate-tested" in step.reason and step.kernel_size == 3  # one step down: k5 -> k3
+    for n in (solver, reasoner, peer):
+        n.destroy_node()
