@@ -127,7 +127,9 @@ def measure(make: Any, namespace: str, seconds: float, executor: str) -> tuple[f
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="1.5 s windows, the default mode only (a smoke run)")
+    parser.add_argument(
+        "--quick", action="store_true", help="1.5 s windows, the default mode only (a smoke run)"
+    )
     parser.add_argument("--rate", type=float, default=1000.0, help="messages per second on the topic")
     parser.add_argument(
         "--executor", default="edf", choices=["edf", "single", "events"], help="as krystal run (default edf)"
