@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import math
 import time
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout, suppress
 from pathlib import Path
 
 import pytest
@@ -464,3 +464,25 @@ def test_reasoning_acts_on_the_surrogate_gated_chaos_flag(ros: None, tmp_path: P
     assert "surrogate-tested" in step.reason and step.kernel_size == 3  # one step down: k5 -> k3
     for n in (solver, reasoner, peer):
         n.destroy_node()
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.binary(max_size=300), st.text(max_size=60))
+def test_fuzz_pattern_cuts(blob: bytes, text: str) -> None:
+    """Damaged recordings and odd pattern entries end in PatternError (the node refuses the value
+    with the reason) and `krystal pattern cut` in exit status 2, never a traceback."""
+    import tempfile
+
+    from krystal.cli import main
+    from krystal.temporal.patterns import PatternError, parse_pattern_line
+
+    with tempfile.TemporaryDirectory() as d:
+        rec = Path(d) / "x.mcap"
+        rec.write_bytes(b"\x89MCAP0\r\n" + blob)
+        for line in (f"p; a/b.c; 1; {rec}[0:10]", f"p; a/b.c; 1; {text}", text, f"{text}; a/b.c; 1; 1 2 3"):
+            with suppress(PatternError):
+                parse_pattern_line(line)
+        err = io.StringIO()
+        with redirect_stdout(io.StringIO()), redirect_stderr(err):
+            code = main(["pattern", "cut", str(rec), "--topic", "a/b", "--field", "c", "--to", "10"])
+        assert code == 2 and "Traceback" not in err.getvalue()
