@@ -257,8 +257,9 @@ class TemporalSolverNode(Node):
                 self._types[topic] = types[0]
                 qos = sensor_qos(depth=self.params["input_depth"])
                 if self.params["input_poll_period_s"] > 0:
-                    # no callback runs: _tick takes the messages (the input node is in no executor)
-                    self._subs[topic] = self._inputs().create_subscription(cls, topic, lambda _: None, qos)
+                    # no callback runs: _tick takes the messages (the input node is in no executor);
+                    # the resolved name, so this node's remappings hold there too
+                    self._subs[topic] = self._inputs().create_subscription(cls, name, lambda _: None, qos)
                 else:
                     self._subs[topic] = self.create_subscription(
                         cls, topic, lambda msg, topic=topic: self._on_message(topic, msg), qos
@@ -280,6 +281,7 @@ class TemporalSolverNode(Node):
                 context=self.context,
                 start_parameter_services=False,
                 enable_rosout=False,
+                use_global_arguments=False,  # a global __node:= would give it this node's name
             )
         return self._input_node
 
