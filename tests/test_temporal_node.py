@@ -486,3 +486,36 @@ def test_fuzz_pattern_cuts(blob: bytes, text: str) -> None:
         with redirect_stdout(io.StringIO()), redirect_stderr(err):
             code = main(["pattern", "cut", str(rec), "--topic", "a/b", "--field", "c", "--to", "10"])
         assert code == 2 and "Traceback" not in err.getvalue()
+
+
+def test_messages_without_a_header_are_stamped_on_arrival(ros: None) -> None:
+    """Batched input: a message type without a header gets its DDS receive time, on the node's time
+    line (not 0, not the batch's time for all)."""
+    from rclpy.node import Node
+    from std_msgs.msg import Float64
+
+    from krystal.ros.qos import reliable_qos
+    from krystal.temporal.node import TemporalSolverNode
+
+    solver = TemporalSolverNode(
+        parameter_overrides=[
+            Parameter("specs", Parameter.Type.STRING_ARRAY, ["plain: x/level.data < 5"]),
+            Parameter("discovery_period_s", Parameter.Type.DOUBLE, 0.1),
+            Parameter("chaos_signal", Parameter.Type.STRING, ""),
+            Parameter("input_poll_period_s", Parameter.Type.DOUBLE, 0.2),
+        ]
+    )
+    peer = Node("plain_peer")
+    pub = peer.create_publisher(Float64, "x/level", reliable_qos())
+    assert spin_until([solver, peer], lambda: "x/level" in solver._subs, 20.0)
+    assert spin_until([solver, peer], lambda: pub.get_subscription_count() > 0, 10.0)
+    w = solver._watches[0]
+    sent = solver._now_s()
+    pub.publish(Float64(data=1.0))
+    time.sleep(0.05)
+    pub.publish(Float64(data=9.0))
+    assert spin_until([solver, peer], lambda: w.decided >= 2, 10.0)
+    assert w.last is not None and w.last.verdict == 2 and w.late == 0
+    assert w.history is None and abs(w.last.time_s - sent) < 2.0  # the receive time, not 0
+    solver.destroy_node()
+    peer.destroy_node()

@@ -291,16 +291,19 @@ class TemporalSolverNode(Node):
         limit = self.params["input_depth"]
         now = self._now_s()
         for topic, sub in list(self._subs.items()):
-            for _ in range(limit):
-                try:
-                    with sub.handle:
-                        taken = sub.handle.take_message(sub.msg_type, False)
-                except Exception as exc:  # a message that cannot be deserialised, a destroyed handle
-                    self._callback_errors += 1
-                    self.get_logger().error(f"{topic}: take failed: {exc!r}", throttle_duration_sec=5.0)
-                    break
-                if taken is None:
-                    break
+            taken_all: list[Any] = []
+            try:
+                with sub.handle:
+                    take = sub.handle.take_message
+                    for _ in range(limit):
+                        taken = take(sub.msg_type, False)
+                        if taken is None:
+                            break
+                        taken_all.append(taken)
+            except Exception as exc:  # a message that cannot be deserialised, a destroyed handle
+                self._callback_errors += 1
+                self.get_logger().error(f"{topic}: take failed: {exc!r}", throttle_duration_sec=5.0)
+            for taken in taken_all:
                 msg = taken[0]
                 t = stamp_s(msg)
                 if t is None:  # no header: when it arrived (received_timestamp, ns, system clock)
