@@ -188,12 +188,12 @@ def _window_push_py(b: F64, x: float) -> bool:
             b[co + je + 1] = INF
         qi = b[qo + i]
         row_min = INF
+        left = INF  # D[i, js - 1], then the cell just written (kept out of memory: the chain)
         for j in range(js, je):
             diff = qi - b[zo + j]
-            v = min(b[po + j], b[po + j + 1], b[co + j])  # diagonal, up, left
-            v += diff * diff
-            b[co + j + 1] = v
-            row_min = min(row_min, v)
+            left = min(b[po + j], b[po + j + 1], left) + diff * diff  # diagonal, up, left
+            b[co + j + 1] = left
+            row_min = min(row_min, left)
         if row_min > cut:
             return found  # abandoned: over the threshold whatever follows
         po, co = co, po
