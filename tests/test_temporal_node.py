@@ -353,6 +353,20 @@ def test_node_finds_a_pattern_cut_from_a_recording(ros: None, tmp_path: Path) ->
     assert not result.successful and "cannot read the recording" in result.reason
     solver.destroy_node()
     peer.destroy_node()
+    # at start-up a cut that cannot be read leaves the default (no patterns) and says why
+    missing = line.replace(str(rec), str(tmp_path / "gone.mcap"))
+    late = TemporalSolverNode(
+        node_name="temporal_solver_bad",
+        parameter_overrides=[
+            Parameter("patterns", Parameter.Type.STRING_ARRAY, [missing]),
+            Parameter("chaos_signal", Parameter.Type.STRING, ""),
+        ],
+    )
+    health = late._patterns_health()
+    assert health.level == b"\x02" and "cannot read the recording" in health.message
+    assert late.set_parameters([Parameter("patterns", Parameter.Type.STRING_ARRAY, [line])])[0].successful
+    assert late._patterns_health().level == b"\x00"
+    late.destroy_node()
 
 
 def test_batched_input_is_merged_in_stamp_order(ros: None) -> None:

@@ -111,7 +111,7 @@ PARAMS = (
         "patterns",
         [],
         "DTW patterns, 'name; topic.field; threshold; v1 v2 v3 ...' or '...; threshold; FILE.mcap[FROM:TO]'"
-        " (a cut of a recording, seconds after its start); z-normalised subsequence search",
+        " (a cut of a recording, seconds after its start); z-normalised sliding-window DTW",
         validate=_patterns_problem,
         param_type=Parameter.Type.STRING_ARRAY,
     ),
@@ -229,6 +229,8 @@ class TemporalSolverNode(Node):
         self._chaos_stamps = deque(maxlen=self.params["chaos_window"])
 
     def _on_change(self, changed: set[str]) -> None:
+        if "patterns" in changed:
+            self.params.rejected.pop("patterns", None)  # a value set since replaces the refused one
         if changed & {"specs", "patterns", "pattern_band", "chaos_signal", "chaos_window"}:
             self._configure()
             self._discover()
