@@ -77,7 +77,7 @@ def _stamp(node, t_s: float):  # type: ignore[no-untyped-def]
     return Time(nanoseconds=int(t_s * 1e9)).to_msg()
 
 
-@pytest.mark.parametrize("poll_s", [0.02, 0.0], ids=["batched", "callback"])
+@pytest.mark.parametrize("poll_s", [0.05, 0.0], ids=["batched", "callback"])
 def test_node_verdicts_and_check_trace(ros: None, poll_s: float) -> None:
     """Verdicts early and at the bound, never premature, with batched input (default) and with a
     callback per message."""

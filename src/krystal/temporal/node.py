@@ -133,9 +133,10 @@ PARAMS = (
     Param("discovery_period_s", 1.0, "Seconds between looks for topics not yet seen", 0.1, 60.0),
     Param(
         "input_poll_period_s",
-        0.02,
+        0.05,
         "Take the watched topics' messages in batches this often, merged in stamp order (one executor"
-        " wake-up per period, not per message: half the CPU at 1 kHz); 0: a callback per message",
+        " wake-up per period, not per message: 2.5x less CPU at 1 kHz; verdicts up to one period"
+        " later); 0: a callback per message",
         0.0,
         1.0,
         read_only=True,
