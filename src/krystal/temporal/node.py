@@ -172,6 +172,8 @@ class TemporalSolverNode(Node):
         self._spec_errors: list[str] = []
         self._patterns: list[tuple[PatternLine, WindowMatcher, Any]] = []
         self._pattern_matches: dict[str, Decision] = {}
+        self._watch_routes: dict[str, list[SpecWatch]] = {}  # topic -> what reads it
+        self._pattern_routes: dict[str, list[tuple[PatternLine, WindowMatcher, Any]]] = {}
         self._pattern_errors: list[str] = []
         self._match_counts: dict[str, int] = {}
         self._chaos_getter: Any = None
@@ -222,6 +224,13 @@ class TemporalSolverNode(Node):
             band = self.params["pattern_band"] or None
             matcher = WindowMatcher(np.asarray(p.values), p.threshold, band=band)
             self._patterns.append((p, matcher, field_getter(p.signal.path)))
+        self._watch_routes = {}
+        for w in self._watches:
+            for topic in w.topics:
+                self._watch_routes.setdefault(topic, []).append(w)
+        self._pattern_routes = {}
+        for entry in self._patterns:
+            self._pattern_routes.setdefault(entry[0].signal.topic, []).append(entry)
         self._chaos_getter, self._chaos_topic = None, ""
         if self.params["chaos_signal"]:
             signal = parse_signal(self.params["chaos_signal"])
@@ -327,21 +336,22 @@ class TemporalSolverNode(Node):
             self._input_node = None
         super().destroy_node()
 
-    def _on_message(self, topic: str, msg: Any, t_arrival: float | None = None) -> None:
+    def _on_message(self, topic: str, msg: Any, t: float | None = None) -> None:
+        """One message of `topic`; `t`: its sample time when the caller has it (else its stamp,
+        else now)."""
         try:
-            t = stamp_s(msg)
             if t is None:
-                t = self._now_s() if t_arrival is None else t_arrival
+                t = stamp_s(msg)
+                if t is None:
+                    t = self._now_s()
             self._last_seen[topic] = time.monotonic()
-            for w in self._watches:
-                if topic in w.topics:
-                    w.on_message(topic, t, msg)
-                    self._publish_changes(w)
-            for p, matcher, get in self._patterns:
-                if p.signal.topic == topic:
-                    match = matcher.push(get(msg))
-                    if match is not None:
-                        self._publish_pattern(p, match.distance, match.start, match.end, t)
+            for w in self._watch_routes.get(topic, ()):
+                w.on_message(topic, t, msg)
+                self._publish_changes(w)
+            for p, matcher, get in self._pattern_routes.get(topic, ()):
+                match = matcher.push(get(msg))
+                if match is not None:
+                    self._publish_pattern(p, match.distance, match.start, match.end, t)
             if topic == self._chaos_topic and self._chaos_getter is not None:
                 v = self._chaos_getter(msg)
                 if math.isfinite(v):
