@@ -119,6 +119,39 @@ def test_every_threshold_is_a_parameter() -> None:
     assert r.propose(1.0, Context()) is not None
 
 
+def test_a_chaotic_render_time_steps_down_once_and_holds_step_ups() -> None:
+    """temporal_solver's surrogate-gated chaos flag: one step down per episode, no step up while it
+    stands (headroom or not), the normal rules again once it clears; act_on_chaos=False ignores it."""
+    r = Rules(NO_PREDICT, LADDERS)
+    assert r.apply(0.0, "calm", 1)
+    chaotic = Context(render_time_ms=5.0, render_chaos_per_s=69.3)
+    p = r.propose(5.0, chaotic)
+    assert p is not None and p.rule == "chaos" and p.level == 2 and "chaotic" in p.reason
+    assert r.apply(5.0, p.family, p.level)
+    _frames(r, 5.0, 50)  # headroom: the rules would step up
+    assert r.propose(20.0, chaotic) is None  # the same episode: no second step, no step up
+    assert r.allowed(20.0, None) == [2, 3]  # nor may a learning policy climb
+    p = r.propose(21.0, Context(render_time_ms=5.0))  # cleared
+    assert p is not None and p.rule == "headroom" and p.level == 1
+    assert r.apply(21.0, p.family, p.level)
+    p = r.propose(30.0, chaotic)  # a new episode steps down again
+    assert p is not None and p.rule == "chaos" and p.level == 2
+    off = Rules(RuleConfig(predict=False, act_on_chaos=False), LADDERS)
+    assert off.propose(5.0, chaotic) is None
+
+
+def test_inputs_drop_a_chaos_flag_that_is_not_repeated() -> None:
+    inputs = Inputs({n: 2.0 for n in Inputs.NAMES})
+    inputs.chaos_timeout_s = 30.0
+    assert math.isnan(inputs.context(0.0).render_chaos_per_s)
+    inputs.chaos(10.0, 50.0)
+    assert inputs.context(39.0).render_chaos_per_s == 50.0
+    assert math.isnan(inputs.context(41.0).render_chaos_per_s)
+    inputs.chaos(42.0, math.nan)  # a verdict that clears it
+    assert math.isnan(inputs.context(42.0).render_chaos_per_s)
+    assert "chaos" not in inputs.context(42.0).stale  # optional: not a missing input
+
+
 # -- prediction -----------------------------------------------------------------------------------
 def _cost(style: Style, load: float) -> float:
     per_kcell = {"edges": 0.32, "ramp": 0.17, "glitch": 0.35}[style.mode] * (

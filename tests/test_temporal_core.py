@@ -36,6 +36,12 @@ def test_parse_errors_point_at_line_and_column() -> None:
         parse("once[2:1] a.b > 0")
     with pytest.raises(ValueError, match="line 3"):
         parse_spec_file("# comment\nok: a.b > 1\nbad: a.b >")
+    # the column counts in the config entry and in the file line, not in the formula after "name:"
+    with pytest.raises(SpecError, match="line 1, column 28: expected a signal"):
+        parse_spec_line("bad: always[0:1s] (a/b.c < )")
+    with pytest.raises(SpecError) as e:
+        parse_spec_file("# c\n\nok: a/b.c < 1\n  bad: always[0:1s] (a/b.c < )\n")
+    assert (e.value.line, e.value.column) == (4, 30)
 
 
 def test_units_fields_and_roundtrip() -> None:
@@ -266,6 +272,61 @@ def test_spring_streaming_equals_batch_and_finds_the_pattern() -> None:
     z = dtw.Spring(3 * q, threshold=3.0, band=5)
     found = [m for m in (z.push(float(v)) for v in np.concatenate([x, np.zeros(40)])) if m is not None]
     assert [(m.start, m.end) for m in found] == [(201, 230)]
+    # a block per call reports the same matches; a missing (NaN) sample changes nothing
+    block = dtw.Spring(3 * q, threshold=3.0, band=5)
+    assert block.extend(np.concatenate([x, np.zeros(40)])) == found
+    gappy = dtw.Spring(3 * q, threshold=3.0, band=5)
+    with_gaps = np.insert(np.concatenate([x, np.zeros(40)]), [50, 215, 300], math.nan)
+    assert gappy.extend(with_gaps) == found and gappy.t == len(x) + 39
+
+
+def test_spring_equals_dtaidistance_per_sample() -> None:
+    """The streaming column equals dtaidistance's subsequence matching function at every sample."""
+    from dtaidistance.subsequence.dtw import subsequence_alignment
+
+    rng = np.random.default_rng(11)
+    for m, n in ((100, 600), (7, 300), (1, 50)):
+        q, x = rng.normal(size=m), rng.normal(size=n)
+        theirs = subsequence_alignment(q, x, penalty=0.0).matching_function() * m
+        sp = dtw.Spring(q, threshold=0.0)
+        ours = []
+        for v in x:
+            sp.push(float(v))
+            ours.append(sp.distance)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
+def test_window_matcher_equals_dtaidistance_and_finds_shapes_at_any_scale(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each window's z-normalised banded DTW distance equals dtaidistance's; a shape recurring at
+    another offset and scale is one match, at its place; the Python kernel gives the same."""
+    from dtaidistance import dtw as dd
+
+    rng = np.random.default_rng(12)
+    for m, band in ((40, 10), (9, None), (30, 0), (25, 3)):
+        q, x = rng.normal(size=m), rng.normal(size=200)
+        x[50 : 50 + m] = 2.0 * q  # an exact recurrence: distance 0, not abandoned
+        got = dtw.window_distances(q, x, band)
+        assert np.all(np.isinf(got[: m - 1]))
+        want = [
+            dd.distance(dtw.znorm(q), dtw.znorm(x[k - m + 1 : k + 1]), window=m if band is None else band + 1)
+            for k in range(m - 1, len(x))
+        ]
+        np.testing.assert_allclose(got[m - 1 :], want, rtol=1e-12, atol=1e-12)
+    q = np.concatenate([np.linspace(0, 1, 20), np.ones(10), np.linspace(1, -1, 10)])
+    x = rng.normal(scale=0.05, size=300) + 5.0
+    x[100:140] = 5.0 + 40.0 * q  # the same shape, another offset and scale
+    x[220:260] = -3.0 + 0.5 * q[::-1]  # reversed: no match
+    wm = dtw.WindowMatcher(q, threshold=1.5, band=5)
+    found = [m for m in (wm.push(float(v)) for v in x) if m is not None]
+    assert [(m.start, m.end) for m in found] == [(100, 139)] and found[0].distance < 0.1
+    gappy = dtw.WindowMatcher(q, threshold=1.5, band=5)
+    assert gappy.extend(np.insert(x, [10, 120], math.nan)) == [dtw.Match(100, 139, found[0].distance)]
+    assert gappy.t == len(x) - 1
+    monkeypatch.setattr(dtw, "_window_push", None)
+    slow = dtw.WindowMatcher(q, threshold=1.5, band=5)
+    assert slow.extend(x) == found
 
 
 def _logistic(n: int, x0: float = 0.1234) -> np.ndarray:
@@ -352,12 +413,20 @@ def test_dtw_numpy_path_equals_compiled(monkeypatch: pytest.MonkeyPatch) -> None
     q, x = rng.normal(size=25), rng.normal(size=300)
     x[100:125] += 4 * q
     compiled = dtw.matching_function(q, x)
+    data = [*x, *np.zeros(30)]
     s1 = dtw.Spring(q, 6.0, band=4)
-    first = [m for m in (s1.push(float(v)) for v in [*x, *np.zeros(30)]) if m is not None]
+    first = [m for m in (s1.push(float(v)) for v in data) if m is not None]
+    n1 = dtw.Spring(q, 12.0, band=4, normalize_window=25)
+    normalized = n1.extend(np.asarray(data))
+    assert first and normalized
     monkeypatch.setattr(dtw, "_matching", None)
-    monkeypatch.setattr(dtw, "_spring_step", None)
+    monkeypatch.setattr(dtw, "_spring_push", None)
     np.testing.assert_allclose(dtw.matching_function(q, x), compiled, rtol=1e-9)
     s2 = dtw.Spring(q, 6.0, band=4)
-    second = [m for m in (s2.push(float(v)) for v in [*x, *np.zeros(30)]) if m is not None]
+    second = [m for m in (s2.push(float(v)) for v in data) if m is not None]
     assert [(m.start, m.end) for m in first] == [(m.start, m.end) for m in second]
     assert [m.distance for m in first] == pytest.approx([m.distance for m in second], rel=1e-9)
+    n2 = dtw.Spring(q, 12.0, band=4, normalize_window=25)
+    again = n2.extend(np.asarray(data))
+    assert [(m.start, m.end) for m in again] == [(m.start, m.end) for m in normalized]
+    assert [m.distance for m in again] == pytest.approx([m.distance for m in normalized], rel=1e-9)

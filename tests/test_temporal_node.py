@@ -6,9 +6,10 @@ from __future__ import annotations
 import io
 import math
 import time
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout, suppress
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rclpy.parameter import Parameter
@@ -76,7 +77,10 @@ def _stamp(node, t_s: float):  # type: ignore[no-untyped-def]
     return Time(nanoseconds=int(t_s * 1e9)).to_msg()
 
 
-def test_node_verdicts_and_check_trace(ros: None) -> None:
+@pytest.mark.parametrize("poll_s", [0.05, 0.0], ids=["batched", "callback"])
+def test_node_verdicts_and_check_trace(ros: None, poll_s: float) -> None:
+    """Verdicts early and at the bound, never premature, with batched input (default) and with a
+    callback per message."""
     import rclpy
     from krystal.msg import RenderStats, StyleDecision, TemporalVerdict
     from krystal.srv import CheckTrace
@@ -95,6 +99,7 @@ def test_node_verdicts_and_check_trace(ros: None) -> None:
             Parameter("specs", Parameter.Type.STRING_ARRAY, specs),
             Parameter("discovery_period_s", Parameter.Type.DOUBLE, 0.1),
             Parameter("chaos_signal", Parameter.Type.STRING, ""),
+            Parameter("input_poll_period_s", Parameter.Type.DOUBLE, poll_s),
         ]
     )
     peer = Node("temporal_peer")
@@ -215,3 +220,316 @@ def test_fuzz_check_inputs(blob: bytes, spec_text: str) -> None:
             with redirect_stdout(io.StringIO()), redirect_stderr(err):
                 code = main(["check", str(specs), str(rec)])
             assert code in (0, 1, 2) and "Traceback" not in err.getvalue()
+
+
+def _shape(n: int = 40) -> list[float]:
+    """A render-time spike: a ramp up, a plateau, a fast fall (ms)."""
+    ramp = [10.0 + 2.0 * i for i in range(n // 2)]
+    return ramp + [ramp[-1]] * (n // 4) + [40.0 - 6.0 * i for i in range(n - n // 2 - n // 4)]
+
+
+def _write_recording(path: Path, shape: list[float]) -> tuple[float, float]:
+    """An MCAP by krystal record's own writer: a style message first (the recording's start), then
+    render stats at 100 Hz from 0.5 s with `shape` inside noise. Returns the shape's range in s."""
+    import random
+
+    from krystal.msg import RenderStats, StyleDecision
+    from rclpy.serialization import serialize_message
+
+    from krystal.record.mcapio import McapRecorder, qos_metadata
+
+    rng = random.Random(4)
+    t0 = 1_700_000_000 * 10**9
+    rec = McapRecorder(path)
+    rec.add_topic(
+        "/krystal/style", "krystal/msg/StyleDecision", qos_metadata("reliable", "transient_local", 1)
+    )
+    rec.add_topic(
+        "/krystal/render_stats", "krystal/msg/RenderStats", qos_metadata("best_effort", "volatile", 5)
+    )
+    rec.write("/krystal/style", serialize_message(StyleDecision(mode="edges")), t0)
+    values = [12.0 + rng.random() for _ in range(150)] + shape + [12.0 + rng.random() for _ in range(100)]
+    values.insert(160, math.nan)  # a missing sample inside the cut: skipped
+    first = 0.5 + 150 * 0.01
+    for i, v in enumerate(values):
+        t = t0 + int((0.5 + i * 0.01) * 1e9)
+        msg = RenderStats(render_time_ms_p99=v, budget_ms=33.0)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(t, 10**9)
+        rec.write("/krystal/render_stats", serialize_message(msg), t)
+    rec.close()
+    return first - 0.005, first + len(shape) * 0.01 + 0.005  # one more sample: the NaN took a slot
+
+
+def test_pattern_cut_from_a_recording(tmp_path: Path) -> None:
+    """`krystal pattern cut` and a `FILE.mcap[FROM:TO]` pattern read the same samples from an MCAP
+    written by krystal record's writer, times counted from the recording's first message."""
+    import numpy as np
+
+    from krystal.cli import main
+    from krystal.temporal.patterns import PatternError, parse_pattern_line
+
+    shape = _shape()
+    rec = tmp_path / "run.mcap"
+    start, end = _write_recording(rec, shape)
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(["pattern", "cut", str(rec), "--topic", "/krystal/render_stats",
+                     "--field", "render_time_ms_p99", "--from", f"{start:.3f}",
+                     "--to", f"{end * 1000:.0f}ms", "--name", "spike"])  # fmt: skip
+    assert code == 0, err.getvalue()
+    line = out.getvalue().strip()
+    assert line.startswith("spike; krystal/render_stats.render_time_ms_p99; ") and "\n" not in line
+    printed = parse_pattern_line(line)
+    expected = [float(np.float32(v)) for v in shape]  # float32 fields, written out exactly
+    assert list(printed.values) == expected and printed.cut is None
+    assert printed.threshold == pytest.approx(0.25 * math.sqrt(len(shape)), rel=1e-5)
+    cut = parse_pattern_line(f"spike; krystal/render_stats.render_time_ms_p99; 2; {rec}[{start}:{end}s]")
+    assert cut.values == printed.values and cut.cut is not None and cut.cut.path == str(rec)
+    whole = parse_pattern_line(f"all; krystal/render_stats.render_time_ms_p99; 2; {rec}[:]")
+    assert len(whole.values) == 150 + len(shape) + 100
+    for bad, reason in (
+        (f"{rec}[0.1s:0.2s]", "0 samples"),  # before the first render stats message
+        (f"{rec}[2s:1s]", "FROM < TO"),
+        (f"{tmp_path / 'none.mcap'}[0:1]", "cannot read the recording"),
+    ):
+        with pytest.raises(PatternError, match=reason):
+            parse_pattern_line(f"x; krystal/render_stats.render_time_ms_p99; 2; {bad}")
+    with pytest.raises(PatternError, match="no topic /gpu/telemetry"):
+        parse_pattern_line(f"x; gpu/telemetry.utilization_ratio; 2; {rec}[0:1]")
+    with redirect_stdout(io.StringIO()), redirect_stderr(err := io.StringIO()):
+        code = main(["pattern", "cut", str(rec), "--topic", "krystal/render_stats",
+                     "--field", "no_such_field", "--to", "3"])  # fmt: skip
+    assert code == 2 and "no field 'no_such_field'" in err.getvalue()
+
+
+def test_node_finds_a_pattern_cut_from_a_recording(ros: None, tmp_path: Path) -> None:
+    """The node loads a cut named in its `patterns` parameter and reports the shape when it recurs
+    live; a cut it cannot read is refused with the reason."""
+    import random
+
+    from krystal.msg import RenderStats, TemporalVerdict
+    from rclpy.node import Node
+
+    from krystal.ros.qos import reliable_qos
+    from krystal.temporal.node import TemporalSolverNode
+
+    shape = _shape()
+    rec = tmp_path / "run.mcap"
+    start, end = _write_recording(rec, shape)
+    line = f"spike; krystal/render_stats.render_time_ms_p99; 2.0; {rec}[{start}:{end}]"
+    solver = TemporalSolverNode(
+        parameter_overrides=[
+            Parameter("specs", Parameter.Type.STRING_ARRAY, ["quiet: krystal/render_stats.budget_ms < 1000"]),
+            Parameter("patterns", Parameter.Type.STRING_ARRAY, [line]),
+            Parameter("discovery_period_s", Parameter.Type.DOUBLE, 0.1),
+            Parameter("chaos_signal", Parameter.Type.STRING, ""),
+        ]
+    )
+    health = solver._patterns_health()
+    assert health.level == b"\x00" and f"{len(shape)} samples" in health.values["spike"]
+    assert "cut from" in health.values["spike"]
+    peer = Node("pattern_peer")
+    pub = peer.create_publisher(RenderStats, "krystal/render_stats", reliable_qos(100))
+    got: list[TemporalVerdict] = []
+    peer.create_subscription(TemporalVerdict, "krystal/verdicts", got.append, reliable_qos(50))
+    assert spin_until([solver, peer], lambda: "krystal/render_stats" in solver._subs, 20.0)
+    assert spin_until([solver, peer], lambda: pub.get_subscription_count() > 0, 10.0)
+    rng = random.Random(9)
+    live = [12.0 + rng.random() for _ in range(60)] + [v * 1.5 + 3 for v in shape]  # same shape, scaled
+    live += [12.0 + rng.random() for _ in range(60)]
+    for v in live:
+        pub.publish(RenderStats(render_time_ms_p99=v))
+        spin_until([solver, peer], lambda: False, 0.005)
+    assert spin_until([solver, peer], lambda: any(m.kind == "pattern" for m in got), 10.0)
+    match = next(m for m in got if m.kind == "pattern")
+    assert match.monitor == "spike" and match.value < 2.0 and "match at samples" in match.message
+    result = solver.set_parameters(
+        [
+            Parameter(
+                "patterns", Parameter.Type.STRING_ARRAY, [line.replace(str(rec), str(tmp_path / "x.mcap"))]
+            )
+        ]
+    )[0]
+    assert not result.successful and "cannot read the recording" in result.reason
+    solver.destroy_node()
+    peer.destroy_node()
+    # at start-up a cut that cannot be read leaves the default (no patterns) and says why
+    missing = line.replace(str(rec), str(tmp_path / "gone.mcap"))
+    late = TemporalSolverNode(
+        node_name="temporal_solver_bad",
+        parameter_overrides=[
+            Parameter("patterns", Parameter.Type.STRING_ARRAY, [missing]),
+            Parameter("chaos_signal", Parameter.Type.STRING, ""),
+        ],
+    )
+    health = late._patterns_health()
+    assert health.level == b"\x02" and "cannot read the recording" in health.message
+    assert late.set_parameters([Parameter("patterns", Parameter.Type.STRING_ARRAY, [line])])[0].successful
+    assert late._patterns_health().level == b"\x00"
+    late.destroy_node()
+
+
+def test_batched_input_is_merged_in_stamp_order(ros: None) -> None:
+    """Messages taken in one batch are evaluated in stamp order across topics: one stamped earlier
+    but taken later is not late (a callback per message would drop it)."""
+    from krystal.msg import RenderStats, StyleDecision
+    from rclpy.node import Node
+
+    from krystal.ros.qos import reliable_qos
+    from krystal.temporal.node import TemporalSolverNode
+
+    solver = TemporalSolverNode(
+        parameter_overrides=[
+            Parameter(
+                "specs",
+                Parameter.Type.STRING_ARRAY,
+                ["mix: krystal/render_stats.budget_ms > krystal/style.kernel_size"],
+            ),
+            Parameter("discovery_period_s", Parameter.Type.DOUBLE, 0.1),
+            Parameter("chaos_signal", Parameter.Type.STRING, ""),
+            Parameter("input_poll_period_s", Parameter.Type.DOUBLE, 0.05),
+        ]
+    )
+    peer = Node("order_peer")
+    stats = peer.create_publisher(RenderStats, "krystal/render_stats", reliable_qos())
+    style = peer.create_publisher(StyleDecision, "krystal/style", reliable_qos())
+    assert spin_until([solver, peer], lambda: len(solver._subs) == 2, 20.0)
+    assert spin_until(
+        [solver, peer], lambda: stats.get_subscription_count() and style.get_subscription_count(), 10.0
+    )
+    w = solver._watches[0]
+    base = solver._now_s()
+    for i in range(5):  # the solver is not spinning: all of these wait in DDS for one batch
+        s = RenderStats(budget_ms=33.0)
+        s.header.stamp = _stamp(solver, base + 0.1 * i + 0.05)
+        stats.publish(s)
+        k = StyleDecision(kernel_size=3)
+        k.header.stamp = _stamp(solver, base + 0.1 * i)  # earlier, sent later
+        style.publish(k)
+    time.sleep(1.0)
+    assert spin_until([solver, peer], lambda: w.decided >= 9, 10.0), (w.decided, w.late)
+    assert w.late == 0 and w.last is not None and w.last.verdict == 1
+    solver.destroy_node()
+    peer.destroy_node()
+
+
+def test_reasoning_acts_on_the_surrogate_gated_chaos_flag(ros: None, tmp_path: Path) -> None:
+    """A real graph: render times from AR(1) noise get a chaos verdict SATISFIED (the surrogate gate
+    holds although the exponent is positive) and the reasoning node does nothing; render times
+    from the logistic map get VIOLATED and the reasoning node steps down, saying why."""
+    import random
+
+    from krystal.msg import RenderStats, StyleDecision, TemporalVerdict
+    from rclpy.node import Node
+
+    from krystal.reasoning.node import ReasoningNode
+    from krystal.ros.qos import latched_qos, reliable_qos
+    from krystal.temporal.node import TemporalSolverNode
+
+    solver = TemporalSolverNode(
+        parameter_overrides=[
+            Parameter("specs", Parameter.Type.STRING_ARRAY, ["quiet: krystal/render_stats.budget_ms < 1000"]),
+            Parameter("discovery_period_s", Parameter.Type.DOUBLE, 0.1),
+            Parameter("chaos_window", Parameter.Type.INTEGER, 128),
+            Parameter("chaos_period_s", Parameter.Type.DOUBLE, 0.5),
+        ]
+    )
+    reasoner = ReasoningNode(
+        parameter_overrides=[Parameter("log_path", Parameter.Type.STRING, str(tmp_path / "d.jsonl"))]
+    )
+    peer = Node("chaos_peer")
+    pub = peer.create_publisher(RenderStats, "krystal/render_stats", reliable_qos(200))
+    verdicts: list[TemporalVerdict] = []
+    styles: list[StyleDecision] = []
+    peer.create_subscription(
+        TemporalVerdict, "krystal/verdicts", lambda m: verdicts.append(m) if m.kind == "chaos" else None,
+        reliable_qos(50),
+    )  # fmt: skip
+    peer.create_subscription(StyleDecision, "krystal/style", styles.append, latched_qos(10))
+    nodes = [solver, reasoner, peer]
+    assert spin_until(nodes, lambda: "krystal/render_stats" in solver._subs and bool(styles), 20.0)
+    assert spin_until(nodes, lambda: pub.get_subscription_count() >= 2, 10.0)
+
+    def send(values: list[float]) -> None:
+        for v in values:
+            msg = RenderStats(render_time_ms_mean=v, budget_ms=33.0)
+            msg.header.stamp = _stamp(solver, solver._now_s())
+            pub.publish(msg)
+            spin_until(nodes, lambda: False, 0.004)
+
+    rng = random.Random(2)
+    ar, noise = 0.0, []
+    for _ in range(140):
+        ar = 0.5 * ar + rng.gauss(0, 1)
+        noise.append(15.0 + 2.0 * ar)
+    send(noise)
+    assert spin_until(nodes, lambda: bool(verdicts), 10.0)
+    assert verdicts[0].verdict == TemporalVerdict.SATISFIED and "noise" in verdicts[0].message
+    spin_until(nodes, lambda: False, 0.5)
+    assert not [s for s in styles if "chaotic" in s.reason]
+    x, chaotic = 0.1234, []
+    for _ in range(140):
+        x = 4 * x * (1 - x)
+        chaotic.append(10.0 + 20.0 * x)
+    send(chaotic)
+    assert spin_until(nodes, lambda: any(v.verdict == TemporalVerdict.VIOLATED for v in verdicts), 10.0)
+    assert spin_until(nodes, lambda: any("chaotic" in s.reason for s in styles), 10.0)
+    step = next(s for s in styles if "chaotic" in s.reason)
+    assert "surrogate-tested" in step.reason and step.kernel_size == 3  # one step down: k5 -> k3
+    for n in (solver, reasoner, peer):
+        n.destroy_node()
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.binary(max_size=300), st.text(max_size=60))
+def test_fuzz_pattern_cuts(blob: bytes, text: str) -> None:
+    """Damaged recordings and odd pattern entries end in PatternError (the node refuses the value
+    with the reason) and `krystal pattern cut` in exit status 2, never a traceback."""
+    import tempfile
+
+    from krystal.cli import main
+    from krystal.temporal.patterns import PatternError, parse_pattern_line
+
+    with tempfile.TemporaryDirectory() as d:
+        rec = Path(d) / "x.mcap"
+        rec.write_bytes(b"\x89MCAP0\r\n" + blob)
+        for line in (f"p; a/b.c; 1; {rec}[0:10]", f"p; a/b.c; 1; {text}", text, f"{text}; a/b.c; 1; 1 2 3"):
+            with suppress(PatternError):
+                parse_pattern_line(line)
+        err = io.StringIO()
+        with redirect_stdout(io.StringIO()), redirect_stderr(err):
+            code = main(["pattern", "cut", str(rec), "--topic", "a/b", "--field", "c", "--to", "10"])
+        assert code == 2 and "Traceback" not in err.getvalue()
+
+
+def test_messages_without_a_header_are_stamped_on_arrival(ros: None) -> None:
+    """Batched input: a message type without a header gets its DDS receive time, on the node's time
+    line (not 0, not the batch's time for all)."""
+    from rclpy.node import Node
+    from std_msgs.msg import Float64
+
+    from krystal.ros.qos import reliable_qos
+    from krystal.temporal.node import TemporalSolverNode
+
+    solver = TemporalSolverNode(
+        parameter_overrides=[
+            Parameter("specs", Parameter.Type.STRING_ARRAY, ["plain: x/level.data < 5"]),
+            Parameter("discovery_period_s", Parameter.Type.DOUBLE, 0.1),
+            Parameter("chaos_signal", Parameter.Type.STRING, ""),
+            Parameter("input_poll_period_s", Parameter.Type.DOUBLE, 0.2),
+        ]
+    )
+    peer = Node("plain_peer")
+    pub = peer.create_publisher(Float64, "x/level", reliable_qos())
+    assert spin_until([solver, peer], lambda: "x/level" in solver._subs, 20.0)
+    assert spin_until([solver, peer], lambda: pub.get_subscription_count() > 0, 10.0)
+    w = solver._watches[0]
+    sent = solver._now_s()
+    pub.publish(Float64(data=1.0))
+    time.sleep(0.05)
+    pub.publish(Float64(data=9.0))
+    assert spin_until([solver, peer], lambda: w.decided >= 2, 10.0)
+    assert w.last is not None and w.last.verdict == 2 and w.late == 0
+    assert w.history is None and abs(w.last.time_s - sent) < 2.0  # the receive time, not 0
+    solver.destroy_node()
+    peer.destroy_node()

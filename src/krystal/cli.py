@@ -152,6 +152,31 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     vk.add_argument("--also", default="", help="more layers after ours, e.g. VK_LAYER_KHRONOS_validation")
+    pattern = sub.add_parser("pattern", help="DTW patterns of temporal_solver")
+    pattern_sub = pattern.add_subparsers(dest="pattern_command", required=True)
+    cut = pattern_sub.add_parser(
+        "cut", help="print a pattern cut from an MCAP recording as a `patterns` entry (config format)"
+    )
+    cut.add_argument("recording", help="MCAP file (krystal record, ros2 bag record -s mcap)")
+    cut.add_argument("--topic", required=True, help="topic, e.g. krystal/render_stats")
+    cut.add_argument(
+        "--field", required=True, help="field path, e.g. render_time_ms_p99 or temperatures_c[0]"
+    )
+    cut.add_argument(
+        "--from",
+        dest="start",
+        default="0",
+        help="start, seconds after the recording's first message (12.5, 800ms)",
+    )
+    cut.add_argument("--to", dest="end", default="", help="end, likewise (default: the end of the recording)")
+    cut.add_argument("--name", default="", help="pattern name (default: the field's last name)")
+    cut.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="largest DTW distance that matches (default 0.25 * sqrt(samples): an RMS difference "
+        "of a quarter standard deviation per sample of the z-normalised shape)",
+    )
     _learning_parsers(sub)
     return parser
 
@@ -268,6 +293,39 @@ def _train(args: argparse.Namespace) -> int:
     return commands.search_main(args.task, Path(args.out), args.seed, args.quick, args.trials)
 
 
+def _pattern_cut(args: argparse.Namespace) -> int:
+    import math
+
+    from krystal.temporal.patterns import PatternError, cut_values, format_pattern_line, parse_time
+    from krystal.temporal.spec import SpecError, parse_signal
+
+    try:
+        signal = parse_signal(f"{args.topic.strip().strip('/')}.{args.field.strip().lstrip('.')}")
+        start = parse_time(args.start)
+        end = parse_time(args.end) if args.end.strip() else math.inf
+        if not 0.0 <= start < end:
+            raise PatternError("--from must be >= 0 and before --to")
+        values = cut_values(args.recording, signal, start, end)
+    except (PatternError, SpecError) as exc:
+        print(f"krystal pattern cut: {exc}", file=sys.stderr)
+        return 2
+    threshold = args.threshold if args.threshold is not None else 0.25 * math.sqrt(len(values))
+    if not (threshold >= 0.0 and math.isfinite(threshold)):
+        print("krystal pattern cut: --threshold must be a finite number >= 0", file=sys.stderr)
+        return 2
+    last = next((p for p in reversed(signal.path) if isinstance(p, str)), "pattern")
+    name = args.name or last
+    if not name.replace("_", "").replace("-", "").isalnum():
+        print(f"krystal pattern cut: name {name!r}: letters, digits, _ and - only", file=sys.stderr)
+        return 2
+    print(format_pattern_line(name, signal, threshold, values))
+    print(
+        f"krystal pattern cut: {len(values)} samples of {signal.name}, threshold {threshold:.4g}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _record(args: argparse.Namespace) -> int:
     import threading
     from pathlib import Path
@@ -377,6 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with own_terminal():
             spin.init(["krystal", "--ros-args", "--disable-stdout-logs"])
             return spin.spin([AsciiViewNode(namespace=args.namespace, colors=args.colors)])
+    if args.command == "pattern":
+        return _pattern_cut(args)
     if args.command == "record":
         return _record(args)
     if args.command == "play":

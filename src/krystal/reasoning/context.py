@@ -23,6 +23,9 @@ class Context:
     render_time_ms: float = NAN
     render_fps: float = NAN
     cpu_ratio: float = NAN
+    # temporal_solver's surrogate-tested chaos flag on the render time: its Lyapunov exponent (1/s)
+    # while the flag stands and is fresh; NaN otherwise
+    render_chaos_per_s: float = NAN
     stale: tuple[str, ...] = field(default_factory=tuple)  # inputs missing or older than their timeout
 
 
@@ -36,6 +39,12 @@ class Inputs:
         self._values: dict[str, dict[str, float | str]] = {}
         self._seen_s: dict[str, float] = {}
         self.cpu_ratio = NAN
+        self.chaos_timeout_s = 30.0
+        self._chaos: tuple[float, float] = (NAN, -math.inf)  # (exponent per s or NaN, when heard)
+
+    def chaos(self, now_s: float, exponent_per_s: float) -> None:
+        """A chaos verdict: the exponent of a flagged series, NaN when it is not chaotic."""
+        self._chaos = (exponent_per_s, now_s)
 
     def update(self, name: str, now_s: float, **values: float | str) -> None:
         self._values[name] = values
@@ -55,4 +64,7 @@ class Inputs:
                 stale.append(name)
         fields = Context.__dataclass_fields__
         kwargs = {k: v for k, v in merged.items() if k in fields}
+        chaos, heard = self._chaos
+        chaos = chaos if now_s - heard <= self.chaos_timeout_s else NAN
+        kwargs["render_chaos_per_s"] = chaos
         return Context(cpu_ratio=self.cpu_ratio, stale=tuple(stale), **kwargs)  # type: ignore[arg-type]

@@ -16,7 +16,15 @@ from rclpy.parameter import Parameter
 from std_msgs.msg import Header
 
 from krystal.ascii.engine import KERNELS, MODES
-from krystal.msg import AsciiFrame, AudioFeatures, GpuTelemetry, RenderStats, StyleDecision, ThermalState
+from krystal.msg import (
+    AsciiFrame,
+    AudioFeatures,
+    GpuTelemetry,
+    RenderStats,
+    StyleDecision,
+    TemporalVerdict,
+    ThermalState,
+)
 from krystal.reasoning.context import NAN, Inputs
 from krystal.reasoning.log import FSYNC_POLICIES, DecisionLog, default_log_dir
 from krystal.reasoning.policy import POLICIES, Decision, Reasoner, ReasonerConfig, log_record
@@ -26,7 +34,7 @@ from krystal.reasoning.styles import Style, ladder
 from krystal.reasoning.td import DoubleQ, TdConfig
 from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
 from krystal.ros.params import Param, ParamTable
-from krystal.ros.qos import latched_qos, sensor_qos
+from krystal.ros.qos import latched_qos, reliable_qos, sensor_qos
 
 
 def _policy_model_problem(path: str) -> str | None:
@@ -139,6 +147,18 @@ PARAMS = (
     Param("thermal_timeout_s", 5.0, "Thermal state older than this is stale (NaN)", 0.1, 600.0),
     Param("audio_timeout_s", 2.0, "Audio features older than this are stale (NaN)", 0.1, 600.0),
     Param("render_timeout_s", 2.0, "Render frames/stats older than this are stale (NaN)", 0.1, 600.0),
+    Param(
+        "act_on_chaos",
+        True,
+        "A chaotic render time (temporal_solver's surrogate-tested flag): one step down, no step up",
+    ),
+    Param(
+        "chaos_signals",
+        ["krystal/render_stats.render_time_ms_mean", "krystal/render_stats.render_time_ms_p99"],
+        "Series whose chaos verdicts (krystal/verdicts, kind chaos) count as the render time's",
+        param_type=Parameter.Type.STRING_ARRAY,
+    ),
+    Param("chaos_timeout_s", 30.0, "A chaos flag not repeated for this long is dropped (NaN)", 1.0, 3600.0),
     Param("decision_rate_hz", 20.0, "How often the rules are evaluated", 1.0, 1000.0),
     Param("resend_period_s", 2.0, "The current decision is re-sent this often", 0.1, 3600.0),
     Param("manual_hold_s", 30.0, "A manual StyleDecision (gateway) pauses decisions this long", 0.0, 86400.0),
@@ -250,6 +270,7 @@ class ReasoningNode(Node):
         self.params = ParamTable(self, PARAMS, self._cross_check, self._on_change)
         v = self.params.values
         self.inputs = Inputs(self._timeouts())
+        self.inputs.chaos_timeout_s = v["chaos_timeout_s"]
         self._table_path = Path(v["td_table_path"] or default_log_dir() / "td_table.json")
         q = DoubleQ(max(len(x) for x in ladders_of(v).values()), td_config(v))
         self._table_note = "rules only"
@@ -295,6 +316,7 @@ class ReasoningNode(Node):
         self.create_subscription(RenderStats, "krystal/render_stats", self._on_stats, sensor_qos(depth=5))
         self.create_subscription(AsciiFrame, "krystal/ascii", self._on_frame, sensor_qos(depth=5))
         self.create_subscription(StyleDecision, "krystal/style", self._on_style, latched_qos(5))
+        self.create_subscription(TemporalVerdict, "krystal/verdicts", self._on_verdict, reliable_qos(20))
         self._manual_until = 0.0
         self.published = 0
         self._last_cpu_s = 0.0
@@ -339,6 +361,7 @@ class ReasoningNode(Node):
             self._load_policy_model()
         if any(k.endswith("_timeout_s") and k != "outcome_timeout_s" for k in changed):
             self.inputs.timeouts_s = self._timeouts()
+            self.inputs.chaos_timeout_s = v["chaos_timeout_s"]
         if "decision_rate_hz" in changed:
             self.destroy_timer(self._step_timer)
             self._step_timer = self.create_timer(1.0 / v["decision_rate_hz"], self._step)
@@ -429,6 +452,19 @@ class ReasoningNode(Node):
             )
 
         self._guard("krystal/ascii", apply)
+
+    def _on_verdict(self, msg: TemporalVerdict) -> None:
+        """temporal_solver's chaos test of a render-time series: a flag stands until a verdict
+        clears it or chaos_timeout_s passes; every other verdict is not for us."""
+
+        def apply() -> None:
+            if msg.kind != "chaos" or str(msg.formula) not in self.params["chaos_signals"]:
+                return
+            exponent = _f(msg.value)
+            chaotic = msg.verdict == TemporalVerdict.VIOLATED and exponent > 0
+            self.inputs.chaos(time.monotonic(), exponent if chaotic else NAN)
+
+        self._guard("krystal/verdicts", apply)
 
     def _on_style(self, msg: StyleDecision) -> None:
         """An operator's manual choice wins for manual_hold_s: no decisions, no re-sends."""

@@ -37,6 +37,7 @@ class RuleConfig:
     predict_margin: float = 0.9  # predicted > budget * margin: step down before the budget is missed
     fit_ratio: float = 0.75  # a target style must be predicted under budget * fit_ratio
     probe_factor: float = 3.0  # a step up predicted not to fit is tried after this many up dwells
+    act_on_chaos: bool = True  # a chaotic render time (surrogate-tested): one step down, no step up
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Proposal:
     family: str
     level: int
     reason: str
-    rule: str  # "budget", "predict", "headroom", "tempo", "thermal", "start"
+    rule: str  # "budget", "predict", "headroom", "tempo", "thermal", "chaos", "start"
 
 
 class Rules:
@@ -63,6 +64,8 @@ class Rules:
         self.up_dwell_s = config.min_dwell_s
         self.over = 0
         self.headroom = 0
+        self.chaotic = False  # the render time is flagged chaotic now (and act_on_chaos)
+        self._chaos_acted = False  # this chaos episode had its step down
 
     @property
     def styles(self) -> tuple[Style, ...]:
@@ -143,6 +146,20 @@ class Rules:
                 "thermal",
             )
         bottom = len(self.styles) - 1
+        chaos = ctx.render_chaos_per_s
+        self.chaotic = c.act_on_chaos and not math.isnan(chaos)
+        if not self.chaotic:
+            self._chaos_acted = False  # the episode is over: the next one steps down again
+        elif not self._chaos_acted and since >= c.down_dwell_s:
+            # frame times that are chaotic cannot be predicted: a cheaper style, held while it lasts
+            self._chaos_acted = True
+            if self.level < bottom:
+                return Proposal(
+                    self.family,
+                    self.level + 1,
+                    f"render time chaotic (Lyapunov exponent {chaos:.3g}/s, surrogate-tested)",
+                    "chaos",
+                )
         if self.level < bottom and since >= c.down_dwell_s:
             if self.over >= c.over_frames:
                 target = self._fitting(self.styles, self.level + 1, predict)
@@ -163,7 +180,13 @@ class Rules:
                         f"{c.budget_ms:.0f} ms budget",
                         "predict",
                     )
-        if step_up and self.level > floor and self.headroom >= c.headroom_frames and since >= self.up_dwell_s:
+        if (
+            step_up
+            and not self.chaotic
+            and self.level > floor
+            and self.headroom >= c.headroom_frames
+            and since >= self.up_dwell_s
+        ):
             target = self.level - 1
             if predict is not None and c.predict:
                 p = predict(self.styles[target])
@@ -207,7 +230,7 @@ class Rules:
         for lv in range(self.floor(), len(self.styles)):
             if lv == self.level:
                 continue
-            if lv < self.level and since < self.up_dwell_s:
+            if lv < self.level and (since < self.up_dwell_s or self.chaotic):
                 continue
             if lv > self.level and since < c.down_dwell_s:
                 continue

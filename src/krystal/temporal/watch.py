@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from krystal.temporal.monitor import Early, Monitor
-from krystal.temporal.spec import Formula, Signal, horizon_s, parse, signals
+from krystal.temporal.spec import Formula, Signal, SpecError, horizon_s, parse, signals
 
 UNKNOWN, SATISFIED, VIOLATED = 0, 1, 2  # as TemporalVerdict
 VERDICT_NAMES = {UNKNOWN: "unknown", SATISFIED: "satisfied", VIOLATED: "violated"}
@@ -37,11 +37,17 @@ def parse_spec_line(line: str) -> SpecLine:
     name = name.strip()
     if not sep or not name or not name.replace("_", "").replace("-", "").isalnum():
         raise ValueError(f"{line!r}: write a spec as 'name: formula'")
-    return SpecLine(name, text.strip(), parse(text))
+    try:
+        formula = parse(text)
+    except SpecError as exc:  # line and column in the entry, not in the formula after "name:"
+        shift = len(line) - len(text) if exc.line == 1 else 0
+        raise SpecError(exc.reason, exc.line, exc.column + shift) from None
+    return SpecLine(name, text.strip(), formula)
 
 
 def parse_spec_file(text: str) -> list[SpecLine]:
-    """One `name: formula` per line; blank lines and lines starting with # are skipped."""
+    """One `name: formula` per line; blank lines and lines starting with # are skipped. Errors
+    point at the file's line and column."""
     out = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -49,6 +55,9 @@ def parse_spec_file(text: str) -> list[SpecLine]:
             continue
         try:
             out.append(parse_spec_line(line))
+        except SpecError as exc:
+            indent = len(raw) - len(raw.lstrip())
+            raise SpecError(exc.reason, number + exc.line - 1, exc.column + indent) from None
         except ValueError as exc:
             raise ValueError(f"line {number}: {exc}") from exc
     return out
