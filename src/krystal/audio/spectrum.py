@@ -28,14 +28,15 @@ class Frames:
 
     def push(self, samples: NDArray[np.float32]) -> NDArray[np.float32]:
         """Power spectra (hops x bins) of every hop that `samples` completes."""
-        joined = np.concatenate([self._buf, samples])
+        joined = np.concatenate((self._buf, np.asarray(samples, dtype=np.float32)))
         hops = (len(joined) - (FFT_SIZE - HOP)) // HOP
         self._buf = joined[hops * HOP :]
         if hops <= 0:
             return np.zeros((0, len(self.freqs)), np.float32)
-        step = joined.strides[0]  # as_strided: sliding_window_view costs more than the FFT here
-        frames = np.lib.stride_tricks.as_strided(
-            joined, (hops, FFT_SIZE), (HOP * step, step), writeable=False
-        )
+        # a strided view of the overlapping frames (np.ndarray: as_strided's Python costs more)
+        frames: NDArray[np.float32] = np.ndarray((hops, FFT_SIZE), np.float32, joined, 0, (HOP * 4, 4))
         spec = scipy.fft.rfft(frames * self._hann, axis=1)
-        return np.asarray((spec.real**2 + spec.imag**2) * self._scale, dtype=np.float32)
+        power = np.square(spec.real)  # contiguous float32: the band matmul stays on BLAS
+        power += np.square(spec.imag)
+        power *= self._scale
+        return np.asarray(power, dtype=np.float32)
