@@ -35,7 +35,7 @@ class Frames:
             return np.zeros((0, len(self.freqs)), np.float32)
         # a strided view of the overlapping frames (np.ndarray: as_strided's Python costs more)
         frames: NDArray[np.float32] = np.ndarray((hops, FFT_SIZE), np.float32, joined, 0, (HOP * 4, 4))
-        spec = scipy.fft.rfft(frames * self._hann, axis=1)
+        spec = scipy.fft.rfft(frames * self._hann, axis=1, overwrite_x=True)
         power = np.square(spec.real)  # contiguous float32: the band matmul stays on BLAS
         power += np.square(spec.imag)
         power *= self._scale

@@ -53,7 +53,6 @@ class OnsetDetector:
         self._refractory = max(1, int(refractory_s * frame_rate_hz))
         self._seen = False
         self._since_onset = self._refractory
-        self._prev_log: NDArray[np.float32] | None = None
         # mel-spaced bands, each the mean of its bins, as librosa's onset strength weighs them
         freqs = np.asarray(freqs_hz, dtype=np.float64)
         top = min(float(freqs[-1]), 11025.0)
@@ -67,15 +66,27 @@ class OnsetDetector:
         centre = freqs @ self._bands
         groups = np.stack([np.ones(len(used)), centre < LOW_HZ, centre >= HIGH_HZ], axis=1)
         self._groups = (groups / np.maximum(groups.sum(axis=0), 1.0)).astype(np.float32)
+        self._logs: dict[int, NDArray[np.float32]] = {}
+        self._last = np.zeros(len(used), np.float32)  # log band magnitudes of the latest frame
+        self._seen_frame = False
 
     def flux(self, power: NDArray[np.float32]) -> F64:
         """ODF per frame (rows of `power`) x (all, low, high), >= 0: mean positive change of log
         band magnitude."""
-        logs = np.log1p(np.sqrt(power @ self._bands) * np.float32(COMPRESSION))
-        diff = np.empty_like(logs)
-        diff[0] = logs[0] - (logs[0] if self._prev_log is None else self._prev_log)
-        np.subtract(logs[1:], logs[:-1], out=diff[1:])
-        self._prev_log = logs[-1].copy()
+        n = len(power)
+        logs = self._logs.get(n)
+        if logs is None:  # row 0: the previous batch's last frame; one buffer per batch size
+            logs = self._logs[n] = np.zeros((n + 1, self._bands.shape[1]), np.float32)
+        logs[0] = self._last
+        body = logs[1:]
+        np.matmul(power, self._bands, out=body)  # in place: per-call overhead is the cost here
+        np.sqrt(body, out=body)
+        body *= np.float32(COMPRESSION)
+        np.log1p(body, out=body)
+        if not self._seen_frame:
+            logs[0], self._seen_frame = body[0], True
+        self._last = logs[n].copy()
+        diff = body - logs[:-1]
         np.maximum(diff, 0.0, out=diff)
         return np.asarray(diff @ self._groups, dtype=np.float64)
 
@@ -128,7 +139,7 @@ class TempoTracker:
         max_bpm: float = 180.0,
         *,
         window_s: float = 4.0,
-        update_s: float = 0.5,
+        update_s: float = 1.0,
         prior_bpm: float = 120.0,
         prior_octaves: float = 0.7,
     ) -> None:
