@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,7 +113,8 @@ def lock_time(track: list[tuple[float, float]], clip: Clip) -> float:
 def node_chunks(n: int, rate_hz: float = 20.0) -> list[tuple[int, int]]:
     """(start, end) of what the node analyses per tick: whole 512-sample blocks due at each tick
     of `analysis_rate_hz` (default 20 Hz: 4 or 5 blocks at 44.1/48 kHz), as its sources deliver."""
-    out, start, tick = [], 0, 1
+    out: list[tuple[int, int]] = []
+    start, tick = 0, 1
     while True:
         end = int(tick * SR / rate_hz) // HOP * HOP
         if end > n:
@@ -122,31 +124,46 @@ def node_chunks(n: int, rate_hz: float = 20.0) -> list[tuple[int, int]]:
         start, tick = end, tick + 1
 
 
-def cost_us_per_block(x: NDArray[np.float32], chunk: int, features: bool, window: int = HOP) -> float:
-    """Our cost per 512 samples fed `chunk` samples per call (0: the node's tick pattern): the
-    tempo pipeline or all features with `window`-sample windows."""
-    spans = (
-        node_chunks(len(x)) if chunk == 0 else [(i, i + chunk) for i in range(0, len(x) - chunk + 1, chunk)]
-    )
+Runner = Callable[[int, int], object]  # processes x[i:j]
+
+
+def ours_runner(x: NDArray[np.float32], features: bool, window: int) -> Runner:
     a = Analyzer(SR, window_samples=window)
     b = BeatTracker(SR)
-    t0 = time.perf_counter()
-    for i, j in spans:
-        if features:
-            a.push(Chunk(x[i:j], i, 0))
-        else:
-            b.process(x[i:j])
-    return (time.perf_counter() - t0) * 1e6 / (spans[-1][1] // HOP)
+    if features:
+        return lambda i, j: a.push(Chunk(x[i:j], i, 0))
+    return lambda i, j: b.process(x[i:j])
 
 
-def aubio_cost_us_per_block(x: NDArray[np.float32]) -> float:
+def aubio_runner(x: NDArray[np.float32]) -> Runner:
     import aubio
 
     t = aubio.tempo("default", 1024, HOP, SR)
-    t0 = time.perf_counter()
-    for i in range(0, len(x) - HOP + 1, HOP):
-        t(x[i : i + HOP])
-    return (time.perf_counter() - t0) * 1e6 / (len(x) // HOP)
+
+    def run(i: int, j: int) -> None:
+        for k in range(i, j - HOP + 1, HOP):
+            t(x[k : k + HOP])
+
+    return run
+
+
+def paired_costs(
+    x: NDArray[np.float32], cases: dict[str, tuple[Runner, list[tuple[int, int]]]]
+) -> dict[str, float]:
+    """Median us per 512-sample block of each case, run in turns on the same 1 s segments of `x`
+    (each case with its own call pattern inside a segment), so a load burst on this shared
+    machine falls on all of them rather than on whichever ran then."""
+    segment = SR // HOP * HOP
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for start in range(0, len(x) - segment + 1, segment):
+        for name, (run, spans) in cases.items():
+            inside = [(i, j) for i, j in spans if start <= i < start + segment]
+            t0 = time.perf_counter()
+            for i, j in inside:
+                run(i, j)
+            blocks = sum(j - i for i, j in inside) / HOP
+            times[name].append((time.perf_counter() - t0) * 1e6 / max(blocks, 1.0))
+    return {name: float(np.median(v)) for name, v in times.items()}
 
 
 def main() -> None:
@@ -203,37 +220,37 @@ def main() -> None:
         anchor_locked=sum(t < 16.0 - c.step_s - 0.1 for t, c in zip(aub_lock, steps, strict=True)),
         ours_worst_s=round(float(max(ours_lock)), 2),
     )
-    x = np.concatenate([c.samples for c in static[:3]])
-    repeat = 2 if args.quick else 5
-    cases = (  # (features, blocks per call, window): 0 blocks = the node's 20 Hz tick pattern
-        (False, 1, HOP),
-        (False, 4, HOP),
-        (False, 16, HOP),
-        (False, 0, HOP),
-        (True, 4, HOP),
-        (True, 16, HOP),
-        (True, 0, 2 * HOP),
+    x = np.concatenate([c.samples for c in static[: 3 if args.quick else 6]])
+    n = len(x)
+
+    def every(blocks: int) -> list[tuple[int, int]]:
+        return [(i, i + blocks * HOP) for i in range(0, n - blocks * HOP + 1, blocks * HOP)]
+
+    node = node_chunks(n)  # the node's 20 Hz ticks: 4 or 5 blocks per call
+    tempo_what = "tempo pipeline (FFT, flux, onsets, tempo)"
+    cases: dict[str, tuple[Runner, list[tuple[int, int]]]] = {"aubio": (aubio_runner(x), every(1))}
+    for blocks in (1, 4, 16):
+        cases[f"{tempo_what}, {blocks} block(s) per call"] = (ours_runner(x, False, HOP), every(blocks))
+    cases[f"{tempo_what}, node pattern (20 Hz ticks, 4-5 blocks per call)"] = (
+        ours_runner(x, False, HOP),
+        node,
     )
-    best = {case: np.inf for case in cases}
-    anchor = np.inf
-    for _ in range(repeat):  # interleaved, so a load change on this shared machine hits both
-        anchor = min(anchor, aubio_cost_us_per_block(x))
-        for case in cases:
-            best[case] = min(best[case], cost_us_per_block(x, case[1] * HOP, case[0], case[2]))
-    for (features, chunk_blocks, window), ours_us in best.items():
-        what = "all features" if features else "tempo pipeline (FFT, flux, onsets, tempo)"
-        calls = (
-            f"{chunk_blocks} block(s) per call"
-            if chunk_blocks
-            else f"node pattern (20 Hz ticks, 4-5 blocks per call, {window}-sample windows)"
-        )
+    for blocks in (4, 16):
+        cases[f"all features, {blocks} block(s) per call"] = (ours_runner(x, True, HOP), every(blocks))
+    cases["all features, node pattern (20 Hz ticks, 1024-sample windows)"] = (
+        ours_runner(x, True, 2 * HOP),
+        node,
+    )
+    costs = paired_costs(x, cases)
+    anchor = costs.pop("aubio")
+    for what, ours_us in costs.items():
         emit(
             "audio",
-            f"cost per 512-sample block, {what}, {calls}",
+            f"cost per 512-sample block, {what}",
             ours_us,
             anchor,
             "us",
-            anchor_name="aubio tempo (default, 1024/512), 1 block per call",
+            anchor_name="aubio tempo (default, 1024/512), 1 block per call, same 1 s segments in turn",
         )
     import pyloudnorm
 

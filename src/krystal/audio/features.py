@@ -197,8 +197,9 @@ class Analyzer:
         n, hops = self.window_samples, self.window_samples // HOP
         count = len(block) // n
         beats = self._beats
-        power = beats.frames.push(block)
-        odf = beats.onsets.flux(power)
+        mags = beats.frames.magnitudes(block)
+        odf = beats.onsets.flux(mags)
+        power = beats.frames.power(mags)
         hits = np.asarray(beats.onsets.onsets(odf).reshape(count, hops).any(axis=1), dtype=bool)
         flags: list[bool] = hits.tolist()
         windows = block.reshape(count, n)

@@ -42,6 +42,7 @@ class OnsetDetector:
         frame_rate_hz: float,
         freqs_hz: F64,
         *,
+        bin_scale: NDArray[np.float32] | None = None,
         bands: int = 40,
         threshold: float = 1.5,
         floor: float = 0.1,
@@ -62,6 +63,10 @@ class OnsetDetector:
         used = np.unique(index)
         matrix = (index[:, None] == used[None, :]).astype(np.float32)
         self._bands = matrix / matrix.sum(axis=0, keepdims=True)
+        # the magnitude scale (share of full scale) and the log's compression folded into the
+        # band means: one matmul per batch, then log1p
+        scale = np.ones(len(freqs), np.float32) if bin_scale is None else np.sqrt(bin_scale)
+        self._bands_in = (self._bands * scale[:, None] * np.float32(COMPRESSION)).astype(np.float32)
         # ODF columns: mean flux of all bands, of the low bands, of the high bands
         centre = freqs @ self._bands
         groups = np.stack([np.ones(len(used)), centre < LOW_HZ, centre >= HIGH_HZ], axis=1)
@@ -70,18 +75,16 @@ class OnsetDetector:
         self._last = np.zeros(len(used), np.float32)  # log band magnitudes of the latest frame
         self._seen_frame = False
 
-    def flux(self, power: NDArray[np.float32]) -> F64:
-        """ODF per frame (rows of `power`) x (all, low, high), >= 0: mean positive change of log
-        band magnitude."""
-        n = len(power)
+    def flux(self, magnitudes: NDArray[np.float32]) -> F64:
+        """ODF per frame (rows of `magnitudes`, Frames.magnitudes) x (all, low, high), >= 0: mean
+        positive change of log band magnitude."""
+        n = len(magnitudes)
         logs = self._logs.get(n)
         if logs is None:  # row 0: the previous batch's last frame; one buffer per batch size
             logs = self._logs[n] = np.zeros((n + 1, self._bands.shape[1]), np.float32)
         logs[0] = self._last
         body = logs[1:]
-        np.matmul(power, self._bands, out=body)  # in place: per-call overhead is the cost here
-        np.sqrt(body, out=body)
-        body *= np.float32(COMPRESSION)
+        np.matmul(magnitudes, self._bands_in, out=body)  # in place: per-call overhead is the cost
         np.log1p(body, out=body)
         if not self._seen_frame:
             logs[0], self._seen_frame = body[0], True
@@ -139,7 +142,7 @@ class TempoTracker:
         max_bpm: float = 180.0,
         *,
         window_s: float = 4.0,
-        update_s: float = 1.0,
+        update_s: float = 0.75,
         prior_bpm: float = 120.0,
         prior_octaves: float = 0.7,
     ) -> None:
@@ -341,11 +344,12 @@ class BeatTracker:
     def __init__(self, sample_rate: int, min_bpm: float = 60.0, max_bpm: float = 180.0) -> None:
         self.frame_rate_hz = sample_rate / HOP
         self.frames = Frames(sample_rate)
-        self.onsets = OnsetDetector(self.frame_rate_hz, np.asarray(self.frames.freqs, dtype=np.float64))
+        self.onsets = OnsetDetector(
+            self.frame_rate_hz, np.asarray(self.frames.freqs, dtype=np.float64), bin_scale=self.frames.scale
+        )
         self.tempo = TempoTracker(self.frame_rate_hz, min_bpm, max_bpm)
 
     def process(self, samples: NDArray[np.float32]) -> Tempo:
-        power = self.frames.push(samples)
-        odf = self.onsets.flux(power)
+        odf = self.onsets.flux(self.frames.magnitudes(samples))
         self.onsets.onsets(odf)
         return self.tempo.process(odf)
