@@ -288,6 +288,7 @@ class AudioSourceNode(Node):
                 self._dropped_before + (source.dropped_samples if source is not None else 0)
             ),
             "overflows": str(source.overflows if source is not None else 0),
+            "underflows": str(source.underflows if source is not None else 0),
             "analysis_restarts": str(self._analyzer.restarts if self._analyzer is not None else 0),
             "opens": str(self._opens),
             "errors": str(self._errors),

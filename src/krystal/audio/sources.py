@@ -42,6 +42,7 @@ class AudioSource(Protocol):
     sample_rate: int
     dropped_samples: int
     overflows: int
+    underflows: int
 
     def open(self) -> None: ...
 
@@ -89,7 +90,7 @@ class GeneratorSource:
         self.bpm, self.level_dbfs, self.tone_hz, self.clock = bpm, level_dbfs, tone_hz, clock
         what = f"{pattern} at {bpm:g} BPM" if pattern in ("click", "drums") else pattern
         self.description = f"generator {what}, {sample_rate} Hz"
-        self.dropped_samples = self.overflows = 0
+        self.dropped_samples = self.overflows = self.underflows = 0
         self._gen: Generator | None = None
         self._pace: _Paced | None = None
 
@@ -134,7 +135,7 @@ class FileSource:
         )
         self.description = f"file {path}"
         self.sample_rate = 0
-        self.dropped_samples = self.overflows = 0
+        self.dropped_samples = self.overflows = self.underflows = 0
         self._file: Any = None
         self._pace: _Paced | None = None
         self._index = 0
@@ -259,7 +260,7 @@ class DeviceSource:
         self.spec, self.sample_rate, self.channels, self.block_size = spec, sample_rate, channels, block_size
         self.stall_timeout_s, self.clock = stall_timeout_s, clock
         self.description = f"device {spec or '(default input)'}"
-        self.dropped_samples = self.overflows = 0
+        self.dropped_samples = self.overflows = self.underflows = 0
         self._max_blocks = max(4, int(queue_s * sample_rate / block_size))
         self._queue: collections.deque[tuple[int, int, NDArray[np.float32]]] = collections.deque()
         self._lock = threading.Lock()
@@ -320,6 +321,8 @@ class DeviceSource:
             if adc > 0 and self._expected_adc > 0:
                 gap = round((adc - self._expected_adc) * self.sample_rate)
                 lost = gap if gap > frames // 2 else 0
+            if status.input_underflow:  # PortAudio delivered silence in place of missing input
+                self.underflows += 1
             if status.input_overflow:
                 self.overflows += 1
                 lost = max(lost, frames) if adc <= 0 else lost

@@ -1,10 +1,12 @@
 """Onsets and tempo from a spectral-flux onset detection function (ODF), streaming.
 
-OnsetDetector: log-compressed spectral flux per hop, with an adaptive threshold (median of the
-recent ODF times a factor plus a floor) and a refractory time. TempoTracker: every `update_s` the
-autocorrelation of the last `window_s` of ODF is scored with its harmonics (k * lag), the beat
-period refined from the peaks of several harmonics (sub-frame), and the beat phase found with a
-comb over the same ODF. State is a few numpy arrays; work is per batch of hops, not per sample.
+OnsetDetector: log-compressed spectral flux per hop (overall, and of the low and high bands), with
+an adaptive threshold (median of the recent ODF times a factor plus a floor) and a refractory
+time. TempoTracker: every `update_s` the autocorrelation of the last `window_s` of ODF is scored
+with its harmonics (k * lag); the metrical level is chosen by ACF evidence, a tempo prior and the
+backbeat cue (low-band hits answered by high-band hits half a bar-pulse later); the period is
+refined from the peaks of several harmonics (sub-frame), and the beat phase found with a comb over
+the same ODF. State is a few numpy arrays; work is per batch of hops, not per sample.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft
 from numpy.typing import NDArray
 
 from krystal.audio.spectrum import HOP, Frames
@@ -19,7 +22,13 @@ from krystal.audio.spectrum import HOP, Frames
 F64 = NDArray[np.float64]
 CONTINUITY = 1.25
 COMPRESSION = 1e4  # log1p(C * band magnitude): magnitudes are shares of full scale, so -80 dB ~ 1
-
+LOW_HZ, HIGH_HZ = 150.0, 1500.0  # kick-drum bands below, snare/hat bands above (backbeat cue)
+BACKBEAT_GAIN = 3.0  # a level's score x (1 + gain * backbeat evidence), evidence in 0..1
+BACKBEAT_SPREAD = 2.0  # evidence 1 when the lead is this many standard deviations of the correlation
+LEVELS = np.array([1 / 3, 1 / 2, 1.0, 2.0, 3.0])  # metrical levels tried around the best lag
+_PEAK = np.linspace(0.96, 1.04, 9)  # an ACF peak is looked for within +-4 % of a lag
+_HARMONICS = np.arange(1, 5, dtype=np.float64)[:, None]
+_REFINE = np.arange(1, 9, dtype=np.float64)
 
 _SMOOTH = np.exp(-0.5 * (np.arange(-3, 4) / 1.0) ** 2)
 _SMOOTH /= _SMOOTH.sum()
@@ -33,6 +42,7 @@ class OnsetDetector:
         frame_rate_hz: float,
         freqs_hz: F64,
         *,
+        bin_scale: NDArray[np.float32] | None = None,
         bands: int = 40,
         threshold: float = 1.5,
         floor: float = 0.1,
@@ -44,29 +54,51 @@ class OnsetDetector:
         self._refractory = max(1, int(refractory_s * frame_rate_hz))
         self._seen = False
         self._since_onset = self._refractory
-        self._prev_log: NDArray[np.float32] | None = None
         # mel-spaced bands, each the mean of its bins, as librosa's onset strength weighs them
-        top = min(float(freqs_hz[-1]), 11025.0)
-        mel = 2595.0 * np.log10(1.0 + np.asarray(freqs_hz) / 700.0)
+        freqs = np.asarray(freqs_hz, dtype=np.float64)
+        top = min(float(freqs[-1]), 11025.0)
+        mel = 2595.0 * np.log10(1.0 + freqs / 700.0)
         index = np.floor(bands * mel / (2595.0 * np.log10(1.0 + top / 700.0)))
         index = np.clip(index, 0, bands - 1).astype(np.int64)
         used = np.unique(index)
         matrix = (index[:, None] == used[None, :]).astype(np.float32)
         self._bands = matrix / matrix.sum(axis=0, keepdims=True)
+        # the magnitude scale (share of full scale) and the log's compression folded into the
+        # band means: one matmul per batch, then log1p
+        scale = np.ones(len(freqs), np.float32) if bin_scale is None else np.sqrt(bin_scale)
+        self._bands_in = (self._bands * scale[:, None] * np.float32(COMPRESSION)).astype(np.float32)
+        # ODF columns: mean flux of all bands, of the low bands, of the high bands
+        centre = freqs @ self._bands
+        groups = np.stack([np.ones(len(used)), centre < LOW_HZ, centre >= HIGH_HZ], axis=1)
+        self._groups = (groups / np.maximum(groups.sum(axis=0), 1.0)).astype(np.float32)
+        self._logs: dict[int, NDArray[np.float32]] = {}
+        self._last = np.zeros(len(used), np.float32)  # log band magnitudes of the latest frame
+        self._seen_frame = False
 
-    def flux(self, power: NDArray[np.float32]) -> F64:
-        """ODF value per frame (rows of `power`), >= 0: mean positive change of log magnitude."""
-        logs = np.log1p(np.sqrt(power @ self._bands) * np.float32(COMPRESSION))
-        diff = np.empty_like(logs)
-        diff[0] = logs[0] - (logs[0] if self._prev_log is None else self._prev_log)
-        np.subtract(logs[1:], logs[:-1], out=diff[1:])
-        self._prev_log = logs[-1].copy()
+    def flux(self, magnitudes: NDArray[np.float32]) -> F64:
+        """ODF per frame (rows of `magnitudes`, Frames.magnitudes) x (all, low, high), >= 0: mean
+        positive change of log band magnitude."""
+        n = len(magnitudes)
+        logs = self._logs.get(n)
+        if logs is None:  # row 0: the previous batch's last frame; one buffer per batch size
+            logs = self._logs[n] = np.zeros((n + 1, self._bands.shape[1]), np.float32)
+        logs[0] = self._last
+        body = logs[1:]
+        np.matmul(magnitudes, self._bands_in, out=body)  # in place: per-call overhead is the cost
+        np.log1p(body, out=body)
+        if not self._seen_frame:
+            logs[0], self._seen_frame = body[0], True
+        self._last = logs[n].copy()
+        diff = body - logs[:-1]
         np.maximum(diff, 0.0, out=diff)
-        return np.asarray(diff.sum(axis=1) * (1.0 / logs.shape[1]), dtype=np.float64)
+        return np.asarray(diff @ self._groups, dtype=np.float64)
 
     def onsets(self, odf: F64) -> NDArray[np.bool_]:
-        """Onset flag per ODF value: above the median of the preceding ODF (taken once per batch)
-        times `threshold` plus `floor`, rising, and a refractory time after the previous onset."""
+        """Onset flag per ODF value (the overall column): above the median of the preceding ODF
+        (taken once per batch) times `threshold` plus `floor`, rising, and a refractory time after
+        the previous onset."""
+        if odf.ndim == 2:
+            odf = odf[:, 0]
         n, m = len(odf), len(self._history)
         if not n:
             return np.zeros(0, bool)
@@ -93,6 +125,12 @@ class Tempo:
     confidence: float  # 0..1
     last_beat_frame: float  # ODF frame index (since start) of the latest beat; phase reference
 
+    def phase(self, frame: float, frame_rate_hz: float) -> float:
+        """Position within the beat (0..1) at ODF frame `frame`, 0 without a tempo."""
+        if self.bpm <= 0:
+            return 0.0
+        return float(((frame - self.last_beat_frame) * self.bpm / (frame_rate_hz * 60.0)) % 1.0)
+
 
 class TempoTracker:
     """Tempo and beat phase from ODF values at `frame_rate_hz`."""
@@ -104,20 +142,21 @@ class TempoTracker:
         max_bpm: float = 180.0,
         *,
         window_s: float = 4.0,
-        update_s: float = 0.5,
+        update_s: float = 0.75,
         prior_bpm: float = 120.0,
         prior_octaves: float = 0.7,
     ) -> None:
         self.prior_bpm, self.prior_octaves = prior_bpm, prior_octaves
         self.frame_rate_hz, self.min_bpm, self.max_bpm = frame_rate_hz, min_bpm, max_bpm
         self._size = int(window_s * frame_rate_hz)
-        self._buf = np.zeros(self._size)
+        self._buf = np.zeros((3, self._size))  # ODF columns (all, low, high), oldest first
         self._frames = 0  # ODF frames seen since start
         self._update = max(1, int(update_s * frame_rate_hz))
         self._next_update = self._update
         self._nfft = 1 << int(np.ceil(np.log2(2 * self._size)))
         self._tempo = Tempo(0.0, 0.0, 0.0)
         self._candidate = 0.0  # a different tempo must win twice in a row before it is reported
+        self._cross: F64 | None = None  # low-to-high band cross-correlation of the last estimate
 
     @property
     def tempo(self) -> Tempo:
@@ -129,47 +168,73 @@ class TempoTracker:
         self._tempo, self._candidate = Tempo(0.0, 0.0, 0.0), 0.0
 
     def process(self, odf: F64) -> Tempo:
-        """Take new ODF values; re-estimate when an update is due; return the current tempo."""
-        pos = 0
-        while pos < len(odf):
-            take = min(len(odf) - pos, self._next_update - self._frames)
-            self._push(odf[pos : pos + take])
+        """Take new ODF values (n, or n x 3 columns all/low/high); re-estimate when an update is
+        due; return the current tempo."""
+        self._feed(odf)
+        return self._tempo
+
+    def track(self, odf: F64, hops: int) -> list[Tempo]:
+        """As `process`, and the tempo after each group of `hops` values (one per window)."""
+        before = self._tempo
+        events = self._feed(odf)
+        out, current, e = [], before, 0
+        for end in range(hops, len(odf) + 1, hops):
+            while e < len(events) and events[e][0] <= end:
+                current, e = events[e][1], e + 1
+            out.append(current)
+        return out
+
+    def phase(self, frame: float) -> float:
+        """Position within the beat (0..1) at ODF frame `frame`, 0 without a tempo."""
+        return self._tempo.phase(frame, self.frame_rate_hz)
+
+    def _feed(self, odf: F64) -> list[tuple[int, Tempo]]:
+        values = np.asarray(odf, dtype=np.float64)
+        if values.ndim == 1:  # the overall ODF only: no backbeat evidence
+            values = np.column_stack([values, np.zeros((len(values), 2))])
+        events: list[tuple[int, Tempo]] = []
+        pos, n = 0, len(values)
+        while pos < n:
+            take = min(n - pos, self._next_update - self._frames)
+            self._push(values[pos : pos + take])
             pos += take
             if self._frames >= self._next_update:
                 self._next_update += self._update
                 if self._frames >= self._size // 2:
                     self._estimate()
-        return self._tempo
-
-    def phase(self, frame: float) -> float:
-        """Position within the beat (0..1) at ODF frame `frame`, 0 without a tempo."""
-        t = self._tempo
-        if t.bpm <= 0:
-            return 0.0
-        period = self.frame_rate_hz * 60.0 / t.bpm
-        return float(((frame - t.last_beat_frame) / period) % 1.0)
+                events.append((pos, self._tempo))
+        return events
 
     def _push(self, values: F64) -> None:
         n = len(values)
         if n >= self._size:
-            self._buf[:] = values[-self._size :]
+            self._buf[:] = values[-self._size :].T
         elif n:
-            self._buf[:-n] = self._buf[n:]
-            self._buf[-n:] = values
+            self._buf[:, :-n] = self._buf[:, n:]
+            self._buf[:, -n:] = values.T
         self._frames += n
 
     def _estimate(self) -> None:
         filled = min(self._frames, self._size)
-        # smoothing: a hit's ODF peak moves by a frame with its position in the hop
-        # log of the ODF over its median: a loud kick no longer hides the snare's beats
-        raw = self._buf[-filled:]
-        x = np.convolve(np.log1p(raw / (float(np.median(raw)) + 1e-9)), _SMOOTH, "same")
-        x -= x.mean()
-        spec = np.fft.rfft(x, self._nfft)
-        acf = np.fft.irfft(spec * np.conj(spec), self._nfft)[:filled]
+        # rows: the overall ODF (log over its median: a loud kick no longer hides the snare's
+        # beats; smoothed, since a hit's ODF peak moves by a frame with its place in the hop),
+        # the low and the high bands. One FFT call for the three, one inverse for ACF and cross
+        x = self._buf[:, -filled:].copy()
+        median = float(np.partition(x[0], filled // 2)[filled // 2])
+        x[0] = np.log1p(x[0] * (1.0 / (median + 1e-9)))
+        x[0] = np.convolve(x[0], _SMOOTH, "same")
+        x -= x.sum(axis=1, keepdims=True) * (1.0 / filled)
+        spec = scipy.fft.rfft(x, self._nfft, axis=1)
+        products = np.stack([spec[0] * spec[0].conj(), spec[1].conj() * spec[2]])
+        acf, cross = scipy.fft.irfft(products, self._nfft, axis=1)
+        acf = acf[:filled]
         if acf[0] <= 1e-12:
             return
         acf = acf / acf[0]
+        energy = x[1:] @ x[1:].T
+        self._cross = (
+            cross / np.sqrt(energy[0, 0] * energy[1, 1]) if energy[0, 0] * energy[1, 1] > 1e-24 else None
+        )
         fr = self.frame_rate_hz
         lo, hi = fr * 60.0 / self.max_bpm, fr * 60.0 / self.min_bpm
         lags: F64 = np.arange(int(np.floor(lo)), int(np.ceil(hi)) + 1, dtype=np.float64)
@@ -177,12 +242,12 @@ class TempoTracker:
         if not len(lags):
             return
         score = self._harmonic_score(acf, lags)
-        lag = self._metrical_level(acf, float(lags[np.argmax(score)]), lo, hi)
+        lag = self._metrical_level(acf, float(lags[np.argmax(score)]), lo, hi, filled)
         period = self._refine(acf, lag, filled)
         if not lo * 0.97 <= period <= hi * 1.03:
             return
         bpm = 60.0 * fr / period
-        confidence = float(np.clip(_interp(acf, np.array([period]))[0], 0.0, 1.0))
+        confidence = min(max(float(_interp(acf, np.array([period]))[0]), 0.0), 1.0)
         current = self._tempo.bpm
         if current and abs(bpm - current) > 0.04 * current and abs(bpm - self._candidate) > 0.04 * bpm:
             self._candidate = bpm  # first sight of another tempo: wait for one confirmation
@@ -191,75 +256,84 @@ class TempoTracker:
         self._candidate = bpm
         self._tempo = Tempo(float(bpm), confidence, self._beat(period, filled))
 
-    def _metrical_level(self, acf: F64, lag: float, lo: float, hi: float) -> float:
+    def _backbeat(self, filled: int, lags: F64) -> F64:
+        """Per candidate beat period: how much more the high bands answer a low-band hit one beat
+        later than at once, in units of the cross-correlation's spread (0..1). Kick on 1 and 3
+        with snare on 2 and 4 is a pulse at the beat, though each drum alone repeats every two."""
+        r = self._cross  # r[k]: high k frames after low, normalised
+        if r is None:
+            return np.zeros(len(lags))
+        at_once = max(float(r[0]), float(r[1]), float(r[-1]))
+        later = _interp(r[:filled], lags[:, None] * _PEAK[None, :]).max(axis=1)
+        body = r[1 : filled // 2]  # its spread: in noise the lead is small but clear
+        mean = float(body.sum()) / len(body)
+        spread = max(float(body @ body) / len(body) - mean * mean, 0.0) ** 0.5 + 1e-9
+        return np.asarray(np.clip((later - at_once) / (BACKBEAT_SPREAD * spread), 0.0, 1.0))
+
+    def _metrical_level(self, acf: F64, lag: float, lo: float, hi: float, filled: int) -> float:
         """Among the best lag's multiples and fractions in range, the one whose ACF peak, weighted
-        by a log-normal tempo prior, is highest: picks the beat rather than the bar or the eighth."""
-        best, best_score = lag, -np.inf
-        for factor in (1 / 3, 1 / 2, 1.0, 2.0, 3.0):
-            c = lag * factor
-            if not lo * 0.97 <= c <= hi * 1.03 or c * 1.04 >= len(acf) - 1:
-                continue
-            peak = float(_interp(acf, np.linspace(c * 0.96, c * 1.04, 9, dtype=np.float64)).max())
-            bpm = 60.0 * self.frame_rate_hz / c
-            prior = np.exp(-0.5 * (np.log2(bpm / self.prior_bpm) / self.prior_octaves) ** 2)
-            current = self._tempo.bpm
-            if current and abs(bpm - current) <= 0.04 * current:
-                prior *= CONTINUITY  # the level we are on keeps winning ties: no octave flicker
-            if peak * prior > best_score:
-                best, best_score = c, peak * prior
-        return best
+        by a log-normal tempo prior and the backbeat cue, is highest: picks the beat rather than
+        the bar or the eighth."""
+        c = lag * LEVELS
+        c = c[(c >= lo * 0.97) & (c <= hi * 1.03) & (c * 1.04 < len(acf) - 1)]
+        if not len(c):
+            return lag
+        peak = _interp(acf, c[:, None] * _PEAK[None, :]).max(axis=1)
+        bpm = 60.0 * self.frame_rate_hz / c
+        prior = np.exp(-0.5 * (np.log2(bpm / self.prior_bpm) / self.prior_octaves) ** 2)
+        current = self._tempo.bpm
+        if current:  # the level we are on keeps winning ties: no octave flicker
+            prior[np.abs(bpm - current) <= 0.04 * current] *= CONTINUITY
+        score = peak * prior * (1.0 + BACKBEAT_GAIN * self._backbeat(filled, c))
+        return float(c[int(np.argmax(score))])
 
     @staticmethod
     def _harmonic_score(acf: F64, lags: F64) -> F64:
-        total = np.zeros(len(lags))
-        weight = np.zeros(len(lags))
-        for k in range(1, 5):
-            ok = k * lags < len(acf) - 1
-            total[ok] += _interp(acf, k * lags[ok]) / k**0.5
-            weight[ok] += 1.0 / k**0.5
-        return np.asarray(total / np.maximum(weight, 1e-9))
+        pos = _HARMONICS * lags[None, :]
+        ok = pos < len(acf) - 1
+        weight = ok / np.sqrt(_HARMONICS)
+        total = (_interp(acf, np.where(ok, pos, 0.0)) * weight).sum(axis=0)
+        return np.asarray(total / np.maximum(weight.sum(axis=0), 1e-9))
 
     @staticmethod
     def _refine(acf: F64, lag: float, filled: int) -> float:
         """Beat period (frames) fitted through the interpolated peaks near k * lag."""
-        num = den = 0.0
-        for k in range(1, 9):
-            centre = k * lag
-            if centre + 2 >= filled * 0.75:
-                break
-            lo_i, hi_i = int(np.floor(centre - 0.15 * lag)), int(np.ceil(centre + 0.15 * lag))
-            seg = acf[max(1, lo_i) : hi_i + 1]
-            if len(seg) < 3:
-                break
-            i = int(np.argmax(seg))
-            peak = max(1, lo_i) + i
-            if 0 < i < len(seg) - 1:
-                a, b, c = seg[i - 1], seg[i], seg[i + 1]
-                denom = a - 2 * b + c
-                if denom < 0:
-                    peak += 0.5 * (a - c) / denom
-            w = max(float(seg[i]), 0.0) * k
-            num += w * peak
-            den += w * k
-        return num / den if den > 0 else lag
+        ks = _REFINE[_REFINE * lag + 2 < filled * 0.75]
+        width = int(np.ceil(0.3 * lag)) + 1
+        if not len(ks) or width < 3:
+            return lag
+        start = np.maximum(1, np.floor(ks * lag - 0.15 * lag).astype(np.int64))
+        idx = np.minimum(start[:, None] + np.arange(width)[None, :], len(acf) - 1)
+        seg = acf[idx]
+        rows = np.arange(len(ks))
+        i = np.clip(np.argmax(seg, axis=1), 1, width - 2)
+        a, b, c = seg[rows, i - 1], seg[rows, i], seg[rows, i + 1]
+        denom = a - 2 * b + c
+        inner = (denom < 0) & (b >= a) & (b >= c)  # a true local maximum: parabola through it
+        shift = np.where(inner, 0.5 * (a - c) / np.where(inner, denom, -1.0), 0.0)
+        best = np.max(seg, axis=1)
+        peaks = np.where(inner, idx[rows, i] + shift, idx[rows, np.argmax(seg, axis=1)])
+        w = np.maximum(best, 0.0) * ks
+        den = float(np.dot(w, ks))
+        return float(np.dot(w, peaks) / den) if den > 0 else lag
 
     def _beat(self, period: float, filled: int) -> float:
         """Frame index of the latest beat: the comb offset that collects the most ODF."""
-        x = self._buf[-filled:]
+        x = self._buf[0, -filled:]
         beats = int((filled - 1) // period)
         if beats < 1:
             return float(self._frames - 1)
         offsets = np.arange(int(np.ceil(period)), dtype=np.float64)
         ks = np.arange(beats, dtype=np.float64) * period
         positions = (filled - 1) - offsets[:, None] - ks[None, :]
-        score = _interp(x, positions.clip(0, filled - 1)).sum(axis=1)
+        score = _interp(x, np.maximum(positions, 0.0)).sum(axis=1)
         return float(self._frames - 1 - offsets[int(np.argmax(score))])
 
 
 def _interp(values: F64, positions: F64) -> F64:
     """Linear interpolation of `values` at fractional indices."""
-    i = np.floor(positions).astype(np.int64)
-    i = np.clip(i, 0, len(values) - 2)
+    i = positions.astype(np.int64)  # positions are >= 0: truncation is the floor
+    np.minimum(i, len(values) - 2, out=i)
     f = positions - i
     return np.asarray(values[i] * (1 - f) + values[i + 1] * f)
 
@@ -270,11 +344,12 @@ class BeatTracker:
     def __init__(self, sample_rate: int, min_bpm: float = 60.0, max_bpm: float = 180.0) -> None:
         self.frame_rate_hz = sample_rate / HOP
         self.frames = Frames(sample_rate)
-        self.onsets = OnsetDetector(self.frame_rate_hz, np.asarray(self.frames.freqs, dtype=np.float64))
+        self.onsets = OnsetDetector(
+            self.frame_rate_hz, np.asarray(self.frames.freqs, dtype=np.float64), bin_scale=self.frames.scale
+        )
         self.tempo = TempoTracker(self.frame_rate_hz, min_bpm, max_bpm)
 
     def process(self, samples: NDArray[np.float32]) -> Tempo:
-        power = self.frames.push(samples)
-        odf = self.onsets.flux(power)
+        odf = self.onsets.flux(self.frames.magnitudes(samples))
         self.onsets.onsets(odf)
         return self.tempo.process(odf)
