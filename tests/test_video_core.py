@@ -14,7 +14,6 @@ from krystal.video.controls import ControlReport, controls_problem, parse_contro
 from krystal.video.pattern import TestPattern
 from krystal.video.reconnect import Frame, Session
 from krystal.video.sources import (
-    Backoff,
     CaptureSource,
     EndOfStream,
     FileSource,
@@ -123,15 +122,6 @@ def test_make_source_types(tmp_path: Path) -> None:
     assert isinstance(make_source(source_type="camera", **common), CaptureSource)
     with pytest.raises(ValueError, match="unknown source_type"):
         make_source(source_type="laser", **common)
-
-
-def test_backoff_doubles_caps_and_resets() -> None:
-    b = Backoff(0.5, 3.0)
-    waits = [b.failed(now_s=0.0) for _ in range(5)]
-    assert waits == [0.5, 1.0, 2.0, 3.0, 3.0]
-    assert not b.due(2.9) and b.due(3.0)
-    b.reset()
-    assert b.attempts == 0 and b.due(0.0) and b.failed(0.0) == 0.5
 
 
 def test_fit_resizes_only_when_needed() -> None:
