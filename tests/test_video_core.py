@@ -87,6 +87,32 @@ def test_file_source_missing_or_garbage(tmp_path: Path) -> None:
         src.read()
 
 
+def test_file_source_releases_a_capture_that_failed_to_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error's traceback keeps the failed capture alive for as long as the error is kept (the
+    reconnect core keeps the last one), so open must release it itself, not leave it to the GC."""
+    captures: list[cv2.VideoCapture] = []
+    released: list[cv2.VideoCapture] = []
+
+    class Recorded(cv2.VideoCapture):  # the real capture, with its release calls recorded
+        def __init__(self, *args: object) -> None:
+            super().__init__(*args)
+            captures.append(self)
+
+        def release(self) -> None:
+            released.append(self)
+            super().release()
+
+    monkeypatch.setattr(cv2, "VideoCapture", Recorded)
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video" * 100)
+    with pytest.raises(SourceError, match="cannot decode") as caught:
+        FileSource(str(junk)).open()
+    assert caught.value.__traceback__ is not None and len(captures) == 1
+    assert captures[0] in released, "the capture that failed to open was not released"
+
+
 def test_capture_source_keeps_only_the_newest_frame(tmp_path: Path) -> None:
     """A stream read by its session's thread: a slow consumer gets the newest frame, not a backlog."""
     src = CaptureSource(str(write_video(tmp_path / "s.avi", frames=60)))
