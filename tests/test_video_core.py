@@ -92,18 +92,22 @@ def test_file_source_releases_a_capture_that_failed_to_open(
 ) -> None:
     """The error's traceback keeps the failed capture alive for as long as the error is kept (the
     reconnect core keeps the last one), so open must release it itself, not leave it to the GC."""
-    captures: list[cv2.VideoCapture] = []
-    released: list[cv2.VideoCapture] = []
+    real = cv2.VideoCapture
 
-    class Recorded(cv2.VideoCapture):  # the real capture, with its release calls recorded
+    class Recorded:  # the real capture, with its release calls recorded (a cv2 subclass crashes GC on 4.5)
         def __init__(self, *args: object) -> None:
-            super().__init__(*args)
+            self.cap = real(*args)
             captures.append(self)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.cap, name)
 
         def release(self) -> None:
             released.append(self)
-            super().release()
+            self.cap.release()
 
+    captures: list[Recorded] = []
+    released: list[Recorded] = []
     monkeypatch.setattr(cv2, "VideoCapture", Recorded)
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"not a video" * 100)
