@@ -162,13 +162,20 @@ def test_fit_resizes_only_when_needed() -> None:
 
 
 def test_capture_source_applies_controls_and_reports_refusals(tmp_path: Path) -> None:
-    controls = parse_controls(["brightness=0.5", "convert_rgb=1"])
-    src = CaptureSource(str(write_video(tmp_path / "c.avi", frames=30)), controls=controls)
+    """Each control is reported as the backend answered it: a file backend has no brightness and
+    seeks (every OpenCV); it confirms convert_rgb from OpenCV 4.7 on, so that one is asked of it."""
+    path = str(write_video(tmp_path / "c.avi", frames=30))
+    controls = parse_controls(["brightness=0.5", "pos_frames=0", "convert_rgb=1"])
+    src = CaptureSource(path, controls=controls)
     assert src.controls_report is None  # until the device is open
     src.open()
     assert src.read().shape == (120, 160, 3)
-    # a file backend has no brightness; converting to BGR it does
-    assert src.controls_report == ControlReport(applied=("convert_rgb=1",), refused=("brightness=0.5",))
+    probe = cv2.VideoCapture(path)
+    converts = bool(probe.set(cv2.CAP_PROP_CONVERT_RGB, 1))
+    probe.release()
+    applied = ("pos_frames=0", "convert_rgb=1") if converts else ("pos_frames=0",)
+    refused = ("brightness=0.5",) if converts else ("brightness=0.5", "convert_rgb=1")
+    assert src.controls_report == ControlReport(applied=applied, refused=refused)
     src.close()
 
 
