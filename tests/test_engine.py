@@ -24,6 +24,17 @@ from krystal.ros.encodings import ENCODINGS
 SGR = re.compile(r"\x1b\[([0-9;]*)m")
 
 
+def _widen(eight: np.ndarray) -> np.ndarray:
+    """8-bit to 16-bit with a low byte that is not the high one: decoding must take the high byte."""
+    return (eight.astype(np.uint16) << 8) | (255 - eight).astype(np.uint16)
+
+
+def _with_alpha(three: np.ndarray) -> np.ndarray:
+    """A fourth channel of varying alpha, which the engine must ignore (not read as colour)."""
+    alpha = np.indices(three.shape[:2]).sum(axis=0).astype(np.uint8)
+    return np.dstack([three, alpha])
+
+
 def _frame(encoding: str, bgr: np.ndarray) -> np.ndarray:
     """The same picture in `encoding`'s layout."""
     if encoding in ("bgr8", "8UC3"):
@@ -31,19 +42,18 @@ def _frame(encoding: str, bgr: np.ndarray) -> np.ndarray:
     if encoding == "rgb8":
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     if encoding in ("bgra8", "8UC4"):
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)
+        return _with_alpha(bgr)
     if encoding == "rgba8":
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA)
+        return _with_alpha(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     if encoding in ("mono8", "8UC1"):
         return gray
     if encoding in ("mono16", "16UC1"):
-        return gray.astype(np.uint16) * 257
+        return _widen(gray)
     if encoding == "32FC1":
         return gray.astype(np.float32) / 255
     if encoding in ("bgr16", "rgb16", "bgra16", "rgba16"):
-        eight = _frame(encoding.replace("16", "8"), bgr)
-        return eight.astype(np.uint16) * 257
+        return _widen(_frame(encoding.replace("16", "8"), bgr))
     if encoding in ("yuv422", "uyvy", "yuv422_yuy2", "yuyv"):
         yuv = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV)
         y, u, v = yuv[..., 0], yuv[:, ::2, 1], yuv[:, ::2, 2]
@@ -59,19 +69,74 @@ def small_scene() -> np.ndarray:
     return cv2.resize(synthetic(), (640, 360), interpolation=cv2.INTER_AREA)
 
 
+# A picture with known regions: dark | white | red over blue (BGR), 640x360 -> 40x12 cells
+DARK = (slice(0, 12), slice(1, 12))  # (rows, columns) of cells well inside each region
+WHITE = (slice(0, 12), slice(15, 26))
+RED = (slice(0, 4), slice(29, 40))
+BLUE = (slice(8, 12), slice(29, 40))
+GREY_ENCODINGS = {"mono8", "8UC1", "mono16", "16UC1", "32FC1"}
+
+
+@pytest.fixture(scope="module")
+def regions() -> np.ndarray:
+    img = np.zeros((360, 640, 3), np.uint8)
+    img[:, :213] = 12
+    img[:, 213:427] = 235
+    img[:180, 427:] = (0, 0, 220)  # red: grey 66, so its cells are denser than blue's (grey 25)
+    img[180:, 427:] = (220, 0, 0)
+    return img
+
+
+@pytest.fixture(scope="module")
+def ink() -> np.ndarray:
+    atlas = load_atlas()
+    table = np.zeros(256, np.float32)
+    for glyph, coverage in zip(atlas.glyphs, atlas.coverage, strict=True):
+        if ord(glyph) < 256:
+            table[ord(glyph)] = coverage
+    return table
+
+
 @pytest.mark.parametrize("encoding", sorted(ENCODINGS))
 @pytest.mark.parametrize("mode", MODES)
-def test_every_mode_and_encoding_gives_the_configured_grid(mode: str, encoding: str, small_scene) -> None:
+def test_every_mode_and_encoding_gives_the_configured_grid(
+    mode: str, encoding: str, small_scene: np.ndarray, regions: np.ndarray, ink: np.ndarray
+) -> None:
+    """Shape, and content: each region's glyph density and colour, and the picture's detail as the
+    reference encoding (bgr8, or mono8 for grey ones) draws it."""
+    grey = encoding in GREY_ENCODINGS
     engine = Engine(Style(mode=mode, columns=40, rows=12))
-    render = engine.render(_frame(encoding, small_scene), encoding)
+    render = engine.render(_frame(encoding, regions), encoding)
     assert render.codes.shape == (12, 40)
     lines = render.lines()
     assert len(lines) == 12 and all(len(line) == 40 for line in lines)
+    areas = {"dark": DARK, "white": WHITE, "red": RED, "blue": BLUE}
+    density = {name: float(ink[render.codes[area]].mean()) for name, area in areas.items()}
+    # a swapped channel order turns red into blue; a wrong scale or byte makes it all dark or noise
+    assert density["dark"] <= density["blue"] < density["red"] < density["white"], density
     if mode == "cyberpunk":
         assert render.foreground is not None and render.foreground.shape == (12, 40, 3)
         assert render.background is not None and render.background.shape == (12, 40, 3)
+        for cells in (render.foreground, render.background):
+            red, blue = cells[RED].reshape(-1, 3).astype(int), cells[BLUE].reshape(-1, 3).astype(int)
+            if grey:  # no colour invented, and the red region stays the brighter grey
+                assert np.ptp(cells.astype(int), axis=2).max() <= 1
+                assert red.mean() > blue.mean() + 10
+            else:  # RGB out: red is (high, low, low), blue (low, low, high)
+                assert (red[:, 0] > 180).all() and (red[:, 2] < 60).all(), red[:3]
+                assert (blue[:, 2] > 180).all() and (blue[:, 0] < 60).all(), blue[:3]
+            assert cells[WHITE].min() > 180 and cells[DARK].max() < 60
     else:
         assert render.foreground is None
+    reference = "mono8" if grey else "bgr8"
+    ref_frame = cv2.cvtColor(small_scene, cv2.COLOR_BGR2GRAY) if grey else small_scene
+    expect = Engine(Style(mode=mode, columns=40, rows=12)).render(ref_frame, reference)
+    got = Engine(Style(mode=mode, columns=40, rows=12)).render(_frame(encoding, small_scene), encoding)
+    lossy = encoding in ("yuv422", "uyvy", "yuv422_yuy2", "yuyv")  # chroma at half width
+    assert np.mean(got.codes == expect.codes) >= (0.9 if lossy else 1.0), (encoding, reference)
+    if got.foreground is not None and expect.foreground is not None:
+        err = np.abs(got.foreground.astype(int) - expect.foreground.astype(int)).mean()
+        assert err <= (12 if lossy else 0.5), err
 
 
 def test_encodings_agree_on_the_picture(small_scene: np.ndarray) -> None:

@@ -93,3 +93,37 @@ def test_renderer_refuses_bad_charset_and_applies_good_one(ros) -> None:
         assert good.successful and node.params["charset"] == " #"
     finally:
         node.destroy_node()
+
+
+def test_array_parameters_declared_by_type_can_be_read_only(tmp_path: Path) -> None:
+    """An empty-list default is declared by type; read-only must still hold, and the value be set."""
+    from krystal.devices.node import PARAMS as DEVICE_PARAMS
+    from krystal.gateway.node import PARAMS as GATEWAY_PARAMS
+    from krystal.ros.params import ParamTable
+    from krystal.sched.settings import EXECUTOR_PARAMS
+
+    by_name = {p.name: p for p in (*GATEWAY_PARAMS, *DEVICE_PARAMS, *EXECUTOR_PARAMS)}
+    arrays = ["cors_origins", "devices", "executor.cpu_affinity", "executor.topic_budgets_ms"]
+    assert all(by_name[n].read_only and by_name[n].param_type is not None for n in arrays)
+    params = tmp_path / "p.yaml"
+    params.write_text(yaml.safe_dump({"/table": {"ros__parameters": {"devices": ["fan0", "gpu0"]}}}))
+    rclpy.init(args=["--ros-args", "--params-file", str(params)])
+    try:
+        node = rclpy.create_node("table")
+        table = ParamTable(node, [by_name[n] for n in arrays])
+        assert table["devices"] == ["fan0", "gpu0"] and table["cors_origins"] == []
+        # the node itself holds the default, not "not set" (what `ros2 param get` shows)
+        assert list(node.get_parameter("executor.cpu_affinity").value) == []
+        assert list(node.get_parameter("devices").value) == ["fan0", "gpu0"]
+        assert all(d.read_only for d in node.describe_parameters(arrays))
+        for name, value in (
+            ("cors_origins", ["http://x"]),
+            ("devices", ["sim1"]),
+            ("executor.cpu_affinity", [0]),
+        ):
+            (result,) = _set("table", [node], Parameter(name, value=value))
+            assert not result.successful and "read-only" in result.reason, (name, result.reason)
+        assert table["devices"] == ["fan0", "gpu0"] and list(node.get_parameter("cors_origins").value) == []
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown()

@@ -34,15 +34,24 @@ def test_executables_deliver_ascii_frames(ros, procs) -> None:
     )
     node = rclpy.create_node("exe_probe")
     frames: list[AsciiFrame] = []
+    image_stamps: set[tuple[int, int]] = set()
     node.create_subscription(AsciiFrame, "krystal/ascii", frames.append, sensor_qos(5))
-    t0 = time.monotonic()
+    node.create_subscription(
+        Image,
+        "camera/image_raw",
+        lambda m: image_stamps.add((m.header.stamp.sec, m.header.stamp.nanosec)),
+        sensor_qos(5),
+    )
     ok = spin_until([node], lambda: len(frames) >= 3, 10.0)
-    elapsed = time.monotonic() - t0
     node.destroy_node()
     assert ok, f"no AsciiFrame within 10 s\nvideo: {video.popen.poll()}\nrenderer: {renderer.popen.poll()}"
-    assert (frames[-1].columns, frames[-1].rows) == (64, 20)
+    assert (frames[-1].columns, frames[-1].rows) == (64, 20)  # the -p overrides, not the file's 120x45
     assert all(len(line) == 64 for line in frames[-1].lines) and len(frames[-1].lines) == 20
-    assert elapsed < 10.0
+    # the frames are renders of video_source's images: their stamps, and the moving pattern's content
+    rendered = {(f.header.stamp.sec, f.header.stamp.nanosec) for f in frames}
+    assert rendered & image_stamps, "no AsciiFrame carries the stamp of an image video_source published"
+    assert all("".join(f.lines).strip() for f in frames), "a blank render of the test pattern"
+    assert len({tuple(f.lines) for f in frames}) > 1, "the moving test pattern rendered the same every frame"
     for p in (video, renderer):
         code, _ = p.interrupt(timeout_s=5.0)
         assert code == 0, p.stderr
@@ -70,6 +79,16 @@ def test_krystal_run_starts_the_graph_and_stops_on_sigint(ros, procs) -> None:
     code, took = run.interrupt(timeout_s=5.0)
     assert code == 0, f"exit {code}\n{run.stderr}"
     assert took < 2.0, f"stopping took {took:.2f} s"
+    # the exit code is not the graph: every node must leave it (no orphaned process keeps one alive)
+    watcher = rclpy.create_node("graph_watcher")
+    left = spin_until(
+        [watcher],
+        lambda: not any(ns == "/composed" for _, ns in watcher.get_node_names_and_namespaces()),
+        10.0,
+    )
+    still = [n for n, ns in watcher.get_node_names_and_namespaces() if ns == "/composed"]
+    watcher.destroy_node()
+    assert left, f"nodes still in the graph after krystal run exited: {still}"
     assert "Traceback" not in run.stderr and "Traceback" not in run.stdout
 
 

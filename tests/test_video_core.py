@@ -14,7 +14,6 @@ from krystal.video.controls import ControlReport, controls_problem, parse_contro
 from krystal.video.pattern import TestPattern
 from krystal.video.reconnect import Frame, Session
 from krystal.video.sources import (
-    Backoff,
     CaptureSource,
     EndOfStream,
     FileSource,
@@ -88,6 +87,36 @@ def test_file_source_missing_or_garbage(tmp_path: Path) -> None:
         src.read()
 
 
+def test_file_source_releases_a_capture_that_failed_to_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error's traceback keeps the failed capture alive for as long as the error is kept (the
+    reconnect core keeps the last one), so open must release it itself, not leave it to the GC."""
+    real = cv2.VideoCapture
+
+    class Recorded:  # the real capture, with its release calls recorded (a cv2 subclass crashes GC on 4.5)
+        def __init__(self, *args: object) -> None:
+            self.cap = real(*args)
+            captures.append(self)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.cap, name)
+
+        def release(self) -> None:
+            released.append(self)
+            self.cap.release()
+
+    captures: list[Recorded] = []
+    released: list[Recorded] = []
+    monkeypatch.setattr(cv2, "VideoCapture", Recorded)
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video" * 100)
+    with pytest.raises(SourceError, match="cannot decode") as caught:
+        FileSource(str(junk)).open()
+    assert caught.value.__traceback__ is not None and len(captures) == 1
+    assert captures[0] in released, "the capture that failed to open was not released"
+
+
 def test_capture_source_keeps_only_the_newest_frame(tmp_path: Path) -> None:
     """A stream read by its session's thread: a slow consumer gets the newest frame, not a backlog."""
     src = CaptureSource(str(write_video(tmp_path / "s.avi", frames=60)))
@@ -125,15 +154,6 @@ def test_make_source_types(tmp_path: Path) -> None:
         make_source(source_type="laser", **common)
 
 
-def test_backoff_doubles_caps_and_resets() -> None:
-    b = Backoff(0.5, 3.0)
-    waits = [b.failed(now_s=0.0) for _ in range(5)]
-    assert waits == [0.5, 1.0, 2.0, 3.0, 3.0]
-    assert not b.due(2.9) and b.due(3.0)
-    b.reset()
-    assert b.attempts == 0 and b.due(0.0) and b.failed(0.0) == 0.5
-
-
 def test_fit_resizes_only_when_needed() -> None:
     img = np.zeros((10, 20, 3), np.uint8)
     assert fit(img, 0, 0) is img
@@ -142,13 +162,20 @@ def test_fit_resizes_only_when_needed() -> None:
 
 
 def test_capture_source_applies_controls_and_reports_refusals(tmp_path: Path) -> None:
-    controls = parse_controls(["brightness=0.5", "convert_rgb=1"])
-    src = CaptureSource(str(write_video(tmp_path / "c.avi", frames=30)), controls=controls)
+    """Each control is reported as the backend answered it: a file backend has no brightness and
+    seeks (every OpenCV); it confirms convert_rgb from OpenCV 4.7 on, so that one is asked of it."""
+    path = str(write_video(tmp_path / "c.avi", frames=30))
+    controls = parse_controls(["brightness=0.5", "pos_frames=0", "convert_rgb=1"])
+    src = CaptureSource(path, controls=controls)
     assert src.controls_report is None  # until the device is open
     src.open()
     assert src.read().shape == (120, 160, 3)
-    # a file backend has no brightness; converting to BGR it does
-    assert src.controls_report == ControlReport(applied=("convert_rgb=1",), refused=("brightness=0.5",))
+    probe = cv2.VideoCapture(path)
+    converts = bool(probe.set(cv2.CAP_PROP_CONVERT_RGB, 1))
+    probe.release()
+    applied = ("pos_frames=0", "convert_rgb=1") if converts else ("pos_frames=0",)
+    refused = ("brightness=0.5",) if converts else ("brightness=0.5", "convert_rgb=1")
+    assert src.controls_report == ControlReport(applied=applied, refused=refused)
     src.close()
 
 

@@ -9,9 +9,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 say() { printf '\033[1m[test-compat]\033[0m %s\n' "$*" >&2; }
 
-# OpenCV < 4.7's file backend does not confirm CAP_PROP_CONVERT_RGB; the test expects it to.
-KNOWN_DIFFERENCES=(--deselect tests/test_video_core.py::test_capture_source_applies_controls_and_reports_refusals)
-
 find_python() {  # python<version> that really runs: on PATH, else pyenv's newest patch release
   local version=$1 candidate="" dir
   if command -v "python$version" >/dev/null && "python$version" -c "" 2>/dev/null; then
@@ -49,8 +46,7 @@ run() {  # name
   say "$1: $("$venv/bin/python" -c 'import sys, numpy, PIL, cv2; print(f"Python {sys.version.split()[0]}, NumPy {numpy.__version__}, Pillow {PIL.__version__}, OpenCV {cv2.__version__}")')"
   # shellcheck disable=SC2086
   env -u AMENT_PREFIX_PATH -u CMAKE_PREFIX_PATH -u VIRTUAL_ENV PYTHONPATH="$ROOT/src:$ROOT" \
-    KRYSTAL_CORE_ONLY=1 "$venv/bin/python" -m pytest -q -p no:cacheprovider "${KNOWN_DIFFERENCES[@]}" \
-    ${PYTEST_ARGS:-} tests
+    KRYSTAL_CORE_ONLY=1 "$venv/bin/python" -m pytest -q -p no:cacheprovider ${PYTEST_ARGS:-} tests
 }
 
 # Downloads in parallel (network-bound), tests one after the other (CPU-bound).

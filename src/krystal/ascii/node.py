@@ -441,15 +441,15 @@ class AsciiViewNode(Node):
         self._rate.tick()
         self.frames += 1
         columns, rows = int(msg.columns), int(msg.rows)
-        status = (
-            f" {msg.mode}/{msg.kernel} {columns}x{rows} | {self._rate.rate_hz():4.1f} fps"
-            f" | render {msg.render_time_ms:5.2f} ms | latency {msg.latency_ms:5.1f} ms | Ctrl-C quits"
-        )
-        if self._warning:
-            status += f" | {self._warning}"
+        term_cols, term_rows = terminal_size()
+        status = f" {msg.mode}/{msg.kernel} {columns}x{rows} | {self._rate.rate_hz():4.1f} fps"
+        timing = f" | render {msg.render_time_ms:5.2f} ms | latency {msg.latency_ms:5.1f} ms"
+        if self._warning:  # the warning in the hint's place; timings give way on a narrow terminal
+            status += (timing if len(status + timing) + 40 <= term_cols else "") + f" | {self._warning}"
+        else:
+            status += timing + " | Ctrl-C quits"
         cells = rows * columns
         if len(msg.foreground_rgb) == 3 * cells and self._colors != "none" and len(msg.lines) == rows:
-            term_cols, term_rows = terminal_size()
             keep_r, keep_c = min(rows, max(1, term_rows - 1)), min(columns, term_cols)
             codes = raster.lines_to_codes(list(msg.lines))[:keep_r, :keep_c]
             fg = np.frombuffer(msg.foreground_rgb, np.uint8).reshape(rows, columns, 3)[:keep_r, :keep_c]

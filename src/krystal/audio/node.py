@@ -19,12 +19,12 @@ from krystal.audio.features import DEFAULT_BAND_EDGES_HZ, Analyzer, Chunk, Featu
 from krystal.audio.generator import PATTERNS
 from krystal.audio.sources import SOURCE_TYPES, AudioSource, AudioSourceError, EndOfStream, make_source
 from krystal.audio.spectrum import HOP
+from krystal.backoff import Backoff
 from krystal.msg import AudioFeatures, AudioPcm
 from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
 from krystal.ros.params import Param, ParamTable
 from krystal.ros.qos import overridable, sensor_qos
 from krystal.sched.metrics import RateMeter
-from krystal.video.sources import Backoff
 
 
 def _window_problem(value: Any) -> str | None:

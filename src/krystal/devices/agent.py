@@ -15,11 +15,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from krystal.backoff import Backoff
 from krystal.devices.audit import AuditLog
 from krystal.devices.calls import CallTimeout, Worker
 from krystal.devices.driver import ERROR, OK, WARN, Context, DeviceAbsent, DeviceGone, Driver, Reading
 from krystal.devices.schema import Command, SchemaError, parse_options, validate
-from krystal.video.sources import Backoff
 
 REMEMBERED_COMMANDS = 256  # answers kept for idempotent retries, per device
 

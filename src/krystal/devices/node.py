@@ -38,7 +38,7 @@ from krystal.srv import DeviceCommand
 STRINGS = Parameter.Type.STRING_ARRAY
 PARAMS = (
     Param("devices", ["sim0"], "Devices to host, read at start; each has <name>.driver, .options, ...",
-          param_type=STRINGS),
+          read_only=True, param_type=STRINGS),
     Param("supervise", True, "Bring every device to active at start; retry a failed configure with backoff"),
     Param("heartbeat_period_s", 1.0, "DeviceStatus period while active (bond: 1 s)", 0.05, 60.0),
     Param("heartbeat_timeout_s", 4.0, "No status this long: STALE in the registry (bond: 4 s)", 0.1, 600.0),
@@ -70,11 +70,25 @@ def device_params(name: str) -> list[Param]:
             f"{name}.driver",
             "simulated",
             f"Driver of device {name} (built-in or krystal.device_drivers entry point)",
+            read_only=True,
         ),
-        Param(f"{name}.kind", "", f"What device {name} is (fan, gpu, model, ...), for operators"),
-        Param(f"{name}.uuid", "", f"Fixed UUID of {name}; empty: made once and kept in state_dir"),
-        Param(f"{name}.frame_id", "", f"frame_id of {name}'s status; empty: its name"),
-        Param(f"{name}.options", [], f"Driver options of {name} as key=value items", param_type=STRINGS),
+        Param(
+            f"{name}.kind", "", f"What device {name} is (fan, gpu, model, ...), for operators", read_only=True
+        ),
+        Param(
+            f"{name}.uuid",
+            "",
+            f"Fixed UUID of {name}; empty: made once and kept in state_dir",
+            read_only=True,
+        ),
+        Param(f"{name}.frame_id", "", f"frame_id of {name}'s status; empty: its name", read_only=True),
+        Param(
+            f"{name}.options",
+            [],
+            f"Driver options of {name} as key=value items",
+            read_only=True,
+            param_type=STRINGS,
+        ),
     ]
 
 

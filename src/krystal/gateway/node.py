@@ -75,6 +75,7 @@ PARAMS = (
         "cors_origins",
         [],
         "Origins allowed by CORS, read at start; empty: CORS off",
+        read_only=True,
         param_type=Parameter.Type.STRING_ARRAY,
     ),
     Param("stream_hz", 10.0, "ASCII frames per second sent to each live page", 0.5, 60.0),

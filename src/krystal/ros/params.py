@@ -116,10 +116,18 @@ class ParamTable:
     def _declare_one(self, p: Param, ignore_override: bool) -> Any:
         if p.param_type is None:
             return self._node.declare_parameter(p.name, p.default, p.descriptor(), ignore_override).value
-        value: Any = self._node.declare_parameter(p.name, p.param_type, p.descriptor(), ignore_override).value
+        final = p.descriptor()
+        final.type = p.param_type.value
+        writable = p.descriptor()
+        writable.type, writable.read_only = final.type, False
+        value: Any = self._node.declare_parameter(p.name, p.param_type, writable, ignore_override).value
         if value is None:  # declared by type, no value in the file (rcl reads `[]` as no value)
-            self._node.set_parameters([Parameter(p.name, p.param_type, p.default)])
+            result = self._node.set_parameters([Parameter(p.name, p.param_type, p.default)])[0]
+            if not result.successful:
+                raise RuntimeError(f"{p.name}: the default {p.default!r} is refused: {result.reason}")
             value = p.default
+        if p.read_only:  # read-only only now: a read-only parameter cannot be given its default above
+            self._node.set_descriptor(p.name, final)
         return value
 
     def _validate(self, changes: list[Parameter[Any]]) -> SetParametersResult:

@@ -16,8 +16,9 @@ from typing import Any
 
 from numpy.typing import NDArray
 
+from krystal.backoff import Backoff
 from krystal.video.controls import ControlReport
-from krystal.video.sources import Backoff, EndOfStream, FrameSource, SourceError
+from krystal.video.sources import EndOfStream, FrameSource, SourceError
 
 CLOSE_WAIT_S = 0.25  # a new open waits this long for the previous session's thread to end
 

@@ -218,29 +218,6 @@ def make_source(
     raise ValueError(f"unknown source_type {source_type!r}; one of {', '.join(SOURCE_TYPES)}")
 
 
-class Backoff:
-    """Delays between reconnect attempts: initial, doubled each failure, capped; reset on success."""
-
-    def __init__(self, initial_s: float = 0.5, max_s: float = 8.0) -> None:
-        self.initial_s, self.max_s = initial_s, max_s
-        self.delay_s = initial_s
-        self.attempts = 0
-        self.next_attempt_s = 0.0
-
-    def failed(self, now_s: float) -> float:
-        self.attempts += 1
-        wait = self.delay_s
-        self.next_attempt_s = now_s + wait
-        self.delay_s = min(self.max_s, self.delay_s * 2)
-        return wait
-
-    def due(self, now_s: float) -> bool:
-        return now_s >= self.next_attempt_s
-
-    def reset(self) -> None:
-        self.delay_s, self.attempts, self.next_attempt_s = self.initial_s, 0, 0.0
-
-
 STALE_TOLERANCE = 0.25  # of a period: delivery jitter when the camera runs at the node's rate
 
 
