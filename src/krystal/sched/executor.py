@@ -75,12 +75,18 @@ _REPEAT_LOG_NS = 10_000_000_000  # the same failure is logged again at most this
 
 _GROUP_NAME_ATTR = "_krystal_group_name"
 _BUDGET_ATTR = "_krystal_budget_ms"
+_PERIOD_ATTR = "_krystal_period_ns"
 
 
 def name_group(group: Any, name: str) -> Any:
     """Name a callback group so `executor.group_budgets_ms` can give it a budget; returns it."""
     setattr(group, _GROUP_NAME_ATTR, name)
     return group
+
+
+def set_stream_period(subscription: Any, period_s: float) -> None:
+    """The period of the stream a subscription reads: its natural budget (before its QoS deadline)."""
+    setattr(subscription, _PERIOD_ATTR, int(period_s * 1e9))
 
 
 def set_budget(entity_or_group: Any, budget_ms: float) -> None:
@@ -296,7 +302,7 @@ class DeadlineExecutor(Executor):
             entry.name = f"sub {e.topic_name}"
             topic_ms = budgets.for_topic(e.topic_name, node.get_namespace())
             deadline = getattr(getattr(e, "qos_profile", None), "deadline", None)
-            natural = int(getattr(deadline, "nanoseconds", 0) or 0)
+            natural = int(getattr(e, _PERIOD_ATTR, 0) or getattr(deadline, "nanoseconds", 0) or 0)
         elif kind == _SRV:
             entry.name = f"service {e.srv_name}"
         elif kind == _CLI:
