@@ -8,7 +8,7 @@ import pytest
 import yaml
 from rclpy.node import Node
 
-from krystal.graph import GRAPH, by_executable, launch_specs, load_node_class, select
+from krystal.graph import GRAPH, STREAMS, by_executable, launch_specs, load_node_class, select
 from tests.conftest import executable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,3 +60,12 @@ def test_launch_specs_one_per_node() -> None:
 def test_unknown_node_names_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown node"):
         select(["video_source", "laser"])
+
+
+@pytest.mark.parametrize("s", STREAMS, ids=lambda s: s.topic)
+def test_stream_rates_are_their_publishers_defaults(s) -> None:
+    """A stream's declared rate is its publisher's configured one, so the deadline fits the stream."""
+    configured = CONFIG[f"/**/{s.publisher}"]["ros__parameters"][s.rate_param]
+    rate_hz = 1.0 / configured if s.rate_param.endswith("_s") else configured
+    assert rate_hz == pytest.approx(s.rate_hz)
+    assert s.deadline_s > s.period_s

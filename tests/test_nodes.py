@@ -15,6 +15,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from krystal.ascii.node import AsciiRendererNode
 from krystal.ros.image import array_to_image
 from krystal.ros.qos import latched_qos, reliable_qos, sensor_qos
+from krystal.ros.streams import stream_qos
 from krystal.video.node import VideoSourceNode
 from tests.conftest import spin_until
 from tests.test_calibration import CALIBRATION_YAML
@@ -41,7 +42,9 @@ class Probe:
         n.create_subscription(AsciiFrame, "krystal/ascii", self.frames.append, sensor_qos(5))
         n.create_subscription(RenderStats, "krystal/render_stats", self.stats.append, reliable_qos())
         n.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, reliable_qos())
-        self.image_pub = n.create_publisher(Image, "camera/image_raw", sensor_qos(1))
+        self.image_pub = n.create_publisher(
+            Image, "camera/image_raw", stream_qos("camera/image_raw", sensor_qos(1))
+        )
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for s in msg.status:

@@ -27,6 +27,7 @@ from krystal.reasoning.log import read_decisions, read_lines
 from krystal.reasoning.node import ReasoningNode
 from krystal.ros.image import array_to_image
 from krystal.ros.qos import latched_qos, sensor_qos
+from krystal.ros.streams import stream_qos
 from tests.conftest import executable, spin_until
 
 FRAME = cv2.resize(synthetic(), (640, 360), interpolation=cv2.INTER_AREA)
@@ -44,8 +45,12 @@ class Watcher:
         self.frames: list[tuple[float, AsciiFrame]] = []
         self.node.create_subscription(StyleDecision, "krystal/style", self._on_decision, latched_qos(10))
         self.node.create_subscription(AsciiFrame, "krystal/ascii", self._on_frame, sensor_qos(5))
-        self.image_pub = self.node.create_publisher(Image, "camera/image_raw", sensor_qos(1))
-        self.audio_pub = self.node.create_publisher(AudioFeatures, "audio/features", sensor_qos(5))
+        self.image_pub = self.node.create_publisher(
+            Image, "camera/image_raw", stream_qos("camera/image_raw", sensor_qos(1))
+        )
+        self.audio_pub = self.node.create_publisher(
+            AudioFeatures, "audio/features", stream_qos("audio/features", sensor_qos(5))
+        )
 
     def _on_decision(self, msg: StyleDecision) -> None:
         if not self.decisions or self.decisions[-1][1].decision_id != msg.decision_id:

@@ -20,6 +20,7 @@ from krystal.ascii.engine import Engine, Style
 from krystal.ascii.node import AsciiRendererNode, AsciiViewNode
 from krystal.ros.image import array_to_image
 from krystal.ros.qos import latched_qos, sensor_qos
+from krystal.ros.streams import stream_qos
 from tests.conftest import spin_until
 from tests.test_nodes import Probe
 
@@ -87,7 +88,9 @@ def test_style_decisions_apply_on_the_next_frame_and_bad_ones_are_refused(ros) -
 
 def test_loud_audio_glitches_and_silence_does_not(ros) -> None:
     renderer, probe = _renderer(mode="glitch", columns=48, rows=14, glitch_level=0.0), Probe()
-    audio_pub = probe.node.create_publisher(AudioFeatures, "audio/features", sensor_qos(5))
+    audio_pub = probe.node.create_publisher(
+        AudioFeatures, "audio/features", stream_qos("audio/features", sensor_qos(5))
+    )
     nodes = [renderer, probe.node]
     calm = Engine(Style(mode="edges", columns=48, rows=14)).render(FRAME, "bgr8").lines()
     assert _feed(nodes, probe, lambda: len(probe.frames) >= 3)

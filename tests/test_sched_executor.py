@@ -16,7 +16,7 @@ import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
-from rcl_interfaces.srv import GetParameters, SetParameters
+from rcl_interfaces.srv import GetParameters, ListParameters, SetParameters
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.node import Node
@@ -26,7 +26,7 @@ from std_msgs.msg import Int32, String
 from krystal.ros.diagnostics import ERROR, Diagnostics
 from krystal.ros.qos import DeadlineMisses, reliable_qos, sensor_qos, with_deadline
 from krystal.sched.executor import DeadlineExecutor, set_budget
-from krystal.sched.settings import EXECUTOR_PARAMS, node_settings
+from krystal.sched.settings import EXECUTOR_PARAMS, ExecutorSettings, node_settings
 from tests.conftest import executable, spin_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,6 +150,73 @@ def test_parameter_services_work_under_it(spinner) -> None:
     finally:
         client_node.destroy_node()
     assert served.get_parameter("gain").value == 2.5
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_clients_and_coroutine_callbacks_work_under_it(ros, threads: int) -> None:
+    """A node spun by ours calls a service: through spin_until_future_complete, and from an async
+    timer callback that awaits the response (the rest of it runs as a task)."""
+    host = Node("srv_host")
+    caller = Node("srv_caller")
+    client = caller.create_client(ListParameters, "/srv_host/list_parameters")
+    executor = DeadlineExecutor(threads=threads)
+    executor.add_node(host)
+    executor.add_node(caller)
+    answers: list[ListParameters.Response] = []
+    try:
+        assert client.wait_for_service(timeout_sec=10.0)
+        future = client.call_async(ListParameters.Request())
+        executor.spin_until_future_complete(future, timeout_sec=10.0)
+        assert future.done() and "use_sim_time" in future.result().result.names
+
+        async def ask() -> None:
+            if not answers:
+                answers.append(await client.call_async(ListParameters.Request()))
+
+        caller.create_timer(0.05, ask)
+        end = time.monotonic() + 10.0
+        while not answers and time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+        assert answers and "use_sim_time" in answers[0].result.names
+        assert executor.errors_of(caller) == 0
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        caller.destroy_node()
+        host.destroy_node()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_spinning_before_releases_still_serves_timers_messages_and_cancels(ros, threads: int) -> None:
+    """executor.spin_us: due timers are called straight after the busy-wait, messages that arrive
+    meanwhile are still taken, and a cancelled timer leaves the loop waiting normally."""
+    node = Node("spinner_node")
+    ticks: list[int] = []
+    got: list[Int32] = []
+    pub = node.create_publisher(Int32, "spun", reliable_qos(50))
+    node.create_subscription(Int32, "spun", got.append, reliable_qos(50))
+
+    def tick() -> None:
+        ticks.append(1)
+        pub.publish(Int32(data=len(ticks)))
+
+    timer = node.create_timer(0.005, tick)
+    executor = DeadlineExecutor(threads=threads)
+    executor.configure_realtime(ExecutorSettings(spin_us=2000))
+    executor.add_node(node)
+    try:
+        end = time.monotonic() + 20.0
+        while (len(ticks) < 30 or len(got) < 25) and time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+        assert len(ticks) >= 30 and len(got) >= 25, (len(ticks), len(got))
+        timer.cancel()
+        n = len(ticks)
+        for _ in range(5):
+            executor.spin_once(timeout_sec=0.02)  # returns: nothing is due any more
+        assert len(ticks) == n
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+    assert executor.errors_of(node) == 0
 
 
 class Talker(LifecycleNode):
@@ -334,6 +401,26 @@ def test_refused_sched_fifo_logs_one_line_and_the_executable_runs_and_stops_clea
     assert "Traceback" not in video.stderr
     refusals = [line for line in video.stderr.splitlines() if "real-time setup refused" in line]
     assert len(refusals) == 1 and "SCHED_FIFO priority 50: not permitted" in refusals[0], video.stderr
+    assert "executor summary" in video.stderr
+
+
+def test_a_real_time_pool_that_spins_before_releases_stops_cleanly_on_ctrl_c(ros, procs) -> None:
+    """SCHED_FIFO (root here; refused with one line elsewhere), a pool of 2 and spin_us: frames
+    flow, Ctrl-C exits 0 without a traceback and the summary is logged."""
+    args = ["executor.sched_priority:=20", "executor.threads:=2", "executor.spin_us:=200", "width:=64"]
+    video = procs([executable("video_source"), "--ros-args", *(x for a in args for x in ("-p", a))])
+    probe = rclpy.create_node("rt_pool_probe")
+    from sensor_msgs.msg import Image
+
+    images: list[Image] = []
+    probe.create_subscription(Image, "camera/image_raw", images.append, sensor_qos(5))
+    try:
+        ok = spin_until([probe], lambda: len(images) >= 10, 20.0)
+    finally:
+        probe.destroy_node()
+    code, _ = video.interrupt(timeout_s=10.0)
+    assert ok, video.stderr
+    assert code == 0 and "Traceback" not in video.stderr, video.stderr
     assert "executor summary" in video.stderr
 
 

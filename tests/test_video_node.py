@@ -21,6 +21,7 @@ from sensor_msgs.msg import Image
 from krystal.ros.image import array_to_image, image_to_array
 from krystal.ros.qos import sensor_qos
 from krystal.ros.stamps import StampAge
+from krystal.ros.streams import stream_qos
 from tests.conftest import spin_until
 from tests.test_nodes import Probe, _renderer, _video
 
@@ -140,7 +141,9 @@ def test_renderer_reports_skewed_stamps_and_keeps_rendering(ros) -> None:
     """Images stamped an hour in the past (another host's clock): not all dropped as stale, and
     /diagnostics says the stamps look skewed."""
     renderer, probe = _renderer(columns=16, rows=4, max_frame_age_ms=500.0), Probe()
-    pub = probe.node.create_publisher(Image, "camera/image_raw", sensor_qos(1))
+    pub = probe.node.create_publisher(
+        Image, "camera/image_raw", stream_qos("camera/image_raw", sensor_qos(1))
+    )
     nodes = [renderer, probe.node]
     name = "ascii_renderer: input_stamps"
     image = array_to_image(np.full((24, 32, 3), 128, np.uint8), "bgr8")

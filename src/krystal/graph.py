@@ -86,6 +86,49 @@ GRAPH: tuple[NodeEntry, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Stream:
+    """A topic published at a known rate. Its publishers offer, and its subscribers request, one QoS
+    deadline derived here, so both sides always match (DDS matches a requested deadline only with
+    an offered one at least as short); `krystal.ros.streams` applies it."""
+
+    topic: str  # relative, so a namespace or remap moves it with the graph
+    msg_type: str
+    publisher: str  # the node (GRAPH name) that publishes it
+    rate_param: str  # that node's parameter holding the rate (Hz) or, if it ends in _s, the period
+    rate_hz: float  # the rate the graph expects: the parameter's default (tests/test_graph.py checks)
+    deadline_periods: float = 3.0  # margin: a miss means this many periods without a message
+
+    @property
+    def period_s(self) -> float:
+        return 1.0 / self.rate_hz
+
+    @property
+    def deadline_s(self) -> float:
+        return self.deadline_periods / self.rate_hz
+
+
+# Not here: krystal/ascii (its rate is the camera's, and frames are dropped by design when stale),
+# /diagnostics (other tools publish there with their own QoS), event-driven topics (style, status).
+STREAMS: tuple[Stream, ...] = (
+    Stream("camera/image_raw", "sensor_msgs/msg/Image", "video_source", "fps", 30.0),
+    Stream("audio/features", "krystal/msg/AudioFeatures", "audio_source", "analysis_rate_hz", 20.0),
+    Stream("thermal/state", "krystal/msg/ThermalState", "thermal_monitor", "rate_hz", 2.0),
+    Stream("gpu/telemetry", "krystal/msg/GpuTelemetry", "gpu_telemetry", "rate_hz", 2.0),
+    Stream("krystal/render_stats", "krystal/msg/RenderStats", "ascii_renderer", "stats_period_s", 1.0),
+)
+
+
+def stream(topic: str) -> Stream:
+    """The declared stream of a relative topic name; KeyError names the declared ones."""
+    for s in STREAMS:
+        if s.topic == topic:
+            return s
+    raise KeyError(
+        f"{topic!r} is not a declared stream; graph.STREAMS has {', '.join(s.topic for s in STREAMS)}"
+    )
+
+
 def entry_names() -> list[str]:
     return [e.name for e in GRAPH]
 

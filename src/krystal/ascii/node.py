@@ -29,6 +29,7 @@ from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
 from krystal.ros.image import ImageFormatError, array_to_image, image_to_array
 from krystal.ros.params import Param, ParamTable
 from krystal.ros.qos import latched_qos, overridable, reliable_qos, sensor_qos
+from krystal.ros.streams import publish_stream, subscribe_stream
 from krystal.sched.metrics import RateMeter, Window
 
 PARAMS = (
@@ -120,8 +121,9 @@ class AsciiRendererNode(Node):
             AsciiFrame, "krystal/ascii", sensor_qos(depth=1), qos_overriding_options=overridable()
         )
         self._image_pub = self.create_publisher(Image, "krystal/ascii/image", sensor_qos(depth=1))
-        self._stats_pub = self.create_publisher(RenderStats, "krystal/render_stats", reliable_qos())
-        self.create_subscription(
+        self._stats_pub = publish_stream(self, RenderStats, "krystal/render_stats", reliable_qos())
+        subscribe_stream(
+            self,
             Image,
             "camera/image_raw",
             self._on_image,
@@ -129,7 +131,7 @@ class AsciiRendererNode(Node):
             qos_overriding_options=overridable(),
         )
         self.create_subscription(StyleDecision, "krystal/style", self._on_style, latched_qos())
-        self.create_subscription(AudioFeatures, "audio/features", self._on_audio, sensor_qos(depth=5))
+        subscribe_stream(self, AudioFeatures, "audio/features", self._on_audio, sensor_qos(depth=5))
         self._rendered = self._invalid = self._dropped = self._stale = 0
         self._in_rate, self._out_rate = RateMeter(), RateMeter()
         self._render_ms, self._latency_ms = Window(300), Window(300)

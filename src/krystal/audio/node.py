@@ -24,6 +24,7 @@ from krystal.msg import AudioFeatures, AudioPcm
 from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
 from krystal.ros.params import Param, ParamTable
 from krystal.ros.qos import overridable, sensor_qos
+from krystal.ros.streams import publish_stream
 from krystal.sched.metrics import RateMeter
 
 
@@ -102,8 +103,8 @@ class AudioSourceNode(Node):
     def __init__(self, node_name: str = "audio_source", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self.params = ParamTable(self, PARAMS, self._cross_check, self._on_change)
-        self._pub = self.create_publisher(
-            AudioFeatures, "audio/features", sensor_qos(depth=10), qos_overriding_options=overridable()
+        self._pub = publish_stream(
+            self, AudioFeatures, "audio/features", sensor_qos(depth=10), qos_overriding_options=overridable()
         )
         self._pcm_pub = self.create_publisher(
             AudioPcm, "audio/pcm", sensor_qos(depth=10), qos_overriding_options=overridable()

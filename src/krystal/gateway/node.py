@@ -30,6 +30,7 @@ from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
 from krystal.ros.msgdef import message_class
 from krystal.ros.params import Param, ParamTable
 from krystal.ros.qos import latched_qos, reliable_qos, sensor_qos
+from krystal.ros.streams import subscribe_stream
 from krystal.srv import DeviceCommand
 
 FOXGLOVE_TOPICS = (
@@ -173,10 +174,10 @@ class GatewayNode(Node):
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, reliable_qos(100))
         self.create_subscription(AsciiFrame, "krystal/ascii", self._on_frame, sensor_qos(depth=1))
         self.create_subscription(StyleDecision, "krystal/style", self._on_style, latched_qos())
-        self.create_subscription(RenderStats, "krystal/render_stats", self._on_stats, sensor_qos(depth=5))
-        self.create_subscription(ThermalState, "thermal/state", self._on_thermal, sensor_qos(depth=5))
-        self.create_subscription(GpuTelemetry, "gpu/telemetry", self._on_gpu, sensor_qos(depth=10))
-        self.create_subscription(AudioFeatures, "audio/features", self._on_audio, sensor_qos(depth=10))
+        subscribe_stream(self, RenderStats, "krystal/render_stats", self._on_stats, sensor_qos(depth=5))
+        subscribe_stream(self, ThermalState, "thermal/state", self._on_thermal, sensor_qos(depth=5))
+        subscribe_stream(self, GpuTelemetry, "gpu/telemetry", self._on_gpu, sensor_qos(depth=10))
+        subscribe_stream(self, AudioFeatures, "audio/features", self._on_audio, sensor_qos(depth=10))
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         self.hub.tick("/diagnostics")

@@ -25,6 +25,7 @@ from krystal.msg import GpuTelemetry as GpuTelemetryMsg
 from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
 from krystal.ros.params import Param, ParamTable
 from krystal.ros.qos import overridable, sensor_qos
+from krystal.ros.streams import publish_stream
 
 PARAMS = (
     Param("rate_hz", 2.0, "Sampling and publication rate (one GpuTelemetry per device per cycle)", 0.1, 50.0),
@@ -138,8 +139,8 @@ class GpuTelemetryNode(Node):
             else NoDrawCalls()
         )
         self.telemetry = GpuTelemetry(probes, self._draws)
-        self._pub = self.create_publisher(
-            GpuTelemetryMsg, "gpu/telemetry", sensor_qos(depth=4), qos_overriding_options=overridable()
+        self._pub = publish_stream(
+            self, GpuTelemetryMsg, "gpu/telemetry", sensor_qos(depth=4), qos_overriding_options=overridable()
         )
         self._last: Snapshot | None = None
         self._device_tasks: set[str] = set()

@@ -35,6 +35,7 @@ from krystal.reasoning.td import DoubleQ, TdConfig
 from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
 from krystal.ros.params import Param, ParamTable
 from krystal.ros.qos import latched_qos, reliable_qos, sensor_qos
+from krystal.ros.streams import subscribe_stream
 
 
 def _policy_model_problem(path: str) -> str | None:
@@ -310,10 +311,10 @@ class ReasoningNode(Node):
                 self.get_logger().error(self._log_error)
         self._input_error: str | None = None
         self._pub = self.create_publisher(StyleDecision, "krystal/style", latched_qos())
-        self.create_subscription(GpuTelemetry, "gpu/telemetry", self._on_gpu, sensor_qos(depth=5))
-        self.create_subscription(ThermalState, "thermal/state", self._on_thermal, sensor_qos(depth=5))
-        self.create_subscription(AudioFeatures, "audio/features", self._on_audio, sensor_qos(depth=5))
-        self.create_subscription(RenderStats, "krystal/render_stats", self._on_stats, sensor_qos(depth=5))
+        subscribe_stream(self, GpuTelemetry, "gpu/telemetry", self._on_gpu, sensor_qos(depth=5))
+        subscribe_stream(self, ThermalState, "thermal/state", self._on_thermal, sensor_qos(depth=5))
+        subscribe_stream(self, AudioFeatures, "audio/features", self._on_audio, sensor_qos(depth=5))
+        subscribe_stream(self, RenderStats, "krystal/render_stats", self._on_stats, sensor_qos(depth=5))
         self.create_subscription(AsciiFrame, "krystal/ascii", self._on_frame, sensor_qos(depth=5))
         self.create_subscription(StyleDecision, "krystal/style", self._on_style, latched_qos(5))
         self.create_subscription(TemporalVerdict, "krystal/verdicts", self._on_verdict, reliable_qos(20))

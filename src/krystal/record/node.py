@@ -14,6 +14,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from krystal.record.mcapio import McapRecorder, qos_from_metadata, qos_metadata, read_mcap, type_class
 from krystal.ros.qos import latched_qos, reliable_qos, sensor_qos
+from krystal.ros.streams import declared_qos
 
 SKIPPED_BY_ALL = ("/rosout", "/parameter_events")
 
@@ -108,7 +109,7 @@ class Player:
             if rec.topic not in self.publishers:
                 rel, dur, depth = qos_from_metadata(rec.qos)
                 self.publishers[rec.topic] = node.create_publisher(
-                    type_class(rec.type_name), rec.topic, _profile(rel, dur, depth)
+                    type_class(rec.type_name), rec.topic, declared_qos(rec.topic, _profile(rel, dur, depth))
                 )
 
     def wait_for_subscribers(self, timeout_s: float) -> None:

@@ -35,10 +35,25 @@ class Health:
 _BY_NODE: weakref.WeakKeyDictionary[Node, weakref.ref[Diagnostics]] = weakref.WeakKeyDictionary()
 
 
+# Tasks added before the node made its Diagnostics (helpers called early in a node's __init__).
+_PENDING: weakref.WeakKeyDictionary[Node, list[tuple[str, Callable[[], Health]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def diagnostics_of(node: Node) -> Diagnostics | None:
     """The Diagnostics a node created, if any."""
     ref = _BY_NODE.get(node)
     return ref() if ref is not None else None
+
+
+def add_task(node: Node, name: str, task: Callable[[], Health]) -> None:
+    """Add a task to the node's Diagnostics, now or when the node creates it."""
+    diagnostics = diagnostics_of(node)
+    if diagnostics is not None:
+        diagnostics.add(name, task)
+    else:
+        _PENDING.setdefault(node, []).append((name, task))
 
 
 def level_name(level: bytes) -> str:
@@ -56,6 +71,8 @@ class Diagnostics:
         self._pub = node.create_publisher(DiagnosticArray, "/diagnostics", reliable_qos(10))
         self._timer = node.create_timer(period_s, self.publish)
         _BY_NODE[node] = weakref.ref(self)
+        for name, task in _PENDING.pop(node, ()):
+            self.add(name, task)
 
     def add(self, name: str, task: Callable[[], Health]) -> None:
         self._tasks.append((name, task))

@@ -21,7 +21,7 @@ import inspect
 import threading
 import time
 import traceback
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Generator, Iterable
 from typing import Any
 
 import rclpy
@@ -75,12 +75,18 @@ _REPEAT_LOG_NS = 10_000_000_000  # the same failure is logged again at most this
 
 _GROUP_NAME_ATTR = "_krystal_group_name"
 _BUDGET_ATTR = "_krystal_budget_ms"
+_PERIOD_ATTR = "_krystal_period_ns"
 
 
 def name_group(group: Any, name: str) -> Any:
     """Name a callback group so `executor.group_budgets_ms` can give it a budget; returns it."""
     setattr(group, _GROUP_NAME_ATTR, name)
     return group
+
+
+def set_stream_period(subscription: Any, period_s: float) -> None:
+    """The period of the stream a subscription reads: its natural budget (before its QoS deadline)."""
+    setattr(subscription, _PERIOD_ATTR, int(period_s * 1e9))
 
 
 def set_budget(entity_or_group: Any, budget_ms: float) -> None:
@@ -175,6 +181,7 @@ class DeadlineExecutor(Executor):
         self._own_guards: list[Any] = []
         self._guard_ptr = 0
         self._last_wait_ns = 0
+        self._spin_ns = 0
         self._spinning = threading.Lock()
         self._realtime: RealtimeResult | None = None
         self._rt_settings: ExecutorSettings | None = None
@@ -206,6 +213,7 @@ class DeadlineExecutor(Executor):
     def configure_realtime(self, settings: ExecutorSettings) -> None:
         """Real-time setup for the spinning thread and the pool, applied when spinning starts."""
         self._rt_settings = settings
+        self._spin_ns = int(settings.spin_us * 1000)
 
     def _rebuild(self) -> None:
         self._dirty = False
@@ -296,7 +304,7 @@ class DeadlineExecutor(Executor):
             entry.name = f"sub {e.topic_name}"
             topic_ms = budgets.for_topic(e.topic_name, node.get_namespace())
             deadline = getattr(getattr(e, "qos_profile", None), "deadline", None)
-            natural = int(getattr(deadline, "nanoseconds", 0) or 0)
+            natural = int(getattr(e, _PERIOD_ATTR, 0) or getattr(deadline, "nanoseconds", 0) or 0)
         elif kind == _SRV:
             entry.name = f"service {e.srv_name}"
         elif kind == _CLI:
@@ -354,7 +362,6 @@ class DeadlineExecutor(Executor):
         pool = self._threads > 1
         queue = [] if pool else self._queue  # the pool's heap is shared: merged under its lock
         push = heapq.heappush
-        seq = self._seq
         by_timer, by_sub, by_srv, by_cli, by_gc = (
             self._by_ptr[2],
             self._by_ptr[0],
@@ -362,36 +369,12 @@ class DeadlineExecutor(Executor):
             self._by_ptr[3],
             self._by_ptr[1],
         )
+        take_timer = self._release_timer
         for ptr in ws.get_ready_entities("timer"):
             e = by_timer.get(ptr)
-            if e is None or e.busy:
-                continue
-            h = e.handle
-            try:
-                if not h.is_timer_ready():
-                    continue
-                if HAS_TIMER_INFO:
-                    info = h.call_timer_with_info()
-                    expected = info["expected_call_time"]
-                else:
-                    h.call_timer()
-                    info = None
-                    expected = now
-            except (InvalidHandle, TimerCancelledError):
-                continue
-            if e.clock == _STEADY:
-                release = expected
-            elif e.clock == _WALL:
-                release = expected - wall_offset
-            else:
-                release = now
-            release = min(release, now)
-            period = e.period_ns
-            if period > 0:
-                e.next_release_ns = release + period * ((now - release) // period + 1)
-            e.busy = True
-            seq += 1
-            push(queue, (release + e.budget_ns, seq, e, info, release))
+            if e is not None and not e.busy:
+                take_timer(e, now, wall_offset, queue)
+        seq = self._seq
         for ptr in ws.get_ready_entities("subscription"):
             e = by_sub.get(ptr)
             if e is None or e.busy:
@@ -467,6 +450,36 @@ class DeadlineExecutor(Executor):
                 for item in queue:
                     push(self._queue, item)
                 self._cond.notify_all()
+
+    def _release_timer(self, e: _Entry, now: int, wall_offset: int, queue: list[Any]) -> bool:
+        """Call a ready timer (rcl's call: its next release is set) and queue its callback."""
+        h = e.handle
+        try:
+            if not h.is_timer_ready():
+                return False
+            if HAS_TIMER_INFO:
+                info = h.call_timer_with_info()
+                expected = info["expected_call_time"]
+            else:
+                h.call_timer()
+                info = None
+                expected = now
+        except (InvalidHandle, TimerCancelledError):
+            return False
+        if e.clock == _STEADY:
+            release = expected
+        elif e.clock == _WALL:
+            release = expected - wall_offset
+        else:
+            release = now
+        release = min(release, now)
+        period = e.period_ns
+        if period > 0:
+            e.next_release_ns = release + period * ((now - release) // period + 1)
+        e.busy = True
+        self._seq += 1
+        heapq.heappush(queue, (release + e.budget_ns, self._seq, e, info, release))
+        return True
 
     # -- running -----------------------------------------------------------------------------
 
@@ -672,11 +685,11 @@ class DeadlineExecutor(Executor):
             if self._tasks:
                 self._run_tasks()
         if self._threads > 1:
-            self._wait_and_take(timeout_ns)
+            self._wait(timeout_ns)
             return
         queue = self._queue
         if not queue:
-            self._wait_and_take(timeout_ns)
+            self._wait(timeout_ns)
         elif time.monotonic_ns() - self._last_wait_ns >= _POLL_MIN_NS:
             self._wait_and_take(0)  # a late critical timer may have become ready meanwhile
         if not queue or self._is_shutdown:
@@ -687,6 +700,46 @@ class DeadlineExecutor(Executor):
             if wait_until:
                 self._wait_and_take(max(0, wait_until - time.monotonic_ns()) + 200_000)
         self._run(heapq.heappop(queue))
+
+    def _wait(self, timeout_ns: int) -> None:
+        """Wait for work; with `spin_us`, sleep only until that long before the next timer's
+        release and busy-wait the rest: the kernel's wake-up is what jitters at 1 kHz."""
+        spin = self._spin_ns
+        if not spin or timeout_ns == 0:
+            self._wait_and_take(timeout_ns)
+            return
+        now = time.monotonic_ns()
+        due = 0
+        for t in self._timers:
+            r = t.next_release_ns
+            if r > now and not t.busy and t.clock != _SIM and (due == 0 or r < due):
+                due = r
+        if due == 0 or (timeout_ns > 0 and now + timeout_ns < due):
+            self._wait_and_take(timeout_ns)
+            return
+        if due - spin > now:
+            seq = self._seq
+            self._wait_and_take(due - spin - now)
+            if self._seq != seq or self._dirty or self._tasks_due:
+                return  # other work came first
+        clock = time.monotonic_ns
+        while clock() < due:
+            pass
+        # the due timer is called at once, not found through another wait
+        now = clock()
+        wall_offset = time.time_ns() - now
+        queue = self._queue if self._threads == 1 else []
+        taken = False
+        for t in self._timers:
+            if t.next_release_ns == due and not t.busy:
+                taken = self._release_timer(t, now, wall_offset, queue) or taken
+        if not taken:
+            self._wait_and_take(0)
+        elif queue is not self._queue:
+            with self._cond:
+                for item in queue:
+                    heapq.heappush(self._queue, item)
+                self._cond.notify_all()
 
     def _defer_for(self, head: tuple[int, int, _Entry, Any, int]) -> int:
         entry = head[2]
@@ -789,8 +842,24 @@ class DeadlineExecutor(Executor):
         return done
 
 
+class _Continue:
+    """Awaitable that goes on driving a coroutine already started (suspended in an await):
+    `await coro` on it would raise "coroutine is being awaited already"."""
+
+    def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self._coro = coro
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        while True:
+            try:
+                yielded = self._coro.send(None)
+            except StopIteration as stop:
+                return stop.value
+            yield yielded
+
+
 async def _resume(coro: Coroutine[Any, Any, Any]) -> None:
-    await coro
+    await _Continue(coro)
 
 
 async def _respond_later(service: Any, pending: Coroutine[Any, Any, Any], header: Any) -> None:

@@ -63,6 +63,15 @@ EXECUTOR_PARAMS: tuple[Param, ...] = (
         read_only=True,
     ),
     Param(
+        "executor.spin_us",
+        0,
+        "busy-wait this long before a timer's release instead of sleeping through it: less "
+        "wake-up jitter for CPU (about spin_us per release); for SCHED_FIFO setups. 0: sleep",
+        min_value=0,
+        max_value=2000,
+        read_only=True,
+    ),
+    Param(
         "executor.budget_ms",
         0.0,
         "deadline after release of this node's callbacks; 0: a timer's period, a stream's QoS "
@@ -105,6 +114,7 @@ class ExecutorSettings:
     sched_priority: int = 0
     cpu_affinity: tuple[int, ...] = ()
     mlockall: bool = False
+    spin_us: int = 0
     budgets: Budgets = field(default_factory=Budgets)
     default_budget_ms: float = 100.0
 
@@ -129,6 +139,7 @@ def node_settings(node: Node) -> ExecutorSettings:
         sched_priority=int(values["executor.sched_priority"]),
         cpu_affinity=tuple(int(c) for c in values["executor.cpu_affinity"]),
         mlockall=bool(values["executor.mlockall"]),
+        spin_us=int(values["executor.spin_us"]),
         budgets=Budgets(float(values["executor.budget_ms"]), groups, topics),
         default_budget_ms=float(values["executor.default_budget_ms"]),
     )

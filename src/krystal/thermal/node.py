@@ -22,6 +22,7 @@ from krystal.ros.compat import PublisherEventCallbacks
 from krystal.ros.diagnostics import ERROR, OK, STALE, WARN, Diagnostics, Health
 from krystal.ros.params import Param, ParamTable
 from krystal.ros.qos import overridable, sensor_qos
+from krystal.ros.streams import publish_stream
 from krystal.thermal.monitor import Cycle, ThermalMonitor
 from krystal.thermal.policy import LEVEL_ERROR, LEVEL_WARN, overrides_problem, parse_overrides
 
@@ -71,8 +72,8 @@ class ThermalMonitorNode(Node):
         p = self.params
         self.monitor = ThermalMonitor(root=p["root"])
         self._configure()
-        self._state_pub = self.create_publisher(
-            ThermalState, "thermal/state", sensor_qos(depth=1), qos_overriding_options=overridable()
+        self._state_pub = publish_stream(
+            self, ThermalState, "thermal/state", sensor_qos(depth=1), qos_overriding_options=overridable()
         )
         self._temp_pubs: dict[str, Publisher[Temperature]] = {}
         self._subscribed: dict[str, tuple[bool, float]] = {}  # topic -> (has subscribers, asked at)

@@ -22,6 +22,7 @@ from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
 from krystal.ros.image import array_to_image
 from krystal.ros.params import Param, ParamTable
 from krystal.ros.qos import overridable, sensor_qos
+from krystal.ros.streams import publish_stream
 from krystal.sched.metrics import RateMeter, Window
 from krystal.video.calibration import Calibration, CalibrationError, load_calibration, url_problem
 from krystal.video.controls import ControlReport, controls_problem, parse_controls
@@ -87,8 +88,8 @@ class VideoSourceNode(Node):
     def __init__(self, node_name: str = "video_source", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self.params = ParamTable(self, PARAMS, self._cross_check, self._on_change)
-        self._pub = self.create_publisher(
-            Image, "camera/image_raw", sensor_qos(depth=1), qos_overriding_options=overridable()
+        self._pub = publish_stream(
+            self, Image, "camera/image_raw", sensor_qos(depth=1), qos_overriding_options=overridable()
         )
         self._info_pub = self.create_publisher(
             CameraInfo, "camera/camera_info", sensor_qos(depth=1), qos_overriding_options=overridable()
