@@ -246,14 +246,22 @@ def test_status_metrics_and_access_on_the_running_graph(graph: tuple[Any, Graph,
         assert http.get("/status").status_code == 401
         assert http.get("/status", headers={"Authorization": "Bearer nope"}).status_code == 401
 
+        seen: list[Any] = []
+
         def healthy() -> Any:
             body = http.get("/status", headers=AUTH_VIEW).json()
             names = {n["name"]: n["level"] for n in body["health"]["nodes"]}
-            ok = names.get("video_source") == "OK" and names.get("ascii_renderer") == "OK"
-            ok = ok and body["topic_rates_hz"].get("krystal/ascii", 0) > 5 and bool(body["nodes"])
+            seen[:] = [names, body["topic_rates_hz"]]
+            # WARN is allowed: on a loaded 2-core machine a late camera frame is a deadline miss
+            # (streams task); what the gateway must show is live, aggregated health, not ERROR/STALE.
+            live = all(names.get(n) in ("OK", "WARN") for n in ("video_source", "ascii_renderer"))
+            ok = live and body["topic_rates_hz"].get("krystal/ascii", 0) > 5 and bool(body["nodes"])
             return body if ok else None
 
-        body = wait_for(healthy)
+        try:
+            body = wait_for(healthy)
+        except AssertionError as exc:
+            raise AssertionError(f"graph not healthy in time; last levels and rates: {seen}") from exc
         assert {"/video_source", "/ascii_renderer", "/gateway"} <= set(body["nodes"])
         metrics = http.get("/metrics", headers=AUTH_VIEW)
         assert metrics.status_code == 200 and "krystal_render_time_ms_bucket" in metrics.text

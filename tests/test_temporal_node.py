@@ -424,6 +424,7 @@ def test_reasoning_acts_on_the_surrogate_gated_chaos_flag(ros: None, tmp_path: P
 
     from krystal.reasoning.node import ReasoningNode
     from krystal.ros.qos import latched_qos, reliable_qos
+    from krystal.ros.streams import stream_qos
     from krystal.temporal.node import TemporalSolverNode
 
     solver = TemporalSolverNode(
@@ -438,7 +439,9 @@ def test_reasoning_acts_on_the_surrogate_gated_chaos_flag(ros: None, tmp_path: P
         parameter_overrides=[Parameter("log_path", Parameter.Type.STRING, str(tmp_path / "d.jsonl"))]
     )
     peer = Node("chaos_peer")
-    pub = peer.create_publisher(RenderStats, "krystal/render_stats", reliable_qos(200))
+    pub = peer.create_publisher(
+        RenderStats, "krystal/render_stats", stream_qos("krystal/render_stats", reliable_qos(200))
+    )
     verdicts: list[TemporalVerdict] = []
     styles: list[StyleDecision] = []
     peer.create_subscription(
