@@ -412,7 +412,7 @@ def test_browser_sees_the_ascii_stream_change_and_the_style(
     )
     g.executor.add_node(helper)
     token = "v" * 24
-    wait_for(lambda: gateway.hub.style is not None and gateway.hub.frame is not None)
+    wait_for(lambda: "sketch" in repr(gateway.hub.style) and gateway.hub.frame is not None)
 
     def dom(n: int) -> str:
         cmd = [
