@@ -11,11 +11,8 @@ as ThermalState at 10 Hz; `idle_node` is an empty node's 10 Hz timer, the floor 
 from __future__ import annotations
 
 import argparse
-import atexit
 import glob as _glob
 import math
-import secrets
-import shutil
 import tempfile
 import types
 from collections.abc import Iterator
@@ -51,15 +48,13 @@ def psutil_root(root: Path) -> Iterator[None]:
         _pslinux.glob = saved
 
 
-def _underscore_free(tmp: Path) -> Path:
-    """A fresh folder under `tmp` (removed with it) whose path has no '_'; `tmp` itself may have one."""
-    base = Path("/tmp") if "_" in str(tmp) else tmp
-    path = base / f"krystal-thermal-{secrets.token_hex(6)}"
-    path.mkdir()
-    if base != tmp:
-        (tmp / "tree").symlink_to(path)
-        atexit.register(shutil.rmtree, path, True)
-    return path
+def _tree_dir() -> tempfile.TemporaryDirectory[str]:
+    """A temporary folder whose path has no '_' (psutil splits sysfs names there)."""
+    while True:
+        tmp = tempfile.TemporaryDirectory(prefix="krystal-thermal-")
+        if "_" not in tmp.name:
+            return tmp
+        tmp.cleanup()
 
 
 class IdleNode(Node):
@@ -98,10 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     args = _args(argv)
     repeat = 30 if args.quick else 300
     seconds = 2.0 if args.quick else 10.0
-    # psutil splits sysfs paths at '_' (temp1_input), so the tree's path must have none; tempfile's
-    # random names sometimes do.
-    with tempfile.TemporaryDirectory() as tmp:
-        root = sensors_tree(_underscore_free(Path(tmp)))
+    with _tree_dir() as tmp:
+        root = sensors_tree(Path(tmp))
         specs = sensors.scan(str(root)).sensors
         assert len(specs) == 32
         with psutil_root(root):
