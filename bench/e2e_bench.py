@@ -3,7 +3,9 @@
 Capture-to-AsciiFrame latency (the renderer's own measure at publication, and at a third process's
 receipt), the age of each frame when its render started, and whether output stamps are the input's.
 Ours: the shipped transport profile and sensor-data QoS. Anchor, same run: Fast DDS defaults with
-reliable QoS (set through the nodes' qos_overrides parameters), what users get without the profile.
+reliable QoS (set through the nodes' qos_overrides parameters), what users get without the profile. Then
+the same graph with both nodes on rclpy's SingleThreadedExecutor (`executor.type:=single`) against
+krystal's deadline executor, their default.
 
 Where the time goes, per stage (p50 and p99 ms): `wait` (capture to video_source's callback),
 `convert` (into the Image message), `publish` (rclpy serialization and the DDS write) from
@@ -286,7 +288,24 @@ def main() -> None:
                       columns=args.columns, rows=args.rows, qos=reliable, check_stamps=args.check_stamps),
             period_ms,
         )  # fmt: skip
+        # the same graph with both nodes on rclpy's SingleThreadedExecutor instead of ours (the default)
+        single = summarize(
+            run_graph({**base, PROFILES_ENV: str(transport_profile())}, args.seconds, mode=args.mode,
+                      columns=args.columns, rows=args.rows, qos=["-p", "executor.type:=single"],
+                      check_stamps=args.check_stamps),
+            period_ms,
+        )  # fmt: skip
     case = f"1080p30 -> {args.columns}x{args.rows} {args.mode}"
+    rows = (
+        ("publish_p99_ms", "capture-to-AsciiFrame p99"),
+        ("receipt_p99_ms", "capture-to-receipt p99"),
+        ("max_age_at_render_ms", "frame age at render max"),
+    )
+    for metric, label in rows:
+        emit("e2e", f"{case} {label}, krystal's executor vs rclpy's", ours.get(metric, float("nan")),
+             single.get(metric, float("nan")), "ms",
+             anchor_name="rclpy SingleThreadedExecutor (executor.type single)",
+             frames=[ours.get("frames", 0), single.get("frames", 0)])  # fmt: skip
     emit("e2e", f"{case} capture-to-AsciiFrame p99", ours.get("publish_p99_ms", float("nan")),
          anchor.get("publish_p99_ms", float("nan")), "ms",
          anchor_name="Fast DDS defaults, reliable QoS", ours_detail=ours, anchor_detail=anchor)  # fmt: skip
