@@ -10,7 +10,6 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -149,8 +148,5 @@ def node_settings(node: Node) -> ExecutorSettings:
 
 def _value(node: Node, p: Param) -> Any:
     """A declared parameter's value; an empty array the file left unset reads as the default."""
-    try:
-        value = node.get_parameter(p.name).value
-    except ParameterUninitializedException:
-        return p.default
+    value = node.get_parameter(p.name).value
     return p.default if value is None else value
