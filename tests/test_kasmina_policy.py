@@ -55,7 +55,9 @@ def test_task_splits_whole_recordings(task: PolicyTask) -> None:
     assert task.n_train + int(task.val.sum()) + int(task.test.sum()) == len(source)
 
 
-def test_policy_plateau_germinates_a_head_and_grows(task: PolicyTask, grown: tuple[PolicyGrowth, Path]) -> None:
+def test_policy_plateau_germinates_a_head_and_grows(
+    task: PolicyTask, grown: tuple[PolicyGrowth, Path]
+) -> None:
     result, path = grown
     names = [(e.event, e.blueprint) for e in result.events]
     assert names == [("germinated", "head"), ("blending", "head"), ("fossilized", "head")], names

@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -206,7 +206,9 @@ def train(ds: Dataset, cfg: TrainConfig) -> Trained:
 
 def evaluate_offline(
     net: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-    x: torch.Tensor, a: dict[str, NDArray[Any]], mask: NDArray[np.bool_]
+    x: torch.Tensor,
+    a: dict[str, NDArray[Any]],
+    mask: NDArray[np.bool_],
 ) -> dict[str, float]:
     """On held-out recordings: accuracy of 'budget met' for the rendered style, latency error."""
     with torch.no_grad():

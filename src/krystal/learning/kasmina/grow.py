@@ -262,7 +262,7 @@ def grow(
             callbacks.on_start(c, model, task)
         fit = Classify(task)
         history = train_growing(
-            model, fit, c, controller, log, _Bound(callbacks, model) if callbacks else None
+            model, fit, c, controller, log=log, cb=_Bound(callbacks, model) if callbacks else None
         )
         test_loss, test_acc = fit.evaluate(model, "test")
         result = GrowthResult(
@@ -285,6 +285,7 @@ def train_growing(
     fit: Fit,
     c: GrowthConfig,
     controller: Controller | None,
+    *,
     log: EventLog,
     cb: Hooks | None = None,
 ) -> list[EpochStats]:

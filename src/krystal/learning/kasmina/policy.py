@@ -89,13 +89,14 @@ class SeededPolicy(PolicyNet, SlottedHost):
     def region_grad(self, index: int) -> float:
         block = self.blocks[index]
         assert isinstance(block, Block)
-        g = block.mlp[2].weight.grad
+        last = block.mlp[2]
+        assert isinstance(last, torch.nn.Linear)
+        g = last.weight.grad
         return 0.0 if g is None else float(g.norm())
 
     def own_parameters(self) -> list[torch.nn.Parameter]:
-        return [*self.embed.parameters(), self.pos, *self.blocks.parameters(), *self.ln.parameters()] + [
-            *self.head.parameters()
-        ]
+        modules = (self.embed, self.blocks, self.ln, self.head)
+        return [self.pos, *(p for m in modules for p in m.parameters())]
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ def grow_policy(
         slots = config.slots if config.grow else 0
         model = SeededPolicy(window, n_features, task.n_classes, host_config(config), slots)
         log = EventLog(events_path)
-        history = train_growing(model, task, config, controller, log)
+        history = train_growing(model, task, config, controller, log=log)
         test_loss, test_acc = task.evaluate(model, "test")
         params = model.live_parameters()
         return PolicyGrowth(
@@ -191,3 +192,15 @@ def grow_policy(
 def fixed_policy(task: PolicyTask, config: GrowthConfig, width: int | None = None) -> PolicyGrowth:
     """The same policy trained without growth (at `width` = d_model, default the config's)."""
     return grow_policy(task, replace(config, grow=False, width=width or config.width))
+
+
+def synthesized_dataset(quick: bool, seed: int = 1) -> Dataset:
+    """A harvested dataset from simulated runs (harvest.synthesize): 4 runs of 30 s for --quick,
+    else 12 of 60 s (the shipped policy's is 40 of 60 s; this keeps a growth run near seconds)."""
+    import tempfile
+
+    from krystal.learning.harvest import harvest, synthesize
+
+    runs, duration = (4, 30.0) if quick else (12, 60.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        return harvest(*synthesize(Path(tmp), runs, seed=seed, duration_s=duration))
