@@ -131,3 +131,17 @@ def test_head_blueprint_is_zero_and_attends_across_tokens() -> None:
         moved = h.clone()
         moved[:, 4] = torch.randn(3, 8)  # a new token 4 (not a shift: the head's LayerNorm removes that)
         assert not torch.allclose(head(h)[:, 0], head(moved)[:, 0])  # token 0 sees token 4
+
+
+def test_cli_grows_the_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from krystal.cli import main
+
+    args = ["train", "grow", "--task", "policy", "--quick", "--blueprint", "head", "--out", str(tmp_path)]
+    assert main(args) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [r["model"] for r in rows] == ["grown", "fixed-small", "fixed-large"]
+    assert rows[0]["params"] >= rows[1]["params"] and rows[2]["params"] > rows[1]["params"]
+    assert (tmp_path / "events-policy-seed0.jsonl").exists()
+    assert main([*args[:-4], "--blueprint", "attention", "--out", str(tmp_path)]) == 2
