@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -97,15 +98,20 @@ def _deterministic(seed: int) -> None:
 
 def split(ds: Dataset, held_out: float, seed: int) -> tuple[NDArray[np.bool_], list[int]]:
     """Train mask and held-out recordings: whole recordings are held out, never single windows."""
-    sources = sorted({int(s) for s in ds.arrays["source"]})
+    return split_sources(ds.arrays["source"], held_out, seed)
+
+
+def split_sources(source: NDArray[Any], held_out: float, seed: int) -> tuple[NDArray[np.bool_], list[int]]:
+    """`split` on a per-sample recording index (a subset's, to split it again)."""
+    sources = sorted({int(s) for s in source})
     rng = np.random.default_rng(seed)
     order = [sources[i] for i in rng.permutation(len(sources))]
     k = min(len(order) - 1, max(1, round(held_out * len(order)))) if len(order) > 1 else 0
     held = sorted(order[:k])
-    return ~np.isin(ds.arrays["source"], held), held
+    return ~np.isin(source, held), held
 
 
-def _stats(x: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+def feature_stats(x: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     flat = x.reshape(-1, x.shape[-1]).astype(np.float64)
     finite = np.isfinite(flat)
     count = finite.sum(axis=0)
@@ -141,11 +147,26 @@ def _loss(
     net: PolicyNet, x: torch.Tensor, cls: torch.Tensor, met: torch.Tensor, log_ms: torch.Tensor
 ) -> torch.Tensor:
     logit, pred = net(x)
+    return masked_loss(logit, pred, cls, met, log_ms)
+
+
+def masked_loss(
+    logit: torch.Tensor, pred: torch.Tensor, cls: torch.Tensor, met: torch.Tensor, log_ms: torch.Tensor
+) -> torch.Tensor:
+    """Budget-met BCE plus half the log-ms MSE, both on the rendered style's outputs only."""
     pick = cls.long().unsqueeze(1)
     lg = logit.gather(1, pick).squeeze(1)
     pm = pred.gather(1, pick).squeeze(1)
     bce = torch.nn.functional.binary_cross_entropy_with_logits(lg, met)
     return bce + 0.5 * torch.nn.functional.mse_loss(pm, log_ms)
+
+
+def targets(a: dict[str, NDArray[Any]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rendered style, budget met, log mean ms) per sample, as the loss takes them."""
+    cls = torch.from_numpy(a["y_class"].astype(np.int64))
+    met = torch.from_numpy(a["y_met"].astype(np.float32))
+    log_ms = torch.from_numpy(np.log(np.maximum(a["y_latency_ms"], 0.1)).astype(np.float32))
+    return cls, met, log_ms
 
 
 def train(ds: Dataset, cfg: TrainConfig) -> Trained:
@@ -154,11 +175,9 @@ def train(ds: Dataset, cfg: TrainConfig) -> Trained:
     train_mask, held = split(ds, cfg.held_out, cfg.seed)
     if not train_mask.any():
         raise ValueError("no training samples")
-    mean, std = _stats(a["x"][train_mask])
+    mean, std = feature_stats(a["x"][train_mask])
     x = torch.from_numpy(normalize(a["x"], mean, std))
-    cls = torch.from_numpy(a["y_class"].astype(np.int64))
-    met = torch.from_numpy(a["y_met"].astype(np.float32))
-    log_ms = torch.from_numpy(np.log(np.maximum(a["y_latency_ms"], 0.1)).astype(np.float32))
+    cls, met, log_ms = targets(a)
     n_classes = len(ds.manifest["classes"])
     net = PolicyNet(x.shape[1], x.shape[2], n_classes, cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -186,7 +205,10 @@ def train(ds: Dataset, cfg: TrainConfig) -> Trained:
 
 
 def evaluate_offline(
-    net: PolicyNet, x: torch.Tensor, a: dict[str, NDArray[Any]], mask: NDArray[np.bool_]
+    net: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    x: torch.Tensor,
+    a: dict[str, NDArray[Any]],
+    mask: NDArray[np.bool_],
 ) -> dict[str, float]:
     """On held-out recordings: accuracy of 'budget met' for the rendered style, latency error."""
     with torch.no_grad():

@@ -1,7 +1,8 @@
 """Blueprints: the modules a dormant seed slot can germinate into.
 
 Each maps the host's activations (batch, width) to a correction of the same shape and starts as the
-zero function (its last layer zero-initialised), so germination alone never changes the host.
+zero function (its last layer zero-initialised), so germination alone never changes the host. `mlp`,
+`adapter` and `head` also take token activations (batch, tokens, width), as in the seeded policy.
 """
 
 from __future__ import annotations
@@ -62,11 +63,33 @@ class AttentionHead(nn.Module):
         return self.out(weights @ v).squeeze(-1)  # type: ignore[no-any-return]
 
 
+class TokenHead(nn.Module):
+    """One extra (pre-norm) self-attention head over the host's tokens, the window's frames; a 2-D
+    input is one token. Its output projection starts at zero."""
+
+    def __init__(self, width: int, dim: int) -> None:
+        super().__init__()
+        self.ln = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * dim, bias=False)
+        self.out = nn.Linear(dim, width)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.scale = 1.0 / math.sqrt(dim)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        tokens = h if h.dim() == 3 else h[:, None]
+        q, k, v = self.qkv(self.ln(tokens)).chunk(3, dim=-1)
+        weights = torch.softmax(q @ k.transpose(-2, -1) * self.scale, dim=-1)
+        out = self.out(weights @ v)
+        return out if h.dim() == 3 else out[:, 0]  # type: ignore[no-any-return]
+
+
 # name -> (width -> module); the sizes are the blueprint's, not the host's.
 BLUEPRINTS: dict[str, Callable[[int], nn.Module]] = {
     "mlp": lambda width: MLPBlock(width, 4 * width),
     "adapter": lambda width: ResidualAdapter(width, max(2, width // 4)),
     "attention": lambda width: AttentionHead(width, 8),
+    "head": lambda width: TokenHead(width, max(4, width // 2)),
 }
 
 

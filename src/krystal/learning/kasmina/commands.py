@@ -29,6 +29,8 @@ def grow_main(
 ) -> int:
     """Grow a model on `task_name` with Rich progress (TensorBoard and MLflow under `out`), then train
     the fixed small and large hosts the same way and print the comparison."""
+    if task_name == "policy":
+        return grow_policy_main(out, seed, quick=quick, blueprint=blueprint)
     from krystal.learning.tracking import Fanout, MLflowTracker, RichTracker, TensorBoardTracker
 
     task, config = task_for(task_name, quick, seed), config_for(quick, seed, blueprint)
@@ -55,6 +57,35 @@ def grow_main(
         print(
             json.dumps({"task": task_name, "model": name, "test_accuracy": round(acc, 4), "params": params})
         )
+    return 0
+
+
+def grow_policy_main(out: Path, seed: int, *, quick: bool, blueprint: str) -> int:
+    """Grow the seeded style policy on a synthesized harvest beside the fixed small and 4x d_model
+    policies (no trackers: they follow SeededMLP runs); events under `out`."""
+    import sys
+
+    from krystal.learning.kasmina.policy import (
+        POLICY,
+        POLICY_QUICK,
+        fixed_policy,
+        grow_policy,
+        policy_task,
+        synthesized_dataset,
+    )
+
+    if blueprint == "attention":
+        print("krystal train grow: the policy's seeds work on tokens: mlp, adapter or head", file=sys.stderr)
+        return 2
+    config = dataclasses.replace(POLICY_QUICK if quick else POLICY, seed=seed, blueprint=blueprint)
+    task = policy_task(synthesized_dataset(quick), seed)
+    grown = grow_policy(task, config, events_path=out / f"events-policy-seed{seed}.jsonl")
+    small, large = fixed_policy(task, config), fixed_policy(task, config, width=4 * config.width)
+    for e in grown.events:
+        print(f"seed epoch {e.epoch} slot {e.slot}: {e.event} {e.blueprint} ({e.params} params)")
+    for name, r in (("grown", grown), ("fixed-small", small), ("fixed-large", large)):
+        row = {"model": name, "test_accuracy": round(r.test_accuracy, 4), "test_loss": round(r.test_loss, 4)}
+        print(json.dumps({"task": "policy", **row, "params": r.params}))
     return 0
 
 

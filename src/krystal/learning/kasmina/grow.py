@@ -1,6 +1,9 @@
 """The growth loop: a small host with dormant seed slots, trained while a controller germinates
 seeds, each trained in isolation, blended in and fossilized or culled by its measured effect.
 
+The loop drives any `SlottedHost` through a `Fit` (its task's batch loss and held-out metric):
+`SeededMLP` on the generated 2-D tasks here, the seeded style policy in kasmina/policy.py.
+
 Seeded and bit-for-bit reproducible: one thread, deterministic algorithms, every random draw from
 generators seeded by GrowthConfig.seed.
 """
@@ -24,7 +27,39 @@ from krystal.learning.kasmina.controller import Controller, ControllerView, Heur
 from krystal.learning.kasmina.seeds import EventLog, SeedEvent, SeedSlot, SeedState
 
 
-class SeededMLP(nn.Module):
+class SlottedHost(nn.Module):
+    """What the loop grows: a host with seed slots, the gradient of the layer feeding each slot, and
+    its own parameters (`own_parameters`, the subclass's); forward takes `ablate`, slots to skip."""
+
+    slots: nn.ModuleList
+
+    def slot(self, index: int) -> SeedSlot:
+        s = self.slots[index]
+        assert isinstance(s, SeedSlot)
+        return s
+
+    def region_grad(self, index: int) -> float:
+        """Gradient norm of the host layer feeding slot `index`, from the last backward pass."""
+        raise NotImplementedError
+
+    def own_parameters(self) -> list[nn.Parameter]:
+        raise NotImplementedError
+
+    def host_parameters(self) -> list[nn.Parameter]:
+        """The host's own parameters and those of fossilized seeds."""
+        params = self.own_parameters()
+        for s in self.slots:
+            assert isinstance(s, SeedSlot)
+            if s.state is SeedState.FOSSILIZED and s.seed is not None:
+                params.extend(s.seed.parameters())
+        return params
+
+    def live_parameters(self) -> int:
+        """Parameters of the model as deployed: host plus fossilized seeds (dormant slots cost nothing)."""
+        return sum(p.numel() for p in self.host_parameters())
+
+
+class SeededMLP(SlottedHost):
     """in -> width (ReLU) x depth -> classes, a seed slot after each of the first `slots` hidden layers."""
 
     def __init__(self, n_in: int, width: int, classes: int, depth: int = 2, slots: int = 2) -> None:
@@ -40,11 +75,6 @@ class SeededMLP(nn.Module):
         assert isinstance(layer, nn.Linear)
         return layer
 
-    def slot(self, index: int) -> SeedSlot:
-        s = self.slots[index]
-        assert isinstance(s, SeedSlot)
-        return s
-
     def forward(self, x: torch.Tensor, ablate: frozenset[int] = frozenset()) -> torch.Tensor:
         h = x
         for i, layer in enumerate(self.layers):
@@ -53,18 +83,24 @@ class SeededMLP(nn.Module):
                 h = self.slot(i)(h, ablate=i in ablate)
         return self.head(h)  # type: ignore[no-any-return]
 
-    def host_parameters(self) -> list[nn.Parameter]:
-        """The host's own parameters and those of fossilized seeds."""
-        params = [*self.layers.parameters(), *self.head.parameters()]
-        for s in self.slots:
-            assert isinstance(s, SeedSlot)
-            if s.state is SeedState.FOSSILIZED and s.seed is not None:
-                params.extend(s.seed.parameters())
-        return params
+    def region_grad(self, index: int) -> float:
+        g = self.layer(index).weight.grad
+        return 0.0 if g is None else float(g.norm())
 
-    def live_parameters(self) -> int:
-        """Parameters of the model as deployed: host plus fossilized seeds (dormant slots cost nothing)."""
-        return sum(p.numel() for p in self.host_parameters())
+    def own_parameters(self) -> list[nn.Parameter]:
+        return [*self.layers.parameters(), *self.head.parameters()]
+
+
+class Fit(Protocol):
+    """A task as the loop sees it: the loss of a training batch (indices into the training set) and
+    (loss, metric) on the validation or test split, `ablate` naming slots to skip."""
+
+    @property
+    def n_train(self) -> int: ...
+    def batch_loss(self, model: SlottedHost, idx: torch.Tensor) -> torch.Tensor: ...
+    def evaluate(
+        self, model: SlottedHost, split: str, ablate: frozenset[int] = frozenset()
+    ) -> tuple[float, float]: ...
 
 
 @dataclass(frozen=True)
@@ -161,7 +197,51 @@ def evaluate(model: SeededMLP, split: Split, ablate: frozenset[int] = frozenset(
         return loss, float((logits.argmax(dim=1) == y).float().mean())
 
 
-def _set_host_trainable(model: SeededMLP, trainable: bool) -> None:
+@dataclass(frozen=True)
+class Classify:
+    """The 2-D tasks' Fit: cross-entropy, and accuracy as the metric."""
+
+    task: Task
+
+    @property
+    def n_train(self) -> int:
+        return len(self.task.train.x)
+
+    def batch_loss(self, model: SlottedHost, idx: torch.Tensor) -> torch.Tensor:
+        x, y = torch.from_numpy(self.task.train.x), torch.from_numpy(self.task.train.y)
+        return nn.functional.cross_entropy(model(x[idx]), y[idx])
+
+    def evaluate(
+        self, model: SlottedHost, split: str, ablate: frozenset[int] = frozenset()
+    ) -> tuple[float, float]:
+        assert isinstance(model, SeededMLP)
+        return evaluate(model, self.task.val if split == "val" else self.task.test, ablate)
+
+
+class Hooks(Protocol):
+    """What the loop itself reports (Callbacks bound to their model, for SeededMLP runs)."""
+
+    def on_batch(self, epoch: int, batch: int, batches: int, loss: float) -> None: ...
+    def on_epoch(self, stats: EpochStats) -> None: ...
+    def on_event(self, event: SeedEvent) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Bound:
+    cb: Callbacks
+    model: SeededMLP
+
+    def on_batch(self, epoch: int, batch: int, batches: int, loss: float) -> None:
+        self.cb.on_batch(epoch, batch, batches, loss)
+
+    def on_epoch(self, stats: EpochStats) -> None:
+        self.cb.on_epoch(stats, self.model)
+
+    def on_event(self, event: SeedEvent) -> None:
+        self.cb.on_event(event)
+
+
+def _set_host_trainable(model: SlottedHost, trainable: bool) -> None:
     for p in model.host_parameters():
         p.requires_grad_(trainable)
 
@@ -175,26 +255,52 @@ def grow(
 ) -> GrowthResult:
     """Train the host on `task`, growing seeds as `controller` (default: heuristic) decides."""
     with deterministic(config.seed):
-        return _grow(task, config, controller, callbacks, EventLog(events_path))
+        c = config
+        model = SeededMLP(task.features, c.width, task.classes, c.depth, c.slots if c.grow else 0)
+        log = EventLog(events_path)
+        if callbacks:
+            callbacks.on_start(c, model, task)
+        fit = Classify(task)
+        history = train_growing(
+            model, fit, c, controller, log=log, cb=_Bound(callbacks, model) if callbacks else None
+        )
+        test_loss, test_acc = fit.evaluate(model, "test")
+        result = GrowthResult(
+            c,
+            model,
+            history,
+            list(log.events),
+            test_acc,
+            test_loss,
+            model.live_parameters(),
+            weights_digest(model),
+        )
+        if callbacks:
+            callbacks.on_end(result)
+        return result
 
 
-def _grow(
-    task: Task, c: GrowthConfig, controller: Controller | None, cb: Callbacks | None, log: EventLog
-) -> GrowthResult:
+def train_growing(
+    model: SlottedHost,
+    fit: Fit,
+    c: GrowthConfig,
+    controller: Controller | None,
+    *,
+    log: EventLog,
+    cb: Hooks | None = None,
+) -> list[EpochStats]:
+    """The loop itself, on any host and task: `c.epochs` epochs of host (or, while a seed is active,
+    seed) training; returns the per-epoch stats, the events in `log` (closed at the end)."""
     if controller is None:
         controller = HeuristicController(c.blueprint, c.patience, c.min_delta, c.warmup)
-    model = SeededMLP(task.features, c.width, task.classes, c.depth, c.slots if c.grow else 0)
     host_opt = torch.optim.Adam(model.host_parameters(), lr=c.lr)
     seed_opt: torch.optim.Optimizer | None = None
-    x, y = torch.from_numpy(task.train.x), torch.from_numpy(task.train.y)
     gen = torch.Generator().manual_seed(c.seed)
-    batches = max(1, (len(x) + c.batch - 1) // c.batch)
+    batches = max(1, (fit.n_train + c.batch - 1) // c.batch)
     history: list[EpochStats] = []
     since_decision: list[float] = []
     region: NDArray[np.float64] = np.zeros(len(model.slots))
     seeds_used = 0
-    if cb:
-        cb.on_start(c, model, task)
 
     def event(epoch: int, slot: SeedSlot, name: str, val_loss: float, **detail: float) -> None:
         e = SeedEvent(
@@ -210,33 +316,31 @@ def _grow(
             if active is not None and active.state is SeedState.BLENDING:
                 active.alpha = min(1.0, (epoch - active.since_epoch + 1) / c.blend_epochs)
             model.train()
-            order = torch.randperm(len(x), generator=gen)
+            order = torch.randperm(fit.n_train, generator=gen)
             total, grads = 0.0, np.zeros(len(model.slots))
             for b in range(batches):
-                idx = order[b * c.batch : (b + 1) * c.batch]
-                loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+                loss = fit.batch_loss(model, order[b * c.batch : (b + 1) * c.batch])
                 opt = seed_opt if active is not None else host_opt
                 assert opt is not None
                 opt.zero_grad()
                 loss.backward()  # type: ignore[no-untyped-call]
                 if active is None:
                     for i in range(len(model.slots)):
-                        g = model.layer(i).weight.grad
-                        grads[i] += 0.0 if g is None else float(g.norm())
+                        grads[i] += model.region_grad(i)
                 opt.step()
                 total += float(loss.detach())
                 if cb:
                     cb.on_batch(epoch, b, batches, float(loss.detach()))
             if active is None:
                 region = grads / batches
-            val_loss, val_acc = evaluate(model, task.val)
+            val_loss, val_acc = fit.evaluate(model, "val")
             since_decision.append(val_loss)
             if active is not None and active.state is SeedState.TRAINING:
                 if epoch - active.since_epoch + 1 >= c.train_epochs:
                     active.start_blending(epoch + 1)
                     event(epoch, active, "blending", val_loss)
             elif active is not None and active.alpha >= 1.0:
-                without, _ = evaluate(model, task.val, frozenset({active.index}))
+                without, _ = fit.evaluate(model, "val", frozenset({active.index}))
                 effect = (without - val_loss) / max(without, 1e-12)
                 if effect >= c.min_effect:
                     active.fossilize(epoch)
@@ -277,23 +381,10 @@ def _grow(
             )
             history.append(stats)
             if cb:
-                cb.on_epoch(stats, model)
+                cb.on_epoch(stats)
     finally:
         log.close()
-    test_loss, test_acc = evaluate(model, task.test)
-    result = GrowthResult(
-        c,
-        model,
-        history,
-        list(log.events),
-        test_acc,
-        test_loss,
-        model.live_parameters(),
-        weights_digest(model),
-    )
-    if cb:
-        cb.on_end(result)
-    return result
+    return history
 
 
 def fixed(task: Task, config: GrowthConfig, width: int | None = None) -> GrowthResult:
