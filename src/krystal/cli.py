@@ -364,6 +364,7 @@ def _play(args: argparse.Namespace) -> int:
         player = Player(node, Path(args.file), args.topics)
         player.wait_for_subscribers(args.wait_s)
         n = player.play(args.rate, args.loop, stop)
+        player.flush(args.wait_s)
         print(f"krystal play: {n} messages from {args.file}")
     except KeyboardInterrupt:
         stop.set()

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
@@ -118,6 +119,16 @@ class Player:
             if all(p.get_subscription_count() > 0 for p in self.publishers.values()):
                 return
             time.sleep(0.02)
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until reliable subscribers have acknowledged what was published: a player that exits
+        right after its last publish would otherwise drop what is still in flight."""
+        deadline = time.monotonic() + timeout_s
+        ok = True
+        for pub in self.publishers.values():  # best effort ones answer at once
+            left = max(0.0, deadline - time.monotonic())
+            ok = pub.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9))) and ok
+        return ok
 
     def play(self, rate: float = 1.0, loop: bool = False, stop: threading.Event | None = None) -> int:
         """Blocks until the end (or `stop`); returns the messages published."""
