@@ -10,13 +10,16 @@ Scenarios (python -m bench.executor_bench [--quick] [--seconds S]):
 Ours also runs under SCHED_FIFO 50 pinned to the last CPU (`edf-fifo`; normal scheduling with one
 log line where the OS refuses), and so again busy-waiting the last `--spin-us` (100) µs before
 each timer release (`edf-fifo-spin`, executor.spin_us). `--scenarios`, `--executors` pick subsets.
-Every executor runs every scenario in this process, one after another, on fresh nodes. Each line
+Every executor runs every scenario in this process, one after another, on fresh nodes. In pubsub,
+edf-fifo-spin is also set beside the machine's floor: a loop with no ROS that only sleeps and
+spins to each release, run just before and just after it. Each line
 compares ours with the best rclpy executor of that metric (`anchor_name`); `by_executor` has all.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -348,14 +351,61 @@ def main() -> None:
         for scenario, make in scenarios.items():
             if scenario not in args.scenarios.split(","):
                 continue
-            results = {kind: _run(kind, make(seconds), seconds) for kind in kinds}
+            floors: list[float] = []
+            results = {}
+            for kind in kinds:
+                if scenario == "pubsub" and kind == "edf-fifo-spin":
+                    floors.append(ideal_loop(seconds, _OPTIONS["spin_us"]))
+                results[kind] = _run(kind, make(seconds), seconds)
+                if scenario == "pubsub" and kind == "edf-fifo-spin":
+                    floors.append(ideal_loop(seconds, _OPTIONS["spin_us"]))
             _report(scenario, results, seconds)
+            if floors:
+                emit(
+                    "executor",
+                    "pubsub period_error_p99_us [edf-fifo-spin] vs the machine's floor",
+                    results["edf-fifo-spin"]["period_error_p99_us"],
+                    max(floors),
+                    "us",
+                    anchor_name="ideal loop, no ROS: sleep then spin to each 1 kHz release, same "
+                    "SCHED_FIFO, CPU and spin (the worse of just before and just after)",
+                    floors=[round(f, 2) for f in floors],
+                )
     finally:
         camera.terminate()
         camera.wait(timeout=5)
         import rclpy
 
         rclpy.try_shutdown()
+
+
+def ideal_loop(seconds: float, spin_us: int) -> float:
+    """p99 period error (µs) of the best a Python thread can do here: sleep until `spin_us` before
+    each 1 kHz release, spin to it, nothing else; under SCHED_FIFO 50 on the last CPU like
+    edf-fifo-spin. What the VM's wake-ups and stalls leave to any executor."""
+    affinity = os.sched_getaffinity(0)
+    with contextlib.suppress(AttributeError, OSError):  # as the executor: normal scheduling if refused
+        os.sched_setaffinity(0, {max(affinity)})
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(50))
+    try:
+        period, spin = 1_000_000, spin_us * 1000
+        n = max(100, int(seconds * 1000))
+        start = time.monotonic_ns() + period
+        seen = np.empty(n, np.int64)
+        for i in range(n):
+            release = start + i * period
+            delay = release - spin - time.monotonic_ns()
+            if delay > 0:
+                time.sleep(delay / 1e9)
+            now = time.monotonic_ns()
+            while now < release:
+                now = time.monotonic_ns()
+            seen[i] = now
+        return float(np.percentile(np.abs(np.diff(seen) - period), 99)) / 1e3
+    finally:
+        with contextlib.suppress(AttributeError, OSError):
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        os.sched_setaffinity(0, affinity)
 
 
 def _report(scenario: str, results: dict[str, dict[str, float]], seconds: float) -> None:
