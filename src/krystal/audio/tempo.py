@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from krystal.audio.spectrum import HOP, Frames
 
 F64 = NDArray[np.float64]
-CONTINUITY = 1.5  # 1.25 let accented 175 BPM clicks fall to 87.5 once locked (bench seed 2026)
+CONTINUITY = 1.25
 COMPRESSION = 1e4  # log1p(C * band magnitude): magnitudes are shares of full scale, so -80 dB ~ 1
 LOW_HZ, HIGH_HZ = 150.0, 1500.0  # kick-drum bands below, snare/hat bands above (backbeat cue)
 BACKBEAT_GAIN = 3.0  # a level's score x (1 + gain * backbeat evidence), evidence in 0..1
