@@ -14,10 +14,9 @@ torch = pytest.importorskip("torch")
 
 from krystal.learning import harvest  # noqa: E402
 from krystal.learning.kasmina import blueprints  # noqa: E402
-from krystal.learning.kasmina.grow import deterministic  # noqa: E402
+from krystal.learning.kasmina.grow import GrowthResult, deterministic  # noqa: E402
 from krystal.learning.kasmina.policy import (  # noqa: E402
     POLICY_QUICK,
-    PolicyGrowth,
     PolicyTask,
     SeededPolicy,
     fixed_policy,
@@ -40,7 +39,9 @@ def task(tmp_path_factory: pytest.TempPathFactory) -> PolicyTask:
 
 
 @pytest.fixture(scope="module")
-def grown(task: PolicyTask, tmp_path_factory: pytest.TempPathFactory) -> tuple[PolicyGrowth, Path]:
+def grown(
+    task: PolicyTask, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[GrowthResult[SeededPolicy], Path]:
     path = tmp_path_factory.mktemp("kasmina-policy") / "events.jsonl"
     return grow_policy(task, CONFIG, events_path=path), path
 
@@ -56,7 +57,7 @@ def test_task_splits_whole_recordings(task: PolicyTask) -> None:
 
 
 def test_policy_plateau_germinates_a_head_and_grows(
-    task: PolicyTask, grown: tuple[PolicyGrowth, Path]
+    task: PolicyTask, grown: tuple[GrowthResult[SeededPolicy], Path]
 ) -> None:
     result, path = grown
     names = [(e.event, e.blueprint) for e in result.events]
@@ -75,7 +76,9 @@ def test_policy_plateau_germinates_a_head_and_grows(
     assert [h.val_loss for h in result.history[: germ + 1]] == [h.val_loss for h in small.history[: germ + 1]]
 
 
-def test_policy_run_is_bit_for_bit_reproducible(task: PolicyTask, grown: tuple[PolicyGrowth, Path]) -> None:
+def test_policy_run_is_bit_for_bit_reproducible(
+    task: PolicyTask, grown: tuple[GrowthResult[SeededPolicy], Path]
+) -> None:
     first, _ = grown
     again = grow_policy(task, CONFIG)
     assert again.digest == first.digest

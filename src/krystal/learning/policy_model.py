@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -205,14 +204,18 @@ def train(ds: Dataset, cfg: TrainConfig) -> Trained:
 
 
 def evaluate_offline(
-    net: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-    x: torch.Tensor,
-    a: dict[str, NDArray[Any]],
-    mask: NDArray[np.bool_],
+    net: PolicyNet, x: torch.Tensor, a: dict[str, NDArray[Any]], mask: NDArray[np.bool_]
 ) -> dict[str, float]:
     """On held-out recordings: accuracy of 'budget met' for the rendered style, latency error."""
     with torch.no_grad():
         logit, pred = net(x[torch.from_numpy(np.flatnonzero(mask))])
+    return offline_metrics(logit, pred, a, mask)
+
+
+def offline_metrics(
+    logit: torch.Tensor, pred: torch.Tensor, a: dict[str, NDArray[Any]], mask: NDArray[np.bool_]
+) -> dict[str, float]:
+    """evaluate_offline's figures from the outputs on the `mask` samples, in their order."""
     c = torch.from_numpy(a["y_class"][mask].astype(np.int64)).unsqueeze(1)
     p = torch.sigmoid(logit.gather(1, c).squeeze(1)).numpy()
     ms = np.exp(pred.gather(1, c).squeeze(1).numpy())

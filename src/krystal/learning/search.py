@@ -51,7 +51,7 @@ class _Pruning:
     def on_event(self, event: SeedEvent) -> None:
         pass
 
-    def on_end(self, result: GrowthResult) -> None:
+    def on_end(self, result: GrowthResult[SeededMLP]) -> None:
         pass
 
 

@@ -48,7 +48,7 @@ class Fanout:
         for t in self.trackers:
             t.on_event(event)
 
-    def on_end(self, result: GrowthResult) -> None:
+    def on_end(self, result: GrowthResult[SeededMLP]) -> None:
         for t in self.trackers:
             t.on_end(result)
 
@@ -142,7 +142,7 @@ class RichTracker:
             f"({event.params} params, val loss {event.val_loss:.4f}{effect})"
         )
 
-    def on_end(self, result: GrowthResult) -> None:
+    def on_end(self, result: GrowthResult[SeededMLP]) -> None:
         if self.live is not None:
             self.live.update(self._render())
             self.live.stop()
@@ -186,7 +186,7 @@ class TensorBoardTracker:
     def on_event(self, event: SeedEvent) -> None:
         self.writer.add_text("seed_events", json.dumps(asdict(event)), event.epoch)
 
-    def on_end(self, result: GrowthResult) -> None:
+    def on_end(self, result: GrowthResult[SeededMLP]) -> None:
         if self.example is not None:
             model = result.model.eval()
             with torch.no_grad():
@@ -287,7 +287,7 @@ class MLflowTracker:
             self.client.set_tag(self.run_id, k, v)
         self.client.set_terminated(self.run_id, status)
 
-    def on_end(self, result: GrowthResult) -> None:
+    def on_end(self, result: GrowthResult[SeededMLP]) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)

@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -144,17 +144,20 @@ class Callbacks(Protocol):
     def on_batch(self, epoch: int, batch: int, batches: int, loss: float) -> None: ...
     def on_epoch(self, stats: EpochStats, model: SeededMLP) -> None: ...
     def on_event(self, event: SeedEvent) -> None: ...
-    def on_end(self, result: GrowthResult) -> None: ...
+    def on_end(self, result: GrowthResult[SeededMLP]) -> None: ...
 
 
 class Stop(Exception):
     """Raised by a callback to end a run early (a pruned search trial)."""
 
 
+H = TypeVar("H", bound=SlottedHost)
+
+
 @dataclass
-class GrowthResult:
+class GrowthResult(Generic[H]):
     config: GrowthConfig
-    model: SeededMLP
+    model: H
     history: list[EpochStats]
     events: list[SeedEvent]
     test_accuracy: float
@@ -252,7 +255,7 @@ def grow(
     controller: Controller | None = None,
     callbacks: Callbacks | None = None,
     events_path: Path | None = None,
-) -> GrowthResult:
+) -> GrowthResult[SeededMLP]:
     """Train the host on `task`, growing seeds as `controller` (default: heuristic) decides."""
     with deterministic(config.seed):
         c = config
@@ -264,20 +267,25 @@ def grow(
         history = train_growing(
             model, fit, c, controller, log=log, cb=_Bound(callbacks, model) if callbacks else None
         )
-        test_loss, test_acc = fit.evaluate(model, "test")
-        result = GrowthResult(
-            c,
-            model,
-            history,
-            list(log.events),
-            test_acc,
-            test_loss,
-            model.live_parameters(),
-            weights_digest(model),
-        )
+        result = tested(model, fit, c, history, log)
         if callbacks:
             callbacks.on_end(result)
         return result
+
+
+def tested(model: H, fit: Fit, c: GrowthConfig, history: list[EpochStats], log: EventLog) -> GrowthResult[H]:
+    """A finished run's result: its test loss and metric, live parameters and weights digest."""
+    test_loss, test_acc = fit.evaluate(model, "test")
+    return GrowthResult(
+        c,
+        model,
+        history,
+        list(log.events),
+        test_acc,
+        test_loss,
+        model.live_parameters(),
+        weights_digest(model),
+    )
 
 
 def train_growing(
@@ -387,6 +395,6 @@ def train_growing(
     return history
 
 
-def fixed(task: Task, config: GrowthConfig, width: int | None = None) -> GrowthResult:
+def fixed(task: Task, config: GrowthConfig, width: int | None = None) -> GrowthResult[SeededMLP]:
     """The same host trained without growth (at `width`, default the config's) for comparison."""
     return grow(task, replace(config, grow=False, width=width or config.width))

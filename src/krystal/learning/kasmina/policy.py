@@ -7,7 +7,7 @@ is the policy's masked loss, the metric the held-out 'budget met' accuracy for t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +19,21 @@ from krystal.learning.features import normalize
 from krystal.learning.harvest import Dataset
 from krystal.learning.kasmina.controller import Controller
 from krystal.learning.kasmina.grow import (
-    EpochStats,
     GrowthConfig,
+    GrowthResult,
     SlottedHost,
     deterministic,
+    tested,
     train_growing,
-    weights_digest,
 )
-from krystal.learning.kasmina.seeds import EventLog, SeedEvent, SeedSlot
+from krystal.learning.kasmina.seeds import EventLog, SeedSlot
 from krystal.learning.policy_model import (
     Block,
     PolicyNet,
     TrainConfig,
-    evaluate_offline,
     feature_stats,
     masked_loss,
+    offline_metrics,
     split,
     split_sources,
     targets,
@@ -134,8 +134,7 @@ class PolicyTask:
         with torch.no_grad():
             logit, pred = model(self.x[j], ablate)
             loss = float(masked_loss(logit, pred, self.cls[j], self.met[j], self.log_ms[j]))
-            metrics = evaluate_offline(lambda t: model(t, ablate), self.x, self.arrays, mask)
-        return loss, metrics["held_out_met_accuracy"]
+        return loss, offline_metrics(logit, pred, self.arrays, mask)["held_out_met_accuracy"]
 
 
 def policy_task(ds: Dataset, seed: int, held_out: float = 0.25) -> PolicyTask:
@@ -157,24 +156,12 @@ def policy_task(ds: Dataset, seed: int, held_out: float = 0.25) -> PolicyTask:
     )
 
 
-@dataclass
-class PolicyGrowth:
-    config: GrowthConfig
-    model: SeededPolicy
-    history: list[EpochStats]
-    events: list[SeedEvent]
-    test_accuracy: float
-    test_loss: float
-    params: int
-    digest: str = field(default="")
-
-
 def grow_policy(
     task: PolicyTask,
     config: GrowthConfig,
     controller: Controller | None = None,
     events_path: Path | None = None,
-) -> PolicyGrowth:
+) -> GrowthResult[SeededPolicy]:
     """Grow the seeded policy on `task` (config.grow=False: the same host trained fixed)."""
     with deterministic(config.seed):
         window, n_features = task.x.shape[1], task.x.shape[2]
@@ -182,14 +169,12 @@ def grow_policy(
         model = SeededPolicy(window, n_features, task.n_classes, host_config(config), slots)
         log = EventLog(events_path)
         history = train_growing(model, task, config, controller, log=log)
-        test_loss, test_acc = task.evaluate(model, "test")
-        params = model.live_parameters()
-        return PolicyGrowth(
-            config, model, history, list(log.events), test_acc, test_loss, params, weights_digest(model)
-        )
+        return tested(model, task, config, history, log)
 
 
-def fixed_policy(task: PolicyTask, config: GrowthConfig, width: int | None = None) -> PolicyGrowth:
+def fixed_policy(
+    task: PolicyTask, config: GrowthConfig, width: int | None = None
+) -> GrowthResult[SeededPolicy]:
     """The same policy trained without growth (at `width` = d_model, default the config's)."""
     return grow_policy(task, replace(config, grow=False, width=width or config.width))
 
