@@ -183,6 +183,16 @@ def test_node_verdicts_and_check_trace(ros: None, poll_s: float) -> None:
     future = client.call_async(req)
     assert spin_until([solver, peer], future.done, 10.0)
     assert not future.result().ok and "line 1, column" in future.result().message
+    if poll_s:  # batched: the watched fields came straight from the CDR, no message was built
+        assert solver._subs["krystal/render_stats"].raw and solver._full_decodes == 0
+        assert all(r is not None for r in solver._readers.values()), solver._readers
+        # a spec naming a field the type lacks: whole messages again, and the spec says why
+        typo = "typo: krystal/render_stats.render_time_ms_p98 < 40"
+        solver.set_parameters([Parameter("specs", Parameter.Type.STRING_ARRAY, [*specs, typo])])
+        publish_stats(10.0)
+        assert spin_until([solver, peer], lambda: "no field" in solver._watches[-1].last_error, 10.0)
+        assert solver._full_decodes >= 1 and solver._watches[0].bad_messages == 0
+        assert "whole_message_decodes" in solver._inputs_health().values
     solver.destroy_node()
     peer.destroy_node()
     del rclpy

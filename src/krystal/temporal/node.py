@@ -8,7 +8,6 @@ that decided it. `krystal/check_trace` (CheckTrace) checks a candidate sequence 
 
 from __future__ import annotations
 
-import importlib
 import math
 import time
 from collections import deque
@@ -17,19 +16,22 @@ from typing import Any
 import numpy as np
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.serialization import deserialize_message
 from rclpy.subscription import Subscription
 from rclpy.time import Time
 
 from krystal.msg import TemporalVerdict
 from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
+from krystal.ros.msgdef import message_class
 from krystal.ros.params import Param, ParamTable
 from krystal.ros.qos import reliable_qos, sensor_qos
 from krystal.srv import CheckTrace
+from krystal.temporal.cdr import FieldReader, Unsupported
 from krystal.temporal.chaos import chaos_test
 from krystal.temporal.dtw import WindowMatcher
 from krystal.temporal.monitor import OnlineError
 from krystal.temporal.patterns import PatternLine, parse_pattern_line
-from krystal.temporal.spec import SpecError, parse, parse_signal
+from krystal.temporal.spec import Signal, SpecError, parse, parse_signal
 from krystal.temporal.watch import (
     SATISFIED,
     UNKNOWN,
@@ -152,11 +154,10 @@ PARAMS = (
 )
 
 
-def message_class(type_name: str) -> Any:
-    """The Python class of 'pkg/msg/Type' (rosidl_runtime_py is not available everywhere)."""
-    pkg, _, name = type_name.rpartition("/")
-    module, _, kind = pkg.partition("/")
-    return getattr(importlib.import_module(f"{module}.{kind or 'msg'}"), name)
+def fields_of(type_name: str) -> dict[str, str]:
+    """A type's fields and their rosidl types, in order (cdr.FieldReader's layouts)."""
+    fields: dict[str, str] = message_class(type_name).get_fields_and_field_types()  # type: ignore[attr-defined]
+    return fields
 
 
 class TemporalSolverNode(Node):
@@ -183,6 +184,9 @@ class TemporalSolverNode(Node):
         self._chaos_result = "waiting for samples"
         self._chaos_flag = False
         self._callback_errors = 0
+        self._full_decodes = 0  # raw messages deserialized whole (no FieldReader for their type)
+        self._readers: dict[str, FieldReader | None] = {}
+        self._chaos_signal: Signal | None = None
         self._input_node: Node | None = None  # poll mode: holds the subscriptions, never spun
         self._configure()
         self._diagnostics = Diagnostics(self)
@@ -231,10 +235,12 @@ class TemporalSolverNode(Node):
         self._pattern_routes = {}
         for entry in self._patterns:
             self._pattern_routes.setdefault(entry[0].signal.topic, []).append(entry)
-        self._chaos_getter, self._chaos_topic = None, ""
+        self._chaos_getter, self._chaos_topic, self._chaos_signal = None, "", None
         if self.params["chaos_signal"]:
             signal = parse_signal(self.params["chaos_signal"])
             self._chaos_getter, self._chaos_topic = field_getter(signal.path), signal.topic
+            self._chaos_signal = signal
+        self._readers = {}  # the fields read change with the specs
         self._chaos_values = deque(maxlen=self.params["chaos_window"])
         self._chaos_stamps = deque(maxlen=self.params["chaos_window"])
 
@@ -263,7 +269,7 @@ class TemporalSolverNode(Node):
                     continue
                 try:
                     cls = message_class(types[0])
-                except (ImportError, AttributeError, ValueError) as exc:
+                except LookupError as exc:
                     self._type_errors[topic] = f"{types[0]}: {exc}"
                     continue
                 self._types[topic] = types[0]
@@ -271,7 +277,10 @@ class TemporalSolverNode(Node):
                 if self.params["input_poll_period_s"] > 0:
                     # no callback runs: _tick takes the messages (the input node is in no executor);
                     # the resolved name, so this node's remappings hold there too
-                    self._subs[topic] = self._inputs().create_subscription(cls, name, lambda _: None, qos)
+                    # raw: _take_inputs reads only the watched fields from the CDR (cdr.py)
+                    self._subs[topic] = self._inputs().create_subscription(
+                        cls, name, lambda _: None, qos, raw=True
+                    )
                 else:
                     self._subs[topic] = self.create_subscription(
                         cls, topic, lambda msg, topic=topic: self._on_message(topic, msg), qos
@@ -308,15 +317,17 @@ class TemporalSolverNode(Node):
                 with sub.handle:
                     take = sub.handle.take_message
                     for _ in range(limit):
-                        taken = take(sub.msg_type, False)
+                        taken = take(sub.msg_type, sub.raw)
                         if taken is None:
                             break
                         taken_all.append(taken)
-            except Exception as exc:  # a message that cannot be deserialised, a destroyed handle
+            except Exception as exc:  # a destroyed handle
                 self._callback_errors += 1
                 self.get_logger().error(f"{topic}: take failed: {exc!r}", throttle_duration_sec=5.0)
             for taken in taken_all:
-                msg = taken[0]
+                msg = self._decode(topic, sub, taken[0]) if sub.raw else taken[0]
+                if msg is None:
+                    continue
                 t = stamp_s(msg)
                 if t is None:  # no header: when it arrived (received_timestamp, ns, system clock)
                     info = taken[1] if len(taken) > 1 and isinstance(taken[1], dict) else {}
@@ -326,6 +337,41 @@ class TemporalSolverNode(Node):
         batch.sort(key=lambda item: (item[0], item[1]))
         for t, _, topic, msg in batch:
             self._on_message(topic, msg, t)
+
+    def _decode(self, topic: str, sub: Subscription[Any], data: bytes) -> Any:
+        """The watched fields of a raw message (or the whole message where the reader cannot walk
+        its type or encoding); None, counted and logged, when the bytes are damaged."""
+        if topic not in self._readers:
+            self._readers[topic] = self._reader(topic)
+        reader = self._readers[topic]
+        try:
+            if reader is not None:
+                try:
+                    return reader.read(data)
+                except Unsupported:
+                    pass
+            self._full_decodes += 1
+            return deserialize_message(data, sub.msg_type)
+        except Exception as exc:
+            self._callback_errors += 1
+            self.get_logger().error(f"{topic}: message not decoded: {exc!r}", throttle_duration_sec=5.0)
+            return None
+
+    def _reader(self, topic: str) -> FieldReader | None:
+        paths: list[tuple[str | int, ...]] = [
+            s.path for w in self._watch_routes.get(topic, ()) for s in w.signals if s.topic == topic
+        ]
+        paths += [p.signal.path for p, _, _ in self._pattern_routes.get(topic, ())]
+        if topic == self._chaos_topic and self._chaos_signal is not None:
+            paths.append(self._chaos_signal.path)
+        type_name = self._types.get(topic, "")
+        try:
+            if "header" in fields_of(type_name):
+                paths.append(("header", "stamp"))
+            return FieldReader(type_name, paths, fields_of)
+        except (Unsupported, LookupError) as exc:  # e.g. a misspelt field: whole messages, errors as before
+            self.get_logger().info(f"{topic}: whole messages decoded ({exc})")
+            return None
 
     def _sim_time(self) -> bool:
         return bool(self.get_parameter("use_sim_time").value)
@@ -478,6 +524,7 @@ class TemporalSolverNode(Node):
         stale = [t for t in self._subs if now - self._last_seen.get(t, now) > self.params["stale_after_s"]]
         values = {t: self._types.get(t, "not seen") for t in wanted}
         values["callback_errors"] = str(self._callback_errors)
+        values["whole_message_decodes"] = str(self._full_decodes)
         if self._type_errors:
             return Health(ERROR, "cannot import " + "; ".join(self._type_errors.values()), values)
         if missing:
