@@ -198,6 +198,37 @@ def test_node_verdicts_and_check_trace(ros: None, poll_s: float) -> None:
     del rclpy
 
 
+def test_raw_bytes_damaged_or_foreign_never_stop_the_node(ros: None) -> None:
+    """What the batched path does with bytes: the watched fields of good ones; a cut message counted
+    and dropped with a log line (after rclpy, too, failed to read it); another encoding read whole."""
+    from krystal.msg import RenderStats
+    from rclpy.serialization import serialize_message
+
+    from krystal.temporal.node import TemporalSolverNode
+
+    topic = "krystal/render_stats"
+    solver = TemporalSolverNode(
+        parameter_overrides=[
+            Parameter("specs", Parameter.Type.STRING_ARRAY, [f"b: {topic}.budget_ms > 1"]),
+            Parameter("chaos_signal", Parameter.Type.STRING, ""),
+        ]
+    )
+    try:
+        solver._types[topic] = "krystal/msg/RenderStats"
+        msg = RenderStats(budget_ms=33.0, mode="edges")
+        msg.header.stamp.sec = 5
+        raw = serialize_message(msg)
+        view = solver._decode(topic, RenderStats, raw)
+        assert view.budget_ms == 33.0 and view.header.stamp.sec == 5 and not hasattr(view, "mode")
+        assert solver._decode(topic, RenderStats, raw[:20]) is None
+        assert solver._callback_errors == 1 and solver._full_decodes == 1
+        foreign = b"\x00\x07" + raw[2:]  # XCDR2, which the reader leaves to rclpy
+        assert isinstance(solver._decode(topic, RenderStats, foreign), RenderStats)
+        assert solver._full_decodes == 2 and solver._callback_errors == 1
+    finally:
+        solver.destroy_node()
+
+
 def test_bad_spec_parameter_is_refused(ros: None) -> None:
     from krystal.temporal.node import TemporalSolverNode
 

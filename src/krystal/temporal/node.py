@@ -325,7 +325,7 @@ class TemporalSolverNode(Node):
                 self._callback_errors += 1
                 self.get_logger().error(f"{topic}: take failed: {exc!r}", throttle_duration_sec=5.0)
             for taken in taken_all:
-                msg = self._decode(topic, sub, taken[0]) if sub.raw else taken[0]
+                msg = self._decode(topic, sub.msg_type, taken[0]) if sub.raw else taken[0]
                 if msg is None:
                     continue
                 t = stamp_s(msg)
@@ -338,9 +338,9 @@ class TemporalSolverNode(Node):
         for t, _, topic, msg in batch:
             self._on_message(topic, msg, t)
 
-    def _decode(self, topic: str, sub: Subscription[Any], data: bytes) -> Any:
+    def _decode(self, topic: str, msg_type: Any, data: bytes) -> Any:
         """The watched fields of a raw message (or the whole message where the reader cannot walk
-        its type or encoding); None, counted and logged, when the bytes are damaged."""
+        its type, encoding or bytes); None, counted and logged, when rclpy cannot read it either."""
         if topic not in self._readers:
             self._readers[topic] = self._reader(topic)
         reader = self._readers[topic]
@@ -350,8 +350,10 @@ class TemporalSolverNode(Node):
                     return reader.read(data)
                 except Unsupported:
                     pass
+                except ValueError as exc:  # rclpy has the last word on whether the bytes are damaged
+                    self.get_logger().warn(f"{topic}: {exc}; whole message tried", throttle_duration_sec=5.0)
             self._full_decodes += 1
-            return deserialize_message(data, sub.msg_type)
+            return deserialize_message(data, msg_type)
         except Exception as exc:
             self._callback_errors += 1
             self.get_logger().error(f"{topic}: message not decoded: {exc!r}", throttle_duration_sec=5.0)
