@@ -20,7 +20,10 @@ from numpy.typing import NDArray
 from krystal.audio.spectrum import HOP, Frames
 
 F64 = NDArray[np.float64]
-CONTINUITY = 1.25
+CONTINUITY = 1.4
+# the ACF's input fades from this weight (oldest frame) to 1 (newest): after a tempo change the new
+# beat wins about 0.75 s sooner; 0.25 with CONTINUITY 1.4 chosen on seeds 1/7/11/99/2026 (docs/audio.md)
+RECENCY = 0.25
 COMPRESSION = 1e4  # log1p(C * band magnitude): magnitudes are shares of full scale, so -80 dB ~ 1
 LOW_HZ, HIGH_HZ = 150.0, 1500.0  # kick-drum bands below, snare/hat bands above (backbeat cue)
 BACKBEAT_GAIN = 3.0  # a level's score x (1 + gain * backbeat evidence), evidence in 0..1
@@ -224,6 +227,7 @@ class TempoTracker:
         x[0] = np.log1p(x[0] * (1.0 / (median + 1e-9)))
         x[0] = np.convolve(x[0], _SMOOTH, "same")
         x -= x.sum(axis=1, keepdims=True) * (1.0 / filled)
+        x *= np.linspace(RECENCY, 1.0, filled)
         spec = scipy.fft.rfft(x, self._nfft, axis=1)
         products = np.stack([spec[0] * spec[0].conj(), spec[1].conj() * spec[2]])
         acf, cross = scipy.fft.irfft(products, self._nfft, axis=1)
