@@ -83,6 +83,20 @@ def _base(t: str) -> str:
     return t.split("<", 1)[0] if t.startswith(("string<", "wstring<")) else t
 
 
+def _layout(type_name: str, want: dict[str, Any], fields_of: FieldsOf) -> list[tuple[str, str]]:
+    """The type's (field, rosidl type) pairs in order; Unsupported when there are none, or when a
+    wanted field is not among them."""
+    try:
+        fields = list(fields_of(type_name).items())
+    except Exception as exc:
+        raise Unsupported(f"{type_name}: no layout ({exc})") from exc
+    if want is not _ALL:
+        missing = set(want) - {name for name, _ in fields}
+        if missing:
+            raise Unsupported(f"{type_name} has no field {sorted(missing)[0]!r}")
+    return fields
+
+
 class _Block:
     """Consecutive primitives: one struct per alignment phase of the block's start."""
 
@@ -111,22 +125,14 @@ class _Walk:
     """The operations that step over one message type's fields in order, keeping the wanted ones."""
 
     def __init__(self, type_name: str, want: dict[str, Any], fields_of: FieldsOf, depth: int = 0) -> None:
-        if depth > 16:
-            raise Unsupported(f"{type_name}: nested too deep")
-        try:
-            fields = list(fields_of(type_name).items())
-        except Exception as exc:
-            raise Unsupported(f"{type_name}: no layout ({exc})") from exc
+        fields = _layout(type_name, want, fields_of)
         self.ops: list[tuple[Any, ...]] = []
         self.names: list[tuple[str, ...]] = []  # the stored values' paths, in store order
         self._fields_of = fields_of
         self._view: Callable[[Sequence[Any]], SimpleNamespace] | None = None
-        if want is not _ALL:
-            missing = set(want) - {name for name, _ in fields}
-            if missing:
-                raise Unsupported(f"{type_name} has no field {sorted(missing)[0]!r}")
+        if want is not _ALL and depth == 0:  # only the root may stop early
             last = max((i for i, (name, _) in enumerate(fields) if name in want), default=-1)
-            fields = fields[: last + 1] if depth == 0 else fields  # only the root may stop early
+            fields = fields[: last + 1]
         self._add(fields, want, (), depth)
 
     def _block(self) -> _Block:
@@ -157,17 +163,12 @@ class _Walk:
                 if keep:
                     self.names.append(path)
             elif kind == "one" and "/" in elem:  # a nested message is its fields, inline
-                try:
-                    nested = list(self._fields_of(elem).items())
-                except Exception as exc:
-                    raise Unsupported(f"{elem}: no layout ({exc})") from exc
-                if sub is not None and sub is not _ALL:
-                    missing = set(sub) - {n for n, _ in nested}
-                    if missing:
-                        raise Unsupported(f"{elem} has no field {sorted(missing)[0]!r}")
-                self._add(nested, sub if sub is not None else {}, path, depth + 1)
+                sub = sub if sub is not None else {}
+                self._add(_layout(elem, sub, self._fields_of), sub, path, depth + 1)
             elif elem in PRIMITIVES:
-                self.ops.append(("parray" if kind == "array" else "pseq", PRIMITIVES[elem], count, keep))
+                code = PRIMITIVES[elem]
+                op = "parray" if kind == "array" else "pseq"
+                self.ops.append((op, code, struct.calcsize(code), count, keep))
                 if keep:
                     self.names.append(path)
             elif elem == "string":
@@ -200,14 +201,9 @@ class _Walk:
                 if op[1]:
                     out.append(text)
             elif kind in ("parray", "pseq"):
-                _, code, n, keep = op
+                _, code, size, n, keep = op
                 if kind == "pseq":
-                    off += -off % 4
-                    if off + 4 > end:
-                        raise ValueError("message ends inside a sequence length")
-                    (n,) = u32.unpack_from(data, 4 + off)
-                    off += 4
-                size = struct.calcsize(code)
+                    off, n = _count(data, off, end, u32)
                 if n:
                     off += -off % min(size, 8)
                 if off + n * size > end:
@@ -297,7 +293,6 @@ class FieldReader:
     char), and from read() for an encapsulation other than XCDR1."""
 
     def __init__(self, type_name: str, paths: Iterable[Sequence[str | int]], fields_of: FieldsOf) -> None:
-        self.type_name = type_name
         self._walk = _Walk(type_name, _tree(paths), fields_of)
 
     def read(self, data: bytes) -> SimpleNamespace:

@@ -178,7 +178,6 @@ class TemporalSolverNode(Node):
         self._pattern_errors: list[str] = []
         self._match_counts: dict[str, int] = {}
         self._chaos_getter: Any = None
-        self._chaos_topic = ""
         self._chaos_values: deque[float] = deque()
         self._chaos_stamps: deque[float] = deque()
         self._chaos_result = "waiting for samples"
@@ -186,7 +185,7 @@ class TemporalSolverNode(Node):
         self._callback_errors = 0
         self._full_decodes = 0  # raw messages deserialized whole (no FieldReader for their type)
         self._readers: dict[str, FieldReader | None] = {}
-        self._chaos_signal: Signal | None = None
+        self._chaos_signal: Signal | None = None  # its topic and path: the chaos test's series
         self._input_node: Node | None = None  # poll mode: holds the subscriptions, never spun
         self._configure()
         self._diagnostics = Diagnostics(self)
@@ -202,6 +201,10 @@ class TemporalSolverNode(Node):
         self._repeat = self.create_timer(1.0 / rate, self._repeat_verdicts) if rate > 0 else None
         self._chaos_timer = self.create_timer(self.params["chaos_period_s"], self._chaos)
         self._discover()
+
+    @property
+    def _chaos_topic(self) -> str:
+        return self._chaos_signal.topic if self._chaos_signal is not None else ""
 
     # ---- configuration ----------------------------------------------------------------------------
 
@@ -235,11 +238,10 @@ class TemporalSolverNode(Node):
         self._pattern_routes = {}
         for entry in self._patterns:
             self._pattern_routes.setdefault(entry[0].signal.topic, []).append(entry)
-        self._chaos_getter, self._chaos_topic, self._chaos_signal = None, "", None
+        self._chaos_getter, self._chaos_signal = None, None
         if self.params["chaos_signal"]:
-            signal = parse_signal(self.params["chaos_signal"])
-            self._chaos_getter, self._chaos_topic = field_getter(signal.path), signal.topic
-            self._chaos_signal = signal
+            self._chaos_signal = parse_signal(self.params["chaos_signal"])
+            self._chaos_getter = field_getter(self._chaos_signal.path)
         self._readers = {}  # the fields read change with the specs
         self._chaos_values = deque(maxlen=self.params["chaos_window"])
         self._chaos_stamps = deque(maxlen=self.params["chaos_window"])
@@ -364,7 +366,7 @@ class TemporalSolverNode(Node):
             s.path for w in self._watch_routes.get(topic, ()) for s in w.signals if s.topic == topic
         ]
         paths += [p.signal.path for p, _, _ in self._pattern_routes.get(topic, ())]
-        if topic == self._chaos_topic and self._chaos_signal is not None:
+        if self._chaos_signal is not None and topic == self._chaos_signal.topic:
             paths.append(self._chaos_signal.path)
         type_name = self._types.get(topic, "")
         try:
@@ -400,7 +402,7 @@ class TemporalSolverNode(Node):
                 match = matcher.push(get(msg))
                 if match is not None:
                     self._publish_pattern(p, match.distance, match.start, match.end, t)
-            if topic == self._chaos_topic and self._chaos_getter is not None:
+            if self._chaos_getter is not None and topic == self._chaos_topic:
                 v = self._chaos_getter(msg)
                 if math.isfinite(v):
                     self._chaos_values.append(v)
