@@ -325,7 +325,9 @@ class DeadlineExecutor(Executor):
 
     # -- waiting and taking ------------------------------------------------------------------
 
-    def _wait_and_take(self, timeout_ns: int) -> None:
+    def _wait_and_take(self, timeout_ns: int, until_ns: int = 0) -> None:
+        """`until_ns` (monotonic), when set, ends the wait at that time: the timeout is taken just
+        before `rcl_wait`, after the wait set is built."""
         e: Any
         ws = self._ws
         ws.clear_entities()
@@ -355,6 +357,8 @@ class DeadlineExecutor(Executor):
         for e in waitables:
             if not e.busy:
                 e.entity.add_to_wait_set(ws)
+        if until_ns:
+            timeout_ns = max(0, until_ns - time.monotonic_ns())
         ws.wait(timeout_ns)
         now = time.monotonic_ns()
         self._last_wait_ns = now
@@ -719,7 +723,7 @@ class DeadlineExecutor(Executor):
             return
         if due - spin > now:
             seq = self._seq
-            self._wait_and_take(due - spin - now)
+            self._wait_and_take(0, until_ns=due - spin)
             if self._seq != seq or self._dirty or self._tasks_due:
                 return  # other work came first
         clock = time.monotonic_ns
