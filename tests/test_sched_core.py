@@ -74,12 +74,15 @@ def test_defer_for_a_critical_timer_released_before_the_candidate_would_end() ->
     assert should_defer(0, 10 * MS, 1.5 * MS, upcoming) == 200_000
     # The earliest of several such releases is the one to wait for.
     assert should_defer(0, 10 * MS, 1.5 * MS, [(900_000, 3 * MS, 1.0, 10 * MS), *upcoming]) == 200_000
-    # Released after the candidate ends, or with a later deadline, or already released: start now.
+    # Released after the candidate ends, or with a later deadline: start now.
     assert should_defer(0, 10 * MS, 1.5 * MS, [(2 * MS, 4 * MS, 100_000.0, 10 * MS)]) == 0
     assert should_defer(0, 10 * MS, 1.5 * MS, [(200_000, 20 * MS, 100_000.0, 10 * MS)]) == 0
     # A 1 kHz timer beside a 1.5 ms candidate: its next release is hit anyway, so no waiting.
     assert should_defer(0, 10 * MS, 1.5 * MS, [(200_000, 1_200_000, 20_000.0, 1 * MS)]) == 0
-    assert should_defer(300_000, 10 * MS, 1.5 * MS, upcoming) == 0
+    # Released already (ready, not yet taken: the caller asked rcl): its past release, a poll now;
+    # for the 1 kHz timer too, since polling costs no idle time.
+    assert should_defer(300_000, 10 * MS, 1.5 * MS, upcoming) == 200_000
+    assert should_defer(300_000, 10 * MS, 1.5 * MS, [(200_000, 1_200_000, 20_000.0, 1 * MS)]) == 200_000
     # Waiting would make the candidate itself miss: start it.
     assert should_defer(0, 1.6 * MS, 1.5 * MS, upcoming) == 0
 

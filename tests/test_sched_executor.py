@@ -131,6 +131,47 @@ def test_late_critical_timer_is_chosen_before_queued_low_priority_work(ros) -> N
     assert timing.count >= 1
 
 
+def test_pool_workers_leave_long_work_queued_for_a_critical_release(ros) -> None:
+    """Workers cannot preempt either: two 50 ms callbacks ready at once, a critical timer released
+    about 45 ms later. The workers wait for its release instead of starting the long work."""
+    node = Node("edf_pool_defer")
+    log: list[str] = []
+
+    def low(i: int) -> None:
+        log.append(f"low{i}")
+        time.sleep(0.05)
+
+    lows = []
+    for i in range(2):
+        gc = node.create_guard_condition(lambda i=i: low(i))
+        set_budget(gc, 500.0)
+        lows.append(gc)
+    executor = DeadlineExecutor(threads=2)
+    executor.add_node(node)
+    end = time.monotonic() + 10.0
+    try:
+        for gc in lows:  # once each, so the executor knows they run 50 ms
+            gc.trigger()
+        while len(log) < 2:
+            executor.spin_once(0.05)
+            assert time.monotonic() < end, log
+        time.sleep(0.1)  # both done: their cost is recorded
+        log.clear()
+        critical = node.create_timer(0.06, lambda: log.append("critical"))
+        set_budget(critical, 2.0)
+        time.sleep(0.015)
+        for gc in lows:
+            gc.trigger()
+        while len(log) < 3:
+            executor.spin_once(0.05)
+            assert time.monotonic() < end, log
+        critical.cancel()
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+    assert log[0] == "critical", f"the workers started the long work first: {log}"
+
+
 def test_parameter_services_work_under_it(spinner) -> None:
     served = Node("served", parameter_overrides=[Parameter("gain", value=1.5)])
     served.declare_parameter("gain", 1.5)

@@ -262,6 +262,8 @@ class DeadlineExecutor(Executor):
                     if kind == _TIMER:
                         entry.period_ns = int(entity.timer_period_ns)
                         entry.clock = _clock_kind(entity)
+                        if not entry.next_release_ns and entry.clock != _SIM:
+                            entry.next_release_ns = _first_release(entity)
                     seen[entity] = entry
                     lists[kind].append(entry)
             if not state.diagnostics_attached:
@@ -703,6 +705,7 @@ class DeadlineExecutor(Executor):
             wait_until = self._defer_for(head)
             if wait_until:
                 self._wait_and_take(max(0, wait_until - time.monotonic_ns()) + 200_000)
+                return  # the next pass chooses again: the wait may have ended on other work
         self._run(heapq.heappop(queue))
 
     def _wait(self, timeout_ns: int) -> None:
@@ -759,9 +762,20 @@ class DeadlineExecutor(Executor):
                 t.period_ns,
             )
             for t in self._timers
-            if not t.busy and t.clock != _SIM and now < t.next_release_ns < now + cost
+            if not t.busy
+            and t.clock != _SIM
+            and t.next_release_ns < now + cost
+            and (t.next_release_ns > now or self._ready(t))
         ]
         return should_defer(now, head[0], cost, upcoming) if upcoming else 0
+
+    @staticmethod
+    def _ready(t: _Entry) -> bool:
+        """Released while the last wait's work was being taken (rcl's check came before it)."""
+        try:
+            return bool(t.handle.is_timer_ready())
+        except (InvalidHandle, TimerCancelledError):
+            return False
 
     # -- the pool ----------------------------------------------------------------------------
 
@@ -796,9 +810,18 @@ class DeadlineExecutor(Executor):
                 item = None
                 while not self._stop:
                     item = self._pop_runnable()
-                    if item is not None:
+                    if item is None:
+                        cond.wait()
+                        continue
+                    wait_until = self._defer_for(item) if self._timers else 0
+                    if not wait_until:
                         break
-                    cond.wait()
+                    # as the single thread does: leave it queued until that release is taken
+                    if item[2].group is not None:
+                        item[2].group.ending_execution(item[2].entity)
+                    heapq.heappush(self._queue, item)
+                    item = None
+                    cond.wait(max(0, wait_until - time.monotonic_ns()) / 1e9 + 200e-6)
                 if self._stop:
                     return
             assert item is not None
@@ -885,6 +908,15 @@ def _timer_info_arg(cb: Callable[..., Any]) -> str | None:
         if p.annotation is TimerInfo or p.annotation == "TimerInfo":
             return p.name
     return None
+
+
+def _first_release(timer: Any) -> int:
+    """Monotonic time of a timer's first release, so the look-ahead knows it before its first call."""
+    try:
+        until = timer.time_until_next_call()
+    except (InvalidHandle, TimerCancelledError):
+        return 0
+    return time.monotonic_ns() + until if until is not None and until > 0 else 0
 
 
 def _clock_kind(timer: Any) -> int:

@@ -210,7 +210,8 @@ def should_defer(
 ) -> int:
     """Release time to wait for instead of starting the candidate now, or 0 to start it.
 
-    `upcoming` holds (release, deadline, cost, period) of timers not yet released. Waiting
+    `upcoming` holds (release, deadline, cost, period) of timers not yet taken; one whose release
+    is past is ready now (the caller asked rcl) and gives that release: poll for it now. Waiting
     (idle-time insertion: what a preemptive EDF scheduler would do) pays when one with an earlier
     deadline is released before the candidate would end, and the candidate can still meet its own
     deadline after it. Not for a timer whose period is shorter than the candidate: its next
@@ -220,9 +221,9 @@ def should_defer(
     end = now_ns + candidate_cost_ns
     best = 0
     for release, deadline, cost, period in upcoming:
-        if release <= now_ns or release >= end or deadline >= candidate_deadline_ns:
+        if release >= end or deadline >= candidate_deadline_ns:
             continue
-        if 0 < period < candidate_cost_ns + cost:
+        if release > now_ns and 0 < period < candidate_cost_ns + cost:
             continue
         if max(release + cost, now_ns) + candidate_cost_ns > candidate_deadline_ns:
             continue  # waiting would make the candidate miss instead
