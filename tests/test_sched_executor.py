@@ -509,3 +509,37 @@ def test_events_falls_back_for_nodes_with_guard_conditions(ros) -> None:
         executor.shutdown()
     finally:
         node.destroy_node()
+
+
+def _thread_slack_ns() -> int:
+    import ctypes
+
+    return int(ctypes.CDLL(None).prctl(30, 0, 0, 0, 0))  # PR_GET_TIMERSLACK of the calling thread
+
+
+@pytest.mark.parametrize(("threads", "slack_ns"), [(1, None), (2, None), (1, 20_000), (2, 7_000)])
+def test_callbacks_run_on_threads_with_the_configured_timer_slack(ros, threads: int, slack_ns) -> None:
+    """executor.timer_slack_ns (1 µs by default; Linux's own is 50 µs) holds on the spinning
+    thread and on every pool worker."""
+    node = Node("slack_node")
+    group = ReentrantCallbackGroup()
+    seen: dict[int, int] = {}
+
+    def tick() -> None:
+        seen[threading.get_ident()] = _thread_slack_ns()
+        time.sleep(0.002)
+
+    for _ in range(4):
+        node.create_timer(0.005, tick, callback_group=group)
+    executor = DeadlineExecutor(threads=threads)
+    if slack_ns is not None:
+        executor.configure_realtime(ExecutorSettings(timer_slack_ns=slack_ns))
+    executor.add_node(node)
+    try:
+        end = time.monotonic() + 10.0
+        while len(seen) < threads and time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+    assert len(seen) >= threads and set(seen.values()) == {slack_ns or 1000}, seen

@@ -36,7 +36,7 @@ from rclpy.subscription import Subscription
 from rclpy.task import Task
 
 from krystal.ros.diagnostics import ERROR, OK, WARN, Health, diagnostics_of
-from krystal.sched.realtime import RealtimeResult, apply_realtime
+from krystal.sched.realtime import RealtimeResult, apply_realtime, set_timer_slack
 from krystal.sched.settings import ExecutorSettings, node_settings
 from krystal.sched.timing import (
     CallbackStats,
@@ -70,6 +70,7 @@ _TIMER, _SUB, _SRV, _CLI, _GC, _WAITABLE = range(6)
 _KIND_NAMES = ("timer", "subscription", "service", "client", "guard", "waitable")
 _STEADY, _WALL, _SIM = range(3)
 _POLL_MIN_NS = 50_000  # callbacks shorter than this run back to back without a poll in between
+_DEFAULTS = ExecutorSettings()
 _ERROR_HOLD_NS = 10_000_000_000  # a node stays ERROR this long after a callback raised
 _REPEAT_LOG_NS = 10_000_000_000  # the same failure is logged again at most this often
 
@@ -185,6 +186,7 @@ class DeadlineExecutor(Executor):
         self._spinning = threading.Lock()
         self._realtime: RealtimeResult | None = None
         self._rt_settings: ExecutorSettings | None = None
+        self._set_up: set[int] = set()
         # pool
         self._cond = threading.Condition()
         self._workers: list[threading.Thread] = []
@@ -213,6 +215,7 @@ class DeadlineExecutor(Executor):
     def configure_realtime(self, settings: ExecutorSettings) -> None:
         """Real-time setup for the spinning thread and the pool, applied when spinning starts."""
         self._rt_settings = settings
+        self._set_up.clear()
         self._spin_ns = int(settings.spin_us * 1000)
 
     def _rebuild(self) -> None:
@@ -642,8 +645,14 @@ class DeadlineExecutor(Executor):
     # -- spinning ----------------------------------------------------------------------------
 
     def _setup_thread(self) -> None:
+        """Once per thread that spins or works: timer slack, and what configure_realtime asked."""
+        ident = threading.get_ident()
+        if ident in self._set_up:
+            return
+        self._set_up.add(ident)
         s = self._rt_settings
         if s is None:
+            set_timer_slack(_DEFAULTS.timer_slack_ns)
             return
         first = self._realtime is None
         result = setup_realtime(s, lock_memory=s.mlockall and first, log=first)
@@ -669,6 +678,7 @@ class DeadlineExecutor(Executor):
 
     def spin_once(self, timeout_sec: float | None = None) -> None:
         with self._spinning:
+            self._setup_thread()
             self._start_pool()
             self._iterate(_to_ns(timeout_sec))
 
@@ -936,6 +946,7 @@ def _to_ns(timeout_sec: float | None) -> int:
 
 def setup_realtime(settings: ExecutorSettings, *, lock_memory: bool, log: bool = True) -> RealtimeResult:
     """Real-time setup of the calling thread from settings; one log line says what happened."""
+    set_timer_slack(settings.timer_slack_ns)
     if settings.sched_priority <= 0 and not settings.cpu_affinity and not lock_memory:
         return RealtimeResult()
     result = apply_realtime(settings.sched_priority, settings.cpu_affinity, lock_memory)

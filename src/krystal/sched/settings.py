@@ -71,6 +71,16 @@ EXECUTOR_PARAMS: tuple[Param, ...] = (
         read_only=True,
     ),
     Param(
+        "executor.timer_slack_ns",
+        1000,
+        "how late the kernel may end the executor threads' timed waits to merge wake-ups "
+        "(Linux's default is 50000: every timeout and empty poll then runs up to 50 µs long); "
+        "0: the kernel's default. SCHED_FIFO threads have none",
+        min_value=0,
+        max_value=50_000_000,
+        read_only=True,
+    ),
+    Param(
         "executor.budget_ms",
         0.0,
         "deadline after release of this node's callbacks; 0: a timer's period, a stream's QoS "
@@ -114,6 +124,7 @@ class ExecutorSettings:
     cpu_affinity: tuple[int, ...] = ()
     mlockall: bool = False
     spin_us: int = 0
+    timer_slack_ns: int = 1000
     budgets: Budgets = field(default_factory=Budgets)
     default_budget_ms: float = 100.0
 
@@ -139,6 +150,7 @@ def node_settings(node: Node) -> ExecutorSettings:
         cpu_affinity=tuple(int(c) for c in values["executor.cpu_affinity"]),
         mlockall=bool(values["executor.mlockall"]),
         spin_us=int(values["executor.spin_us"]),
+        timer_slack_ns=int(values["executor.timer_slack_ns"]),
         budgets=Budgets(float(values["executor.budget_ms"]), groups, topics),
         default_budget_ms=float(values["executor.default_budget_ms"]),
     )
