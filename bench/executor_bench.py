@@ -347,6 +347,8 @@ def main() -> None:
             kinds = ("single", "multi", *OURS)
         if args.executors:
             kinds = tuple(k for k in kinds if k in args.executors.split(","))
+            if not any(k in RCLPY for k in kinds):
+                parser.error(f"--executors needs one of {','.join(RCLPY)}: ours is reported against it")
         scenarios = {"demo": demo, "pubsub": pubsub, "mixed": mixed}
         for scenario, make in scenarios.items():
             if scenario not in args.scenarios.split(","):
