@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.fft
 import soundfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from krystal.audio import spectrum
 from krystal.audio.features import Analyzer, Chunk, Features, band_edges_problem
 from krystal.audio.generator import Generator, Segment, render
 from krystal.audio.sources import (
@@ -28,6 +30,7 @@ from krystal.audio.sources import (
 from krystal.audio.sources import (
     GeneratorSource as _Gen,
 )
+from krystal.audio.tempo import OnsetDetector
 
 
 def analyse(x: np.ndarray, sr: int, chunk: int = 2048, window: int = 1024) -> list[Features]:
@@ -74,6 +77,53 @@ def test_onsets_of_a_click_track() -> None:
     beats = np.arange(0.25, 8.0, 0.5)
     assert len(onset_times) == len(beats)
     assert np.abs(onset_times - beats).max() < 0.03
+
+
+def _onsets_by_definition(odf: np.ndarray, sizes: list[int], m: int, refractory: int) -> np.ndarray:
+    """The onset rule written out: per batch, the median of the m values before it (the first
+    batch's own median before there are any) x 1.5 + 0.1; rising; refractory."""
+    history = [float(np.median(odf[: sizes[0]]))] * m
+    flags, pos, last = np.zeros(len(odf), bool), 0, -refractory
+    for n in sizes:
+        ref = float(np.median(history[-m:])) * 1.5 + 0.1  # m odd: the middle value
+        for i in range(pos, pos + n):
+            before = odf[i - 1] if i else history[-1]
+            if odf[i] > ref and odf[i] > before and i - last >= refractory:
+                flags[i], last = True, i
+        history += odf[pos : pos + n].tolist()
+        pos += n
+    return flags
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 120), min_size=1, max_size=40), st.integers(0, 2**32 - 1))
+def test_onsets_follow_their_rule_however_the_odf_is_batched(sizes: list[int], seed: int) -> None:
+    # the median's history is a ring: batches shorter than it, as long, longer, wrapping
+    rng = np.random.default_rng(seed)
+    odf = rng.gamma(2.0, 0.1, sum(sizes)) + (rng.random(sum(sizes)) < 0.08) * rng.uniform(0.5, 3.0)
+    detector = OnsetDetector(86.13, np.linspace(0.0, 22050.0, 513))
+    m, refractory = len(detector._history), detector._refractory
+    assert m % 2 == 1
+    got, pos = [], 0
+    for n in sizes:
+        got.append(detector.onsets(odf[pos : pos + n]))
+        pos += n
+    np.testing.assert_array_equal(np.concatenate(got), _onsets_by_definition(odf, sizes, m, refractory))
+
+
+def test_fast_transforms_match_scipy_fft() -> None:
+    rng = np.random.default_rng(3)
+    for dtype in (np.float32, np.float64):
+        x = rng.standard_normal((3, 344)).astype(dtype)
+        spec = spectrum.rfft(x, 1024)
+        want = scipy.fft.rfft(x, 1024, axis=-1)
+        assert spec.dtype == want.dtype
+        np.testing.assert_allclose(spec, want, rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(spectrum.irfft(spec, 1024), scipy.fft.irfft(want, 1024), atol=1e-4)
+    frames = rng.standard_normal((5, spectrum.FFT_SIZE)).astype(np.float32)
+    np.testing.assert_allclose(
+        spectrum.rfft(frames, spectrum.FFT_SIZE), scipy.fft.rfft(frames, axis=1), rtol=1e-4, atol=1e-3
+    )
 
 
 @pytest.mark.parametrize(

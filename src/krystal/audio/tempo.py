@@ -11,13 +11,14 @@ the same ODF. State is a few numpy arrays; work is per batch of hops, not per sa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import scipy.fft
 from numpy.typing import NDArray
 
-from krystal.audio.spectrum import HOP, Frames
+from krystal.audio.spectrum import HOP, Frames, irfft, rfft
 
 F64 = NDArray[np.float64]
 CONTINUITY = 1.4
@@ -56,6 +57,8 @@ class OnsetDetector:
         self._history: F64 = np.zeros(max(3, int(median_s * frame_rate_hz)))  # ODF before this batch
         self._refractory = max(1, int(refractory_s * frame_rate_hz))
         self._seen = False
+        self._prev = 0.0  # the ODF value before this batch (a rise is measured from it)
+        self._pos = 0  # where the next value goes in the history ring
         self._since_onset = self._refractory
         # mel-spaced bands, each the mean of its bins, as librosa's onset strength weighs them
         freqs = np.asarray(freqs_hz, dtype=np.float64)
@@ -66,10 +69,12 @@ class OnsetDetector:
         used = np.unique(index)
         matrix = (index[:, None] == used[None, :]).astype(np.float32)
         self._bands = matrix / matrix.sum(axis=0, keepdims=True)
-        # the magnitude scale (share of full scale) and the log's compression folded into the
-        # band means: one matmul per batch, then log1p
+        # the magnitude scale (share of full scale) and the log's compression folded into each
+        # bin's weight in its band's mean. Bands are runs of adjacent bins: a sum over each run
+        # (reduceat) does what a bins x bands matmul would, at a quarter of its cost on 5 rows
         scale = np.ones(len(freqs), np.float32) if bin_scale is None else np.sqrt(bin_scale)
-        self._bands_in = (self._bands * scale[:, None] * np.float32(COMPRESSION)).astype(np.float32)
+        self._weights = (self._bands.sum(axis=1) * scale * np.float32(COMPRESSION)).astype(np.float32)
+        self._starts = np.flatnonzero(np.diff(index, prepend=-1))
         # ODF columns: mean flux of all bands, of the low bands, of the high bands
         centre = freqs @ self._bands
         groups = np.stack([np.ones(len(used)), centre < LOW_HZ, centre >= HIGH_HZ], axis=1)
@@ -87,14 +92,14 @@ class OnsetDetector:
             logs = self._logs[n] = np.zeros((n + 1, self._bands.shape[1]), np.float32)
         logs[0] = self._last
         body = logs[1:]
-        np.matmul(magnitudes, self._bands_in, out=body)  # in place: per-call overhead is the cost
+        np.add.reduceat(magnitudes * self._weights, self._starts, axis=1, out=body)
         np.log1p(body, out=body)
         if not self._seen_frame:
             logs[0], self._seen_frame = body[0], True
         self._last = logs[n].copy()
         diff = body - logs[:-1]
         np.maximum(diff, 0.0, out=diff)
-        return np.asarray(diff @ self._groups, dtype=np.float64)
+        return np.asarray(np.dot(diff, self._groups), np.float64)  # np.dot: less overhead than @
 
     def onsets(self, odf: F64) -> NDArray[np.bool_]:
         """Onset flag per ODF value (the overall column): above the median of the preceding ODF
@@ -106,20 +111,28 @@ class OnsetDetector:
         if not n:
             return np.zeros(0, bool)
         if not self._seen:  # no history yet: the first batch is its own reference
-            self._history[:] = np.median(odf)
+            self._history[:] = self._prev = float(np.median(odf))
         self._seen = True
         ref = float(np.partition(self._history, m // 2)[m // 2]) * self.threshold + self.floor
-        joined = np.concatenate([self._history, odf])
-        rising = odf > joined[m - 1 : m - 1 + n]
-        candidates = np.flatnonzero((odf > ref) & rising)
-        flags = np.zeros(n, bool)
-        last = -self._since_onset
-        for i in candidates.tolist():  # onsets are rare: a short loop
-            if i - last >= self._refractory:
+        # a few values per call: plain floats cost less than a dozen numpy calls
+        values: list[float] = odf.tolist()
+        flags = [False] * n
+        prev, last, refractory = self._prev, -self._since_onset, self._refractory
+        for i, v in enumerate(values):
+            if v > ref and v > prev and i - last >= refractory:
                 flags[i], last = True, i
-        self._since_onset = n - last
-        self._history = joined[-m:]
-        return flags
+            prev = v
+        self._prev, self._since_onset = prev, n - last
+        # the history is a ring (its median does not care about order)
+        if n >= m:
+            self._history[:], self._pos = odf[-m:], 0  # oldest first again
+        else:
+            pos = self._pos
+            head = min(n, m - pos)
+            self._history[pos : pos + head] = odf[:head]
+            self._history[: n - head] = odf[head:]
+            self._pos = (pos + n) % m
+        return np.array(flags, bool)
 
 
 @dataclass(frozen=True)
@@ -160,6 +173,9 @@ class TempoTracker:
         self._tempo = Tempo(0.0, 0.0, 0.0)
         self._candidate = 0.0  # a different tempo must win twice in a row before it is reported
         self._cross: F64 | None = None  # low-to-high band cross-correlation of the last estimate
+        # what depends only on the window's fill and a candidate lag (a small, fixed set of values
+        # once the window is full): computed once, not in every estimate
+        self._memo: dict[tuple[object, ...], Any] = {}
 
     @property
     def tempo(self) -> Tempo:
@@ -169,6 +185,7 @@ class TempoTracker:
         self._buf[:] = 0.0
         self._frames, self._next_update = 0, self._update
         self._tempo, self._candidate = Tempo(0.0, 0.0, 0.0), 0.0
+        self._memo.clear()
 
     def process(self, odf: F64) -> Tempo:
         """Take new ODF values (n, or n x 3 columns all/low/high); re-estimate when an update is
@@ -227,10 +244,10 @@ class TempoTracker:
         x[0] = np.log1p(x[0] * (1.0 / (median + 1e-9)))
         x[0] = np.convolve(x[0], _SMOOTH, "same")
         x -= x.sum(axis=1, keepdims=True) * (1.0 / filled)
-        x *= np.linspace(RECENCY, 1.0, filled)
-        spec = scipy.fft.rfft(x, self._nfft, axis=1)
-        products = np.stack([spec[0] * spec[0].conj(), spec[1].conj() * spec[2]])
-        acf, cross = scipy.fft.irfft(products, self._nfft, axis=1)
+        lags, harmonics = self._cached(("lags", filled), self._lags, filled)
+        x *= self._cached(("ramp", filled), np.linspace, RECENCY, 1.0, filled)
+        spec = rfft(x, self._nfft)
+        acf, cross = irfft(spec[[0, 2]] * spec[[0, 1]].conj(), self._nfft)
         acf = acf[:filled]
         if acf[0] <= 1e-12:
             return
@@ -240,13 +257,11 @@ class TempoTracker:
             cross / np.sqrt(energy[0, 0] * energy[1, 1]) if energy[0, 0] * energy[1, 1] > 1e-24 else None
         )
         fr = self.frame_rate_hz
-        lo, hi = fr * 60.0 / self.max_bpm, fr * 60.0 / self.min_bpm
-        lags: F64 = np.arange(int(np.floor(lo)), int(np.ceil(hi)) + 1, dtype=np.float64)
-        lags = lags[(lags >= 2) & (lags < filled / 2)]
+        lo, hi = self._lag_range()
         if not len(lags):
             return
-        score = self._harmonic_score(acf, lags)
-        lag = self._metrical_level(acf, float(lags[np.argmax(score)]), lo, hi, filled)
+        score = harmonics(acf).sum(axis=0)  # ACF at the lag's harmonics, weighted 1/sqrt(k)
+        lag = self._metrical_level(acf, float(lags[np.argmax(score)]), filled)
         period = self._refine(acf, lag, filled)
         if not lo * 0.97 <= period <= hi * 1.03:
             return
@@ -260,64 +275,98 @@ class TempoTracker:
         self._candidate = bpm
         self._tempo = Tempo(float(bpm), confidence, self._beat(period, filled))
 
-    def _backbeat(self, filled: int, lags: F64) -> F64:
+    def _cached(self, key: tuple[object, ...], make: Callable[..., Any], *args: Any) -> Any:
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) > 512:  # only while the window fills do keys keep changing
+                self._memo.clear()
+            found = self._memo[key] = make(*args)
+        return found
+
+    def _lag_range(self) -> tuple[float, float]:
+        """Beat periods in frames of max_bpm and min_bpm."""
+        fr = self.frame_rate_hz
+        return fr * 60.0 / self.max_bpm, fr * 60.0 / self.min_bpm
+
+    def _lags(self, filled: int) -> tuple[F64, _Taps]:
+        """Whole-frame candidate lags, and the taps that weigh an ACF at their harmonics k * lag
+        by 1/sqrt(k) (those inside the window, normalised per lag)."""
+        lo, hi = self._lag_range()
+        lags: F64 = np.arange(int(np.floor(lo)), int(np.ceil(hi)) + 1, dtype=np.float64)
+        lags = lags[(lags >= 2) & (lags < filled / 2)]
+        pos = _HARMONICS * lags[None, :]
+        ok = pos < filled - 1
+        weight = ok / np.sqrt(_HARMONICS)
+        weight = weight / np.maximum(weight.sum(axis=0), 1e-9)
+        return lags, _Taps(np.where(ok, pos, 0.0), filled, weight)
+
+    def _levels(self, lag: float, filled: int) -> tuple[F64, F64, _Taps, F64] | None:
+        """The best lag's multiples and fractions in range, their tempi, the taps around each (+-4 %:
+        the ACF's peak there, the cross-correlation one candidate beat later), their tempo prior."""
+        lo, hi = self._lag_range()
+        c = lag * LEVELS
+        c = c[(c >= lo * 0.97) & (c <= hi * 1.03) & (c * 1.04 < filled - 1)]
+        if not len(c):
+            return None
+        bpm = 60.0 * self.frame_rate_hz / c
+        prior = np.exp(-0.5 * (np.log2(bpm / self.prior_bpm) / self.prior_octaves) ** 2)
+        peaks = _Taps(c[:, None] * _PEAK[None, :], filled)
+        return c, bpm, peaks, prior
+
+    def _backbeat(self, around: _Taps, filled: int, count: int) -> F64:
         """Per candidate beat period: how much more the high bands answer a low-band hit one beat
         later than at once, in units of the cross-correlation's spread (0..1). Kick on 1 and 3
         with snare on 2 and 4 is a pulse at the beat, though each drum alone repeats every two."""
         r = self._cross  # r[k]: high k frames after low, normalised
         if r is None:
-            return np.zeros(len(lags))
+            return np.zeros(count)
         at_once = max(float(r[0]), float(r[1]), float(r[-1]))
-        later = _interp(r[:filled], lags[:, None] * _PEAK[None, :]).max(axis=1)
+        later = around(r).max(axis=1)
         body = r[1 : filled // 2]  # its spread: in noise the lead is small but clear
         mean = float(body.sum()) / len(body)
         spread = max(float(body @ body) / len(body) - mean * mean, 0.0) ** 0.5 + 1e-9
         return np.asarray(np.clip((later - at_once) / (BACKBEAT_SPREAD * spread), 0.0, 1.0))
 
-    def _metrical_level(self, acf: F64, lag: float, lo: float, hi: float, filled: int) -> float:
+    def _metrical_level(self, acf: F64, lag: float, filled: int) -> float:
         """Among the best lag's multiples and fractions in range, the one whose ACF peak, weighted
         by a log-normal tempo prior and the backbeat cue, is highest: picks the beat rather than
         the bar or the eighth."""
-        c = lag * LEVELS
-        c = c[(c >= lo * 0.97) & (c <= hi * 1.03) & (c * 1.04 < len(acf) - 1)]
-        if not len(c):
+        levels = self._cached(("levels", lag, filled), self._levels, lag, filled)
+        if levels is None:
             return lag
-        peak = _interp(acf, c[:, None] * _PEAK[None, :]).max(axis=1)
-        bpm = 60.0 * self.frame_rate_hz / c
-        prior = np.exp(-0.5 * (np.log2(bpm / self.prior_bpm) / self.prior_octaves) ** 2)
+        c, bpm, around, prior = levels
+        peak = around(acf).max(axis=1)
         current = self._tempo.bpm
         if current:  # the level we are on keeps winning ties: no octave flicker
-            prior[np.abs(bpm - current) <= 0.04 * current] *= CONTINUITY
-        score = peak * prior * (1.0 + BACKBEAT_GAIN * self._backbeat(filled, c))
+            prior = np.where(np.abs(bpm - current) <= 0.04 * current, prior * CONTINUITY, prior)
+        score = peak * prior * (1.0 + BACKBEAT_GAIN * self._backbeat(around, filled, len(c)))
         return float(c[int(np.argmax(score))])
 
     @staticmethod
-    def _harmonic_score(acf: F64, lags: F64) -> F64:
-        pos = _HARMONICS * lags[None, :]
-        ok = pos < len(acf) - 1
-        weight = ok / np.sqrt(_HARMONICS)
-        total = (_interp(acf, np.where(ok, pos, 0.0)) * weight).sum(axis=0)
-        return np.asarray(total / np.maximum(weight.sum(axis=0), 1e-9))
-
-    @staticmethod
-    def _refine(acf: F64, lag: float, filled: int) -> float:
-        """Beat period (frames) fitted through the interpolated peaks near k * lag."""
+    def _refine_plan(lag: float, filled: int) -> tuple[F64, NDArray[np.int64], NDArray[np.int64]] | None:
         ks = _REFINE[_REFINE * lag + 2 < filled * 0.75]
         width = int(np.ceil(0.3 * lag)) + 1
         if not len(ks) or width < 3:
-            return lag
+            return None
         start = np.maximum(1, np.floor(ks * lag - 0.15 * lag).astype(np.int64))
-        idx = np.minimum(start[:, None] + np.arange(width)[None, :], len(acf) - 1)
+        idx = np.minimum(start[:, None] + np.arange(width)[None, :], filled - 1)
+        return ks, idx, np.arange(len(ks))
+
+    def _refine(self, acf: F64, lag: float, filled: int) -> float:
+        """Beat period (frames) fitted through the interpolated peaks near k * lag."""
+        plan = self._cached(("refine", lag, filled), self._refine_plan, lag, filled)
+        if plan is None:
+            return lag
+        ks, idx, rows = plan
         seg = acf[idx]
-        rows = np.arange(len(ks))
-        i = np.clip(np.argmax(seg, axis=1), 1, width - 2)
+        top = np.argmax(seg, axis=1)
+        i = np.clip(top, 1, idx.shape[1] - 2)
         a, b, c = seg[rows, i - 1], seg[rows, i], seg[rows, i + 1]
         denom = a - 2 * b + c
         inner = (denom < 0) & (b >= a) & (b >= c)  # a true local maximum: parabola through it
         shift = np.where(inner, 0.5 * (a - c) / np.where(inner, denom, -1.0), 0.0)
-        best = np.max(seg, axis=1)
-        peaks = np.where(inner, idx[rows, i] + shift, idx[rows, np.argmax(seg, axis=1)])
-        w = np.maximum(best, 0.0) * ks
+        peaks = np.where(inner, idx[rows, i] + shift, idx[rows, top])
+        w = np.maximum(seg[rows, top], 0.0) * ks
         den = float(np.dot(w, ks))
         return float(np.dot(w, peaks) / den) if den > 0 else lag
 
@@ -332,6 +381,21 @@ class TempoTracker:
         positions = (filled - 1) - offsets[:, None] - ks[None, :]
         score = _interp(x, np.maximum(positions, 0.0)).sum(axis=1)
         return float(self._frames - 1 - offsets[int(np.argmax(score))])
+
+
+class _Taps:
+    """Linear interpolation at fixed fractional positions (>= 0), optionally weighted: the
+    indices and weights are worked out once for values of a given length."""
+
+    def __init__(self, positions: F64, size: int, weight: F64 | None = None) -> None:
+        i = np.minimum(positions.astype(np.int64), size - 2)
+        f = positions - i
+        w = 1.0 if weight is None else weight
+        self._i, self._j = i, i + 1
+        self._a, self._b = (1.0 - f) * w, f * w
+
+    def __call__(self, values: F64) -> F64:
+        return np.asarray(values[self._i] * self._a + values[self._j] * self._b)
 
 
 def _interp(values: F64, positions: F64) -> F64:
