@@ -169,11 +169,13 @@ def paired_costs(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer, shorter clips (< 20 s)")
-    parser.add_argument("--seed", type=int, default=2026, help="material seed")
+    parser.add_argument(
+        "--seed", default="2026", help="material seed, or several comma-separated: their clips pooled"
+    )
     parser.add_argument("--verbose", action="store_true", help="print each clip's estimates")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    material = clips(args.quick, args.seed)
+    material = [c for seed in args.seed.split(",") for c in clips(args.quick, int(seed))]
     static = [c for c in material if not c.step_s]
     steps = [c for c in material if c.step_s]
     ours = [ours_track(c.samples)[-1][1] for c in static]
