@@ -175,7 +175,7 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="print each clip's estimates")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    material = [c for seed in args.seed.split(",") for c in clips(args.quick, int(seed))]
+    material = [c for seed in args.seed.split(",") if seed.strip() for c in clips(args.quick, int(seed))]
     static = [c for c in material if not c.step_s]
     steps = [c for c in material if c.step_s]
     ours = [ours_track(c.samples)[-1][1] for c in static]

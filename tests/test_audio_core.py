@@ -30,7 +30,7 @@ from krystal.audio.sources import (
 from krystal.audio.sources import (
     GeneratorSource as _Gen,
 )
-from krystal.audio.tempo import OnsetDetector
+from krystal.audio.tempo import BeatTracker, OnsetDetector
 
 
 def analyse(x: np.ndarray, sr: int, chunk: int = 2048, window: int = 1024) -> list[Features]:
@@ -112,6 +112,8 @@ def test_onsets_follow_their_rule_however_the_odf_is_batched(sizes: list[int], s
 
 
 def test_fast_transforms_match_scipy_fft() -> None:
+    # scipy 1.8 (Humble's) to 1.17 take the direct path; it must agree with the public one
+    assert spectrum.rfft is not spectrum._public_rfft and spectrum.irfft is not spectrum._public_irfft
     rng = np.random.default_rng(3)
     for dtype in (np.float32, np.float64):
         x = rng.standard_normal((3, 344)).astype(dtype)
@@ -170,6 +172,20 @@ def test_tempo_locks_within_4_s_of_a_step_and_phase_follows_the_beat() -> None:
     beat_start = [f.beat_phase for f in after if (f.first_sample_index / sr - 8.0) % (60 / 140) < 0.012]
     phases = np.array(beat_start)  # windows that start on a beat: phase near 0 (or 1)
     assert np.all(np.minimum(phases, 1 - phases) < 0.15), phases
+
+
+def test_cached_estimator_work_gives_the_estimates_computed_afresh() -> None:
+    # what the tracker computes once per fill and lag must be what each estimate would compute
+    sr = 44100
+    x = render("drums", sr, 14.0, (Segment(0.0, 97.0), Segment(7.0, 151.0)), swing=0.1, noise_dbfs=-40.0)
+    cached, fresh = BeatTracker(sr), BeatTracker(sr)
+    for i in range(0, len(x) - 2048, 2048):
+        a = cached.process(x[i : i + 2048])
+        fresh.tempo._memo.clear()
+        b = fresh.process(x[i : i + 2048])
+        assert (a.bpm, a.confidence, a.last_beat_frame) == (b.bpm, b.confidence, b.last_beat_frame)
+    assert abs(cached.tempo.tempo.bpm - 151.0) <= 2.0
+    assert len(cached.tempo._memo) > 3
 
 
 def test_gaps_keep_the_sample_counter_and_stamps_honest() -> None:

@@ -85,6 +85,11 @@ def test_defer_for_a_critical_timer_released_before_the_candidate_would_end() ->
     assert should_defer(300_000, 10 * MS, 1.5 * MS, [(200_000, 1_200_000, 20_000.0, 1 * MS)]) == 200_000
     # Waiting would make the candidate itself miss: start it.
     assert should_defer(0, 1.6 * MS, 1.5 * MS, upcoming) == 0
+    # ... also for a timer released already: it runs from now, not from its release (at 0.3 ms,
+    # 0.1 ms + 1.5 ms would end at 1.9 ms, past the candidate's 1.85 ms)
+    released = [(200_000, 1 * MS, 100_000.0, 10 * MS)]
+    assert should_defer(300_000, 1_850_000, 1.5 * MS, released) == 0
+    assert should_defer(300_000, 1_950_000, 1.5 * MS, released) == 200_000
 
 
 def test_impossible_requests_are_refused_with_one_line_and_nothing_raised() -> None:

@@ -26,6 +26,7 @@ from std_msgs.msg import Int32, String
 from krystal.ros.diagnostics import ERROR, Diagnostics
 from krystal.ros.qos import DeadlineMisses, reliable_qos, sensor_qos, with_deadline
 from krystal.sched.executor import DeadlineExecutor, set_budget
+from krystal.sched.realtime import set_timer_slack
 from krystal.sched.settings import EXECUTOR_PARAMS, ExecutorSettings, node_settings
 from tests.conftest import executable, spin_until
 
@@ -535,11 +536,15 @@ def test_callbacks_run_on_threads_with_the_configured_timer_slack(ros, threads: 
     if slack_ns is not None:
         executor.configure_realtime(ExecutorSettings(timer_slack_ns=slack_ns))
     executor.add_node(node)
+    before = _thread_slack_ns()
     try:
         end = time.monotonic() + 10.0
         while len(seen) < threads and time.monotonic() < end:
             executor.spin_once(timeout_sec=0.05)
+        spinner = _thread_slack_ns()  # this thread spun: set up as the workers are
     finally:
         executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
+        set_timer_slack(before)
     assert len(seen) >= threads and set(seen.values()) == {slack_ns or 1000}, seen
+    assert spinner == (slack_ns or 1000)

@@ -34,6 +34,7 @@ _PEAK = np.linspace(0.96, 1.04, 9)  # an ACF peak is looked for within +-4 % of 
 _HARMONICS = np.arange(1, 5, dtype=np.float64)[:, None]
 _REFINE = np.arange(1, 9, dtype=np.float64)
 
+_MISSING = object()
 _SMOOTH = np.exp(-0.5 * (np.arange(-3, 4) / 1.0) ** 2)
 _SMOOTH /= _SMOOTH.sum()
 
@@ -276,9 +277,11 @@ class TempoTracker:
         self._tempo = Tempo(float(bpm), confidence, self._beat(period, filled))
 
     def _cached(self, key: tuple[object, ...], make: Callable[..., Any], *args: Any) -> Any:
-        found = self._memo.get(key)
-        if found is None:
-            if len(self._memo) > 512:  # only while the window fills do keys keep changing
+        # the tempo range and prior are public attributes: part of the key
+        key = (*key, self.min_bpm, self.max_bpm, self.prior_bpm, self.prior_octaves)
+        found = self._memo.get(key, _MISSING)
+        if found is _MISSING:
+            if len(self._memo) >= 4096:  # keys keep changing only while the window fills
                 self._memo.clear()
             found = self._memo[key] = make(*args)
         return found

@@ -186,7 +186,9 @@ class DeadlineExecutor(Executor):
         self._spinning = threading.Lock()
         self._realtime: RealtimeResult | None = None
         self._rt_settings: ExecutorSettings | None = None
-        self._set_up: set[int] = set()
+        # per thread: the generation of settings it was set up with (thread idents are reused)
+        self._local = threading.local()
+        self._generation = 0
         # pool
         self._cond = threading.Condition()
         self._workers: list[threading.Thread] = []
@@ -215,7 +217,7 @@ class DeadlineExecutor(Executor):
     def configure_realtime(self, settings: ExecutorSettings) -> None:
         """Real-time setup for the spinning thread and the pool, applied when spinning starts."""
         self._rt_settings = settings
-        self._set_up.clear()
+        self._generation += 1
         self._spin_ns = int(settings.spin_us * 1000)
 
     def _rebuild(self) -> None:
@@ -646,10 +648,9 @@ class DeadlineExecutor(Executor):
 
     def _setup_thread(self) -> None:
         """Once per thread that spins or works: timer slack, and what configure_realtime asked."""
-        ident = threading.get_ident()
-        if ident in self._set_up:
+        if getattr(self._local, "generation", -1) == self._generation:
             return
-        self._set_up.add(ident)
+        self._local.generation = self._generation
         s = self._rt_settings
         if s is None:
             set_timer_slack(_DEFAULTS.timer_slack_ns)
@@ -714,7 +715,8 @@ class DeadlineExecutor(Executor):
         if self._timers:
             wait_until = self._defer_for(head)
             if wait_until:
-                self._wait_and_take(max(0, wait_until - time.monotonic_ns()) + 200_000)
+                wait = max(0, wait_until - time.monotonic_ns()) + 200_000
+                self._wait_and_take(wait if timeout_ns < 0 else min(wait, timeout_ns))
                 return  # the next pass chooses again: the wait may have ended on other work
         self._run(heapq.heappop(queue))
 
@@ -926,7 +928,9 @@ def _first_release(timer: Any) -> int:
         until = timer.time_until_next_call()
     except (InvalidHandle, TimerCancelledError):
         return 0
-    return time.monotonic_ns() + until if until is not None and until > 0 else 0
+    if until is None:
+        return 0
+    return time.monotonic_ns() + max(0, int(until))  # due already: now (0 would read as "not known")
 
 
 def _clock_kind(timer: Any) -> int:

@@ -56,15 +56,25 @@ def apply_realtime(priority: int = 0, cpus: Sequence[int] = (), lock_memory: boo
 
 def set_timer_slack(ns: int) -> int | None:
     """Set the calling thread's timer slack (how late the kernel may end its timed waits, to
-    merge wake-ups; Linux's default is 50 µs, SCHED_FIFO threads have none); 0 restores the
-    default. Returns the slack now in force, or None where there is no such control."""
+    merge wake-ups; Linux's default is 50 µs, SCHED_FIFO threads have none for sleeps and polls);
+    0 restores the thread's default (its creator's slack when it was created). Returns the slack
+    now in force, or None where there is no such control."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(_PR_SET_TIMERSLACK, ctypes.c_ulong(max(0, ns)), 0, 0, 0) != 0:
             return None
-        return int(libc.prctl(_PR_GET_TIMERSLACK, 0, 0, 0, 0))
     except (OSError, AttributeError):
         return None
+    return timer_slack()
+
+
+def timer_slack() -> int | None:
+    """The calling thread's timer slack in ns, or None where there is no such control."""
+    try:
+        slack = int(ctypes.CDLL(None, use_errno=True).prctl(_PR_GET_TIMERSLACK, 0, 0, 0, 0))
+    except (OSError, AttributeError):
+        return None
+    return slack if slack >= 0 else None
 
 
 def _mlockall() -> str | None:

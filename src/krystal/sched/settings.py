@@ -75,7 +75,7 @@ EXECUTOR_PARAMS: tuple[Param, ...] = (
         1000,
         "how late the kernel may end the executor threads' timed waits to merge wake-ups "
         "(Linux's default is 50000: every timeout and empty poll then runs up to 50 µs long); "
-        "0: the kernel's default. SCHED_FIFO threads have none",
+        "0: the thread's default (its creator's slack). SCHED_FIFO threads have none for sleeps and polls",
         min_value=0,
         max_value=50_000_000,
         read_only=True,

@@ -225,8 +225,8 @@ def should_defer(
             continue
         if release > now_ns and 0 < period < candidate_cost_ns + cost:
             continue
-        if max(release + cost, now_ns) + candidate_cost_ns > candidate_deadline_ns:
-            continue  # waiting would make the candidate miss instead
+        if max(release, now_ns) + cost + candidate_cost_ns > candidate_deadline_ns:
+            continue  # waiting would make the candidate miss instead (a released timer runs from now)
         if best == 0 or release < best:
             best = release
     return best
