@@ -94,20 +94,26 @@ def test_ready_callbacks_run_in_deadline_order(ros) -> None:
     assert order == ["sub5", "gc10", "gc20", "gc30"]
 
 
+def _low_priority_work(node: Node, log: list[str], n: int, seconds: float) -> list:
+    """n guard conditions with a 500 ms budget whose callbacks log `low<i>` and take `seconds`."""
+
+    def low(i: int) -> None:
+        log.append(f"low{i}")
+        time.sleep(seconds)
+
+    lows = []
+    for i in range(n):
+        gc = node.create_guard_condition(lambda i=i: low(i))
+        set_budget(gc, 500.0)
+        lows.append(gc)
+    return lows
+
+
 def test_late_critical_timer_is_chosen_before_queued_low_priority_work(ros) -> None:
     """rclpy runs a ready batch to the end; EDF lets a critical timer in between."""
     node = Node("edf_preempt")
     log: list[str] = []
-
-    def low(i: int) -> None:
-        log.append(f"low{i}")
-        time.sleep(0.02)
-
-    lows = []
-    for i in range(4):
-        gc = node.create_guard_condition(lambda i=i: low(i))
-        set_budget(gc, 500.0)
-        lows.append(gc)
+    lows = _low_priority_work(node, log, 4, 0.02)
     executor = DeadlineExecutor()
     executor.add_node(node)
     try:
@@ -137,16 +143,7 @@ def test_pool_workers_leave_long_work_queued_for_a_critical_release(ros) -> None
     about 45 ms later. The workers wait for its release instead of starting the long work."""
     node = Node("edf_pool_defer")
     log: list[str] = []
-
-    def low(i: int) -> None:
-        log.append(f"low{i}")
-        time.sleep(0.05)
-
-    lows = []
-    for i in range(2):
-        gc = node.create_guard_condition(lambda i=i: low(i))
-        set_budget(gc, 500.0)
-        lows.append(gc)
+    lows = _low_priority_work(node, log, 2, 0.05)
     executor = DeadlineExecutor(threads=2)
     executor.add_node(node)
     end = time.monotonic() + 10.0
