@@ -26,7 +26,7 @@ from std_msgs.msg import Int32, String
 from krystal.ros.diagnostics import ERROR, Diagnostics
 from krystal.ros.qos import DeadlineMisses, reliable_qos, sensor_qos, with_deadline
 from krystal.sched.executor import DeadlineExecutor, set_budget
-from krystal.sched.realtime import set_timer_slack
+from krystal.sched.realtime import set_timer_slack, timer_slack
 from krystal.sched.settings import EXECUTOR_PARAMS, ExecutorSettings, node_settings
 from tests.conftest import executable, spin_until
 
@@ -509,12 +509,6 @@ def test_events_falls_back_for_nodes_with_guard_conditions(ros) -> None:
         node.destroy_node()
 
 
-def _thread_slack_ns() -> int:
-    import ctypes
-
-    return int(ctypes.CDLL(None).prctl(30, 0, 0, 0, 0))  # PR_GET_TIMERSLACK of the calling thread
-
-
 @pytest.mark.parametrize(("threads", "slack_ns"), [(1, None), (2, None), (1, 20_000), (2, 7_000)])
 def test_callbacks_run_on_threads_with_the_configured_timer_slack(ros, threads: int, slack_ns) -> None:
     """executor.timer_slack_ns (1 µs by default; Linux's own is 50 µs) holds on the spinning
@@ -524,7 +518,7 @@ def test_callbacks_run_on_threads_with_the_configured_timer_slack(ros, threads: 
     seen: dict[int, int] = {}
 
     def tick() -> None:
-        seen[threading.get_ident()] = _thread_slack_ns()
+        seen[threading.get_ident()] = timer_slack()
         time.sleep(0.002)
 
     for _ in range(4):
@@ -533,12 +527,13 @@ def test_callbacks_run_on_threads_with_the_configured_timer_slack(ros, threads: 
     if slack_ns is not None:
         executor.configure_realtime(ExecutorSettings(timer_slack_ns=slack_ns))
     executor.add_node(node)
-    before = _thread_slack_ns()
+    before = timer_slack()
+    assert before is not None  # Linux: prctl's timer slack
     try:
         end = time.monotonic() + 10.0
         while len(seen) < threads and time.monotonic() < end:
             executor.spin_once(timeout_sec=0.05)
-        spinner = _thread_slack_ns()  # this thread spun: set up as the workers are
+        spinner = timer_slack()  # this thread spun: set up as the workers are
     finally:
         executor.shutdown(timeout_sec=1.0)
         node.destroy_node()

@@ -391,22 +391,18 @@ class _Taps:
     indices and weights are worked out once for values of a given length."""
 
     def __init__(self, positions: F64, size: int, weight: F64 | None = None) -> None:
-        i = np.minimum(positions.astype(np.int64), size - 2)
+        i = np.minimum(positions.astype(np.int64), size - 2)  # positions >= 0: truncation floors
         f = positions - i
-        w = 1.0 if weight is None else weight
         self._i, self._j = i, i + 1
-        self._a, self._b = (1.0 - f) * w, f * w
+        self._a, self._b = (1.0 - f, f) if weight is None else ((1.0 - f) * weight, f * weight)
 
     def __call__(self, values: F64) -> F64:
         return np.asarray(values[self._i] * self._a + values[self._j] * self._b)
 
 
 def _interp(values: F64, positions: F64) -> F64:
-    """Linear interpolation of `values` at fractional indices."""
-    i = positions.astype(np.int64)  # positions are >= 0: truncation is the floor
-    np.minimum(i, len(values) - 2, out=i)
-    f = positions - i
-    return np.asarray(values[i] * (1 - f) + values[i + 1] * f)
+    """Linear interpolation of `values` at fractional indices, once."""
+    return _Taps(positions, len(values))(values)
 
 
 class BeatTracker:

@@ -7,6 +7,7 @@ may not be real-time still runs with normal scheduling.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,24 +55,26 @@ def apply_realtime(priority: int = 0, cpus: Sequence[int] = (), lock_memory: boo
     return RealtimeResult(tuple(applied), tuple(refused))
 
 
-def set_timer_slack(ns: int) -> int | None:
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def set_timer_slack(ns: int) -> bool:
     """Set the calling thread's timer slack (how late the kernel may end its timed waits, to
     merge wake-ups; Linux's default is 50 µs, SCHED_FIFO threads have none for sleeps and polls);
-    0 restores the thread's default (its creator's slack when it was created). Returns the slack
-    now in force, or None where there is no such control."""
+    0 restores the thread's default (its creator's slack when it was created). False where there
+    is no such control."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_TIMERSLACK, ctypes.c_ulong(max(0, ns)), 0, 0, 0) != 0:
-            return None
+        return bool(_libc().prctl(_PR_SET_TIMERSLACK, ctypes.c_ulong(max(0, ns)), 0, 0, 0) == 0)
     except (OSError, AttributeError):
-        return None
-    return timer_slack()
+        return False
 
 
 def timer_slack() -> int | None:
     """The calling thread's timer slack in ns, or None where there is no such control."""
     try:
-        slack = int(ctypes.CDLL(None, use_errno=True).prctl(_PR_GET_TIMERSLACK, 0, 0, 0, 0))
+        slack = int(_libc().prctl(_PR_GET_TIMERSLACK, 0, 0, 0, 0))
     except (OSError, AttributeError):
         return None
     return slack if slack >= 0 else None
@@ -79,8 +82,7 @@ def timer_slack() -> int | None:
 
 def _mlockall() -> str | None:
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.mlockall(_MCL_CURRENT | _MCL_FUTURE) == 0:
+        if _libc().mlockall(_MCL_CURRENT | _MCL_FUTURE) == 0:
             return None
         err = ctypes.get_errno()
         return f"{os.strerror(err)} (errno {err}; raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK)"
