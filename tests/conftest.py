@@ -25,6 +25,15 @@ os.environ["ROS_DOMAIN_ID"] = os.environ.get(
 )
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
+# KRYSTAL_TEST_TIMEOUT_SCALE multiplies every deadline a test waits on (discovery, a node's first
+# message, a process's exit). A deadline only costs time when the test fails, so the default is
+# generous: 3 lets a 2-core machine pass with two busy loops and other test runs beside it
+# (`make test-stress`). Set it higher on slower runners; durations a test *observes* (spin 0.3 s and
+# count what arrived) are not deadlines and are not scaled.
+TIMEOUT_SCALE = float(os.environ.get("KRYSTAL_TEST_TIMEOUT_SCALE", "3"))
+if not TIMEOUT_SCALE > 0:
+    raise ValueError(f"KRYSTAL_TEST_TIMEOUT_SCALE must be > 0, got {TIMEOUT_SCALE}")
+
 # KRYSTAL_CORE_ONLY=1 (make test-compat): only the modules that need no ROS, on a plain Python.
 CORE_ONLY = os.environ.get("KRYSTAL_CORE_ONLY") == "1"
 
@@ -60,6 +69,24 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return None
 
 
+def scaled(seconds: float) -> float:
+    """A deadline of `seconds` on an idle machine, scaled by KRYSTAL_TEST_TIMEOUT_SCALE."""
+    return seconds * TIMEOUT_SCALE
+
+
+def wait_until(cond: Callable[[], bool], timeout_s: float, step_s: float = 0.02) -> bool:
+    """Poll `cond()` until it holds or `scaled(timeout_s)` passes; returns its last value.
+
+    `timeout_s` is the idle-machine deadline: do not pass `scaled(...)` here, this scales it.
+    """
+    deadline = time.monotonic() + scaled(timeout_s)
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step_s)
+    return bool(cond())
+
+
 @pytest.fixture
 def ros() -> Iterator[None]:
     """An rclpy context for one test."""
@@ -73,7 +100,11 @@ def ros() -> Iterator[None]:
 
 
 def spin_until(nodes: list, predicate: Callable[[], bool], timeout_s: float) -> bool:
-    """Spin `nodes` on one executor until `predicate()` holds or the timeout passes."""
+    """Spin `nodes` on one executor until `predicate()` holds or the timeout passes.
+
+    The timeout is used as given (a test may spin for a fixed span to observe): pass
+    `scaled(seconds)` when it is a deadline for a condition.
+    """
     from rclpy.executors import SingleThreadedExecutor
 
     executor = SingleThreadedExecutor()
