@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 ENV := tools/krystal-env
 
-.PHONY: setup run test bench lint clean distclean test-compat
+.PHONY: setup run test test-stress bench lint clean distclean test-compat
 
 setup:
 	@tools/setup.sh
@@ -12,6 +12,10 @@ run: setup
 
 test: setup
 	@$(ENV) python -m pytest $(PYTEST_ARGS)
+
+# The suite with two CPU-burning loops beside it (KRYSTAL_STRESS_LOOPS=N for more): run before submitting.
+test-stress: setup
+	@tools/test_stress.sh $(MAKE) --no-print-directory test
 
 bench: setup
 	@for b in bench/*_bench.py; do $(ENV) python -m bench.$$(basename $$b .py) $(BENCH_ARGS) || exit 1; done
