@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CORE_ONLY
+from tests.test_cli_make_run import _running
 
 pytestmark = pytest.mark.skipif(CORE_ONLY, reason="krystal run starts the ROS graph")
 
@@ -35,14 +36,6 @@ if sys.argv[3] == "late":
         time.sleep(0.05)
     time.sleep(1.0)
 """
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @pytest.mark.parametrize("when", ["early", "late"])
