@@ -19,7 +19,7 @@ from krystal.gpu.drm_probe import DrmProbe
 from krystal.gpu.model import GpuDevice
 from krystal.gpu.nvml_probe import NvmlProbe
 from krystal.gpu.telemetry import GpuTelemetry, Probe, Snapshot
-from krystal.gpu.vkring import AppFrames
+from krystal.gpu.vkring import AppFrames, dominant_kind
 from krystal.gpu.vulkan_probe import VulkanProbe
 from krystal.msg import GpuTelemetry as GpuTelemetryMsg
 from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
@@ -48,11 +48,13 @@ def _fmt(value: float, scale: float = 1.0, digits: int = 1) -> str:
 
 
 def dominant_shader(apps: tuple[AppFrames, ...]) -> str:
-    draws = sum(a.last.draw_calls for a in apps if a.last)
-    dispatches = sum(a.last.dispatches for a in apps if a.last)
-    if draws == 0 and dispatches == 0:
-        return ""
-    return "graphics" if draws >= dispatches else "compute"
+    frames = [a.last for a in apps if a.last]
+    return dominant_kind(
+        sum(f.draw_calls for f in frames),
+        sum(f.mesh_draws for f in frames),
+        sum(f.dispatches for f in frames),
+        sum(f.trace_rays for f in frames),
+    )
 
 
 def _apps_fields(apps: tuple[AppFrames, ...]) -> dict[str, Any]:
@@ -272,8 +274,10 @@ class GpuTelemetryNode(Node):
         for a in apps:
             f = a.last
             values[f"app {a.app} ({a.pid})"] = (
-                f"{f.draw_calls} draws ({f.indirect_draws} indirect), {f.vertices} vertices, "
-                f"{f.dispatches} dispatches per frame; {a.frames} frames, {a.lost} lost"
+                f"{f.draw_calls} draws ({f.indirect_draws} indirect, {f.mesh_draws} mesh), "
+                f"{f.vertices} vertices, "
+                f"{f.dispatches} dispatches, {f.trace_rays} trace-rays ({f.rays} rays) per frame; "
+                f"{a.frames} frames, {a.lost} lost"
                 if f
                 else "no frame yet"
             )
