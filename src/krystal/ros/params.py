@@ -11,6 +11,8 @@ An integer is taken where a double is declared (`-p rate_hz:=10`, `ros2 param se
 from __future__ import annotations
 
 import ctypes
+import functools
+import os
 import re
 import weakref
 from collections.abc import Callable, Sequence
@@ -130,6 +132,18 @@ class _Refusals:
         self.standing: dict[str, Refusal] = {}
         self._task_added = False
         self.sources = _override_sources(node)
+        self.tables: list[weakref.ref[ParamTable]] = []  # weak: _BOOKS must not keep the node alive
+        # one pre-set callback per node: rclpy concatenates what each returns, so one per table
+        # would hand every change over once per table
+        node.add_pre_set_parameters_callback(self._pre_set)
+
+    def _pre_set(self, changes: list[Parameter[Any]]) -> list[Parameter[Any]]:
+        out = []
+        tables = [t for t in (ref() for ref in self.tables) if t is not None]
+        for change in changes:
+            table = next((t for t in tables if change.name in t.names), None)
+            out.append(table.pre_set(change) if table is not None else change)
+        return out
 
     def refuse(self, refusal: Refusal, then: str = "") -> None:
         node = self._node()
@@ -177,10 +191,10 @@ class _Allocator(ctypes.Structure):
     ]
 
 
-def _param_files(node: Node) -> list[str]:
+def _param_files(node: Node) -> list[str] | None:
     """The --params-file paths of the node's context, in order (rcl keeps them; rclpy does not
     expose them). rcl_context_t starts with its global rcl_arguments_t, so the context pointer is
-    the arguments pointer. Empty when rcl cannot be asked."""
+    the arguments pointer. None when rcl cannot be asked."""
     try:
         rcl = ctypes.CDLL("librcl.so")
         rcutils = ctypes.CDLL("librcutils.so")
@@ -195,10 +209,10 @@ def _param_files(node: Node) -> list[str]:
         get = rcl.rcl_arguments_get_param_files
         get.argtypes = [ctypes.c_void_p, _Allocator, ctypes.POINTER(ctypes.POINTER(ctypes.c_char_p))]
         if get(pointer, rcutils.rcutils_get_default_allocator(), ctypes.byref(files)) != 0:
-            return []
+            return None
         return [(files[i] or b"").decode() for i in range(count)]  # a few bytes kept: once per node
     except (OSError, AttributeError, TypeError, ValueError):
-        return []
+        return None
 
 
 def _node_key_matches(key: str, fqn: str) -> bool:
@@ -219,11 +233,21 @@ def _flatten(prefix: str, tree: Any, out: dict[str, Any]) -> None:
         out[prefix] = tree
 
 
-def _file_values(path: str, fqn: str) -> dict[str, Any]:
+@functools.lru_cache(maxsize=8)
+def _load_yaml(path: str, mtime_ns: int) -> Any:
+    """A parameters file parsed once per version (`krystal run` reads it for each of its nodes)."""
+    del mtime_ns  # part of the cache key only
     try:
         with open(path, encoding="utf-8") as f:
-            doc = yaml.safe_load(f)
+            return yaml.safe_load(f)
     except (OSError, yaml.YAMLError):
+        return None
+
+
+def _file_values(path: str, fqn: str) -> dict[str, Any]:
+    try:
+        doc = _load_yaml(path, os.stat(path).st_mtime_ns)
+    except OSError:
         return {}
     out: dict[str, Any] = {}
     for key, section in (doc or {}).items() if isinstance(doc, dict) else ():
@@ -243,7 +267,8 @@ def _override_sources(node: Node) -> dict[str, str]:
     except Exception:  # an rclpy without it: say less, never fail
         from_rcl = dict(overrides)
     fqn = node.get_fully_qualified_name()
-    files = [(path, _file_values(path, fqn)) for path in _param_files(node)]
+    paths = _param_files(node)
+    files = [(path, _file_values(path, fqn)) for path in paths or ()]
     sources: dict[str, str] = {}
     for name, param in overrides.items():
         rcl_param = from_rcl.get(name)
@@ -251,7 +276,10 @@ def _override_sources(node: Node) -> dict[str, str]:
             sources[name] = "the node's parameter_overrides (set by the program that made it)"
             continue
         in_files = [path for path, values in files if name in values and values[name] == param.value]
-        sources[name] = f"parameters file {in_files[-1]}" if in_files else "command line -p"
+        if in_files:
+            sources[name] = f"parameters file {in_files[-1]}"
+        else:  # without the file list, a file's value cannot be told from -p: say so
+            sources[name] = "command line -p" if paths is not None else "a parameters file or -p"
     return sources
 
 
@@ -291,7 +319,8 @@ class ParamTable:
         self.rejected: dict[str, str] = {}  # start-up values replaced by defaults, and why
         self._declared = False  # while declaring, the callback checks values but applies nothing
         self._refused_why = ""  # our reason for the refusal rclpy is about to raise
-        node.add_pre_set_parameters_callback(self._pre_set)
+        self.names = frozenset(self._params)
+        self._book.tables.append(weakref.ref(self))
         node.add_on_set_parameters_callback(self._validate)
         for p in params:
             self.values[p.name] = self._declare(p)
@@ -367,29 +396,25 @@ class ParamTable:
                 "parameters " + ", ".join(f"{n}={self.values[n]!r}" for n in reset) + " (defaults) kept"
             )
 
-    def _pre_set(self, changes: list[Parameter[Any]]) -> list[Parameter[Any]]:
-        """Run-time: integers for doubles; refusals rclpy makes before our callback (type, range,
+    def pre_set(self, change: Parameter[Any]) -> Parameter[Any]:
+        """Run-time: an integer for a double; refusals rclpy makes before our callback (type, range,
         read-only) recorded here, as rclpy gives no hook after them."""
-        out: list[Parameter[Any]] = []
-        for change in changes:
-            spec = self._params.get(change.name)
-            if spec is None or not self._declared:
-                out.append(change)
-                continue
-            value = _as_declared(spec, change.value)
-            taken = change if value is change.value else Parameter(change.name, value=value)
-            declared = self._node.describe_parameter(taken.name)
-            reason = None
-            if declared.read_only:
-                reason = f"{spec.name} is read-only"
-            elif taken.type_ != Parameter.Type.NOT_SET and taken.type_.value != declared.type:
-                reason = f"wrong type {taken.type_.name}, expected {Parameter.Type(declared.type).name}"
-            elif declared.floating_point_range or declared.integer_range:
-                reason = spec.range_problem(taken.value)
-            if reason:
-                self._book.refuse(Refusal(spec.name, taken.value, reason, RUN_TIME))
-            out.append(taken)
-        return out
+        spec = self._params[change.name]
+        if not self._declared:
+            return change
+        value = _as_declared(spec, change.value)
+        taken = change if value is change.value else Parameter(change.name, value=value)
+        declared = self._node.describe_parameter(taken.name)
+        reason = None
+        if declared.read_only:
+            reason = f"{spec.name} is read-only"
+        elif taken.type_ != Parameter.Type.NOT_SET and taken.type_.value != declared.type:
+            reason = f"wrong type {taken.type_.name}, expected {Parameter.Type(declared.type).name}"
+        elif declared.floating_point_range or declared.integer_range:
+            reason = spec.range_problem(taken.value)
+        if reason:
+            self._book.refuse(Refusal(spec.name, taken.value, reason, RUN_TIME))
+        return taken
 
     def _validate(self, changes: list[Parameter[Any]]) -> SetParametersResult:
         proposed = dict(self.values)
