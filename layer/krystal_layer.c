@@ -63,6 +63,17 @@ typedef struct DeviceData {
     PFN_vkCmdDispatch CmdDispatch;
     PFN_vkCmdDispatchBase CmdDispatchBase;
     PFN_vkCmdDispatchIndirect CmdDispatchIndirect;
+    PFN_vkCmdDrawMeshTasksEXT CmdDrawMeshTasksEXT;
+    PFN_vkCmdDrawMeshTasksIndirectEXT CmdDrawMeshTasksIndirectEXT;
+    PFN_vkCmdDrawMeshTasksIndirectCountEXT CmdDrawMeshTasksIndirectCountEXT;
+    PFN_vkCmdDrawMeshTasksNV CmdDrawMeshTasksNV;
+    PFN_vkCmdDrawMeshTasksIndirectNV CmdDrawMeshTasksIndirectNV;
+    PFN_vkCmdDrawMeshTasksIndirectCountNV CmdDrawMeshTasksIndirectCountNV;
+    PFN_vkCmdDrawIndirectByteCountEXT CmdDrawIndirectByteCountEXT;
+    PFN_vkCmdTraceRaysKHR CmdTraceRaysKHR;
+    PFN_vkCmdTraceRaysNV CmdTraceRaysNV;
+    PFN_vkCmdTraceRaysIndirectKHR CmdTraceRaysIndirectKHR;
+    PFN_vkCmdTraceRaysIndirect2KHR CmdTraceRaysIndirect2KHR;
     PFN_vkCmdBindPipeline CmdBindPipeline;
     PFN_vkCmdExecuteCommands CmdExecuteCommands;
     PFN_vkQueueSubmit QueueSubmit;
@@ -89,10 +100,12 @@ static DeviceData *find_device(const void *handle) {
 }
 
 /* ---- command buffers: counters recorded per buffer ------------------------------------------ */
-typedef struct Counts {
+typedef struct Counts { /* the frame's fields in order, up to submits (which the queue counts) */
     uint64_t draw_calls, indirect_draws, vertices, indices, instances;
     uint64_t dispatches, indirect_dispatches, workgroups, graphics_binds, compute_binds;
+    uint64_t mesh_draws, trace_rays, rays;
 } Counts;
+#define NCOUNTS ((int)(sizeof(Counts) / sizeof(uint64_t)))
 
 typedef struct CbSlot {
     _Atomic uintptr_t key; /* VkCommandBuffer, 0 free, TOMBSTONE removed */
@@ -148,7 +161,8 @@ static Ring *g_ring;
 static char g_ring_name[128];
 static int g_instance_count;
 static pthread_mutex_t g_ring_lock = PTHREAD_MUTEX_INITIALIZER; /* frame close: submit/present */
-static _Atomic uint64_t g_frame[11]; /* Counts fields, then submits */
+static _Atomic uint64_t g_frame[NCOUNTS + 1]; /* Counts fields, then submits */
+#define SUBMITS NCOUNTS
 static uint64_t g_last_close_ns;
 static _Atomic int g_presenting;
 
@@ -215,8 +229,8 @@ static void close_frame(void) {
     pthread_mutex_lock(&g_ring_lock);
     Ring *r = g_ring;
     if (r) {
-        uint64_t v[11];
-        for (int i = 0; i < 11; i++) v[i] = atomic_exchange_explicit(&g_frame[i], 0, memory_order_relaxed);
+        uint64_t v[NCOUNTS + 1];
+        for (int i = 0; i <= NCOUNTS; i++) v[i] = atomic_exchange_explicit(&g_frame[i], 0, memory_order_relaxed);
         uint64_t n = r->header.written, t = now_ns();
         KrystalFrame *s = &r->slots[n % KRYSTAL_RING_CAPACITY];
         _Atomic uint64_t *seq = (_Atomic uint64_t *)&s->seq;
@@ -235,7 +249,10 @@ static void close_frame(void) {
         s->workgroups = v[7];
         s->graphics_binds = v[8];
         s->compute_binds = v[9];
-        s->submits = v[10];
+        s->mesh_draws = v[10];
+        s->trace_rays = v[11];
+        s->rays = v[12];
+        s->submits = v[SUBMITS];
         atomic_store_explicit(seq, 2 * n + 2, memory_order_release);
         r->header.overwritten = n + 1 > KRYSTAL_RING_CAPACITY ? n + 1 - KRYSTAL_RING_CAPACITY : 0;
         r->header.presenting = (uint64_t)atomic_load(&g_presenting);
@@ -249,7 +266,7 @@ static void submit_cb(VkCommandBuffer cb) {
     CbSlot *s = find_cb(cb);
     if (!s) return;
     const uint64_t *c = (const uint64_t *)&s->counts;
-    for (int i = 0; i < 10; i++)
+    for (int i = 0; i < NCOUNTS; i++)
         if (c[i]) atomic_fetch_add_explicit(&g_frame[i], c[i], memory_order_relaxed);
 }
 
@@ -334,6 +351,84 @@ static VKAPI_ATTR void VKAPI_CALL k_CmdDispatchIndirect(VkCommandBuffer cb, VkBu
     if (s) { s->counts.dispatches++; s->counts.indirect_dispatches++; }
 }
 
+/* Mesh-task draws are draws (draw_calls, the indirect ones indirect_draws) and mesh_draws says which:
+ * their task counts are work groups, not vertices. A count-buffer draw is one draw of unknown size. */
+static VKAPI_ATTR void VKAPI_CALL k_CmdDrawMeshTasksEXT(VkCommandBuffer cb, uint32_t x, uint32_t y, uint32_t z) {
+    CB_OR_RETURN(cb, CmdDrawMeshTasksEXT, cb, x, y, z);
+    if (s) { s->counts.draw_calls++; s->counts.mesh_draws++; }
+}
+
+static VKAPI_ATTR void VKAPI_CALL k_CmdDrawMeshTasksIndirectEXT(VkCommandBuffer cb, VkBuffer b, VkDeviceSize o,
+                                                                uint32_t dc, uint32_t st) {
+    CB_OR_RETURN(cb, CmdDrawMeshTasksIndirectEXT, cb, b, o, dc, st);
+    if (s) { s->counts.draw_calls += dc; s->counts.mesh_draws += dc; s->counts.indirect_draws += dc; }
+}
+
+static VKAPI_ATTR void VKAPI_CALL k_CmdDrawMeshTasksIndirectCountEXT(VkCommandBuffer cb, VkBuffer b, VkDeviceSize o,
+                                                                     VkBuffer cbuf, VkDeviceSize co, uint32_t mx,
+                                                                     uint32_t st) {
+    CB_OR_RETURN(cb, CmdDrawMeshTasksIndirectCountEXT, cb, b, o, cbuf, co, mx, st);
+    if (s) { s->counts.draw_calls++; s->counts.mesh_draws++; s->counts.indirect_draws++; }
+}
+
+static VKAPI_ATTR void VKAPI_CALL k_CmdDrawMeshTasksNV(VkCommandBuffer cb, uint32_t n, uint32_t first) {
+    CB_OR_RETURN(cb, CmdDrawMeshTasksNV, cb, n, first);
+    if (s) { s->counts.draw_calls++; s->counts.mesh_draws++; }
+}
+
+static VKAPI_ATTR void VKAPI_CALL k_CmdDrawMeshTasksIndirectNV(VkCommandBuffer cb, VkBuffer b, VkDeviceSize o,
+                                                               uint32_t dc, uint32_t st) {
+    CB_OR_RETURN(cb, CmdDrawMeshTasksIndirectNV, cb, b, o, dc, st);
+    if (s) { s->counts.draw_calls += dc; s->counts.mesh_draws += dc; s->counts.indirect_draws += dc; }
+}
+
+static VKAPI_ATTR void VKAPI_CALL k_CmdDrawMeshTasksIndirectCountNV(VkCommandBuffer cb, VkBuffer b, VkDeviceSize o,
+                                                                    VkBuffer cbuf, VkDeviceSize co, uint32_t mx,
+                                                                    uint32_t st) {
+    CB_OR_RETURN(cb, CmdDrawMeshTasksIndirectCountNV, cb, b, o, cbuf, co, mx, st);
+    if (s) { s->counts.draw_calls++; s->counts.mesh_draws++; s->counts.indirect_draws++; }
+}
+
+/* A transform-feedback draw: its vertex count is a byte count in a GPU buffer, unknown here. */
+static VKAPI_ATTR void VKAPI_CALL k_CmdDrawIndirectByteCountEXT(VkCommandBuffer cb, uint32_t ic, uint32_t fi,
+                                                                VkBuffer cbuf, VkDeviceSize cbo, uint32_t co,
+                                                                uint32_t stride) {
+    CB_OR_RETURN(cb, CmdDrawIndirectByteCountEXT, cb, ic, fi, cbuf, cbo, co, stride);
+    if (s) { s->counts.draw_calls++; s->counts.indirect_draws++; s->counts.instances += ic; }
+}
+
+static VKAPI_ATTR void VKAPI_CALL k_CmdTraceRaysKHR(VkCommandBuffer cb, const VkStridedDeviceAddressRegionKHR *rg,
+                                                    const VkStridedDeviceAddressRegionKHR *miss,
+                                                    const VkStridedDeviceAddressRegionKHR *hit,
+                                                    const VkStridedDeviceAddressRegionKHR *call, uint32_t w, uint32_t h,
+                                                    uint32_t dp) {
+    CB_OR_RETURN(cb, CmdTraceRaysKHR, cb, rg, miss, hit, call, w, h, dp);
+    if (s) { s->counts.trace_rays++; s->counts.rays += (uint64_t)w * h * dp; }
+}
+
+static VKAPI_ATTR void VKAPI_CALL k_CmdTraceRaysNV(VkCommandBuffer cb, VkBuffer rg, VkDeviceSize rgo, VkBuffer miss,
+                                                   VkDeviceSize misso, VkDeviceSize missst, VkBuffer hit,
+                                                   VkDeviceSize hito, VkDeviceSize hitst, VkBuffer call,
+                                                   VkDeviceSize callo, VkDeviceSize callst, uint32_t w, uint32_t h,
+                                                   uint32_t dp) {
+    CB_OR_RETURN(cb, CmdTraceRaysNV, cb, rg, rgo, miss, misso, missst, hit, hito, hitst, call, callo, callst, w, h, dp);
+    if (s) { s->counts.trace_rays++; s->counts.rays += (uint64_t)w * h * dp; }
+}
+
+static VKAPI_ATTR void VKAPI_CALL k_CmdTraceRaysIndirectKHR(VkCommandBuffer cb, const VkStridedDeviceAddressRegionKHR *rg,
+                                                            const VkStridedDeviceAddressRegionKHR *miss,
+                                                            const VkStridedDeviceAddressRegionKHR *hit,
+                                                            const VkStridedDeviceAddressRegionKHR *call,
+                                                            VkDeviceAddress addr) {
+    CB_OR_RETURN(cb, CmdTraceRaysIndirectKHR, cb, rg, miss, hit, call, addr);
+    if (s) s->counts.trace_rays++;
+}
+
+static VKAPI_ATTR void VKAPI_CALL k_CmdTraceRaysIndirect2KHR(VkCommandBuffer cb, VkDeviceAddress addr) {
+    CB_OR_RETURN(cb, CmdTraceRaysIndirect2KHR, cb, addr);
+    if (s) s->counts.trace_rays++;
+}
+
 static VKAPI_ATTR void VKAPI_CALL k_CmdBindPipeline(VkCommandBuffer cb, VkPipelineBindPoint bp, VkPipeline p) {
     CB_OR_RETURN(cb, CmdBindPipeline, cb, bp, p);
     if (!s) return;
@@ -349,7 +444,7 @@ static VKAPI_ATTR void VKAPI_CALL k_CmdExecuteCommands(VkCommandBuffer cb, uint3
         if (!c) continue;
         uint64_t *dst = (uint64_t *)&s->counts;
         const uint64_t *src = (const uint64_t *)&c->counts;
-        for (int k = 0; k < 10; k++) dst[k] += src[k];
+        for (int k = 0; k < NCOUNTS; k++) dst[k] += src[k];
     }
 }
 
@@ -421,7 +516,7 @@ static VKAPI_ATTR VkResult VKAPI_CALL k_QueueSubmit(VkQueue q, uint32_t n, const
     for (uint32_t i = 0; i < n; i++)
         for (uint32_t j = 0; j < si[i].commandBufferCount; j++) submit_cb(si[i].pCommandBuffers[j]);
     VkResult res = d->QueueSubmit(q, n, si, f);
-    atomic_fetch_add_explicit(&g_frame[10], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&g_frame[SUBMITS], 1, memory_order_relaxed);
     if (!atomic_load_explicit(&g_presenting, memory_order_relaxed)) close_frame();
     return res;
 }
@@ -432,7 +527,7 @@ static VKAPI_ATTR VkResult VKAPI_CALL k_QueueSubmit2(VkQueue q, uint32_t n, cons
     for (uint32_t i = 0; i < n; i++)
         for (uint32_t j = 0; j < si[i].commandBufferInfoCount; j++) submit_cb(si[i].pCommandBufferInfos[j].commandBuffer);
     VkResult res = d->QueueSubmit2(q, n, si, f);
-    atomic_fetch_add_explicit(&g_frame[10], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&g_frame[SUBMITS], 1, memory_order_relaxed);
     if (!atomic_load_explicit(&g_presenting, memory_order_relaxed)) close_frame();
     return res;
 }
@@ -441,8 +536,11 @@ static VKAPI_ATTR VkResult VKAPI_CALL k_QueuePresentKHR(VkQueue q, const VkPrese
     DeviceData *d = find_device(q);
     if (!d) return VK_ERROR_INITIALIZATION_FAILED;
     VkResult res = d->QueuePresentKHR(q, pi);
-    atomic_store_explicit(&g_presenting, 1, memory_order_relaxed);
-    close_frame();
+    /* Before the first present every submit closed a frame, the frame being presented included:
+     * closing another now would write an empty frame (0 draws) that readers show as the latest
+     * until the next present. Only when something was submitted since does the present close one. */
+    int first = !atomic_exchange_explicit(&g_presenting, 1, memory_order_relaxed);
+    if (!first || atomic_load_explicit(&g_frame[SUBMITS], memory_order_relaxed) != 0) close_frame();
     return res;
 }
 
@@ -509,6 +607,17 @@ static VKAPI_ATTR VkResult VKAPI_CALL k_CreateDevice(VkPhysicalDevice phys, cons
         GET(CmdDispatch, "vkCmdDispatch");
         GET(CmdDispatchBase, "vkCmdDispatchBase", "vkCmdDispatchBaseKHR");
         GET(CmdDispatchIndirect, "vkCmdDispatchIndirect");
+        GET(CmdDrawMeshTasksEXT, "vkCmdDrawMeshTasksEXT");
+        GET(CmdDrawMeshTasksIndirectEXT, "vkCmdDrawMeshTasksIndirectEXT");
+        GET(CmdDrawMeshTasksIndirectCountEXT, "vkCmdDrawMeshTasksIndirectCountEXT");
+        GET(CmdDrawMeshTasksNV, "vkCmdDrawMeshTasksNV");
+        GET(CmdDrawMeshTasksIndirectNV, "vkCmdDrawMeshTasksIndirectNV");
+        GET(CmdDrawMeshTasksIndirectCountNV, "vkCmdDrawMeshTasksIndirectCountNV");
+        GET(CmdDrawIndirectByteCountEXT, "vkCmdDrawIndirectByteCountEXT");
+        GET(CmdTraceRaysKHR, "vkCmdTraceRaysKHR");
+        GET(CmdTraceRaysNV, "vkCmdTraceRaysNV");
+        GET(CmdTraceRaysIndirectKHR, "vkCmdTraceRaysIndirectKHR");
+        GET(CmdTraceRaysIndirect2KHR, "vkCmdTraceRaysIndirect2KHR");
         GET(CmdBindPipeline, "vkCmdBindPipeline");
         GET(CmdExecuteCommands, "vkCmdExecuteCommands");
         GET(QueueSubmit, "vkQueueSubmit");
@@ -612,6 +721,17 @@ static PFN_vkVoidFunction device_intercept(const char *name) {
         {"vkCmdDispatchBase", (PFN_vkVoidFunction)k_CmdDispatchBase},
         {"vkCmdDispatchBaseKHR", (PFN_vkVoidFunction)k_CmdDispatchBase},
         {"vkCmdDispatchIndirect", (PFN_vkVoidFunction)k_CmdDispatchIndirect},
+        {"vkCmdDrawMeshTasksEXT", (PFN_vkVoidFunction)k_CmdDrawMeshTasksEXT},
+        {"vkCmdDrawMeshTasksIndirectEXT", (PFN_vkVoidFunction)k_CmdDrawMeshTasksIndirectEXT},
+        {"vkCmdDrawMeshTasksIndirectCountEXT", (PFN_vkVoidFunction)k_CmdDrawMeshTasksIndirectCountEXT},
+        {"vkCmdDrawMeshTasksNV", (PFN_vkVoidFunction)k_CmdDrawMeshTasksNV},
+        {"vkCmdDrawMeshTasksIndirectNV", (PFN_vkVoidFunction)k_CmdDrawMeshTasksIndirectNV},
+        {"vkCmdDrawMeshTasksIndirectCountNV", (PFN_vkVoidFunction)k_CmdDrawMeshTasksIndirectCountNV},
+        {"vkCmdDrawIndirectByteCountEXT", (PFN_vkVoidFunction)k_CmdDrawIndirectByteCountEXT},
+        {"vkCmdTraceRaysKHR", (PFN_vkVoidFunction)k_CmdTraceRaysKHR},
+        {"vkCmdTraceRaysNV", (PFN_vkVoidFunction)k_CmdTraceRaysNV},
+        {"vkCmdTraceRaysIndirectKHR", (PFN_vkVoidFunction)k_CmdTraceRaysIndirectKHR},
+        {"vkCmdTraceRaysIndirect2KHR", (PFN_vkVoidFunction)k_CmdTraceRaysIndirect2KHR},
         {"vkCmdBindPipeline", (PFN_vkVoidFunction)k_CmdBindPipeline},
         {"vkCmdExecuteCommands", (PFN_vkVoidFunction)k_CmdExecuteCommands},
         {"vkQueueSubmit", (PFN_vkVoidFunction)k_QueueSubmit},

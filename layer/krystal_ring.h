@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define KRYSTAL_RING_MAGIC 0x31304b5659524bULL /* "KRYVK01" */
-#define KRYSTAL_RING_VERSION 1u
+#define KRYSTAL_RING_VERSION 2u /* 2: mesh_draws, trace_rays, rays */
 #define KRYSTAL_RING_CAPACITY 256u
 #define KRYSTAL_RING_NAME_LEN 64
 #define KRYSTAL_RING_PREFIX "/krystal-vk-" /* shm name: /krystal-vk-<pid>-<app> */
@@ -18,7 +18,8 @@ typedef struct KrystalFrame {
     uint64_t frame_index;      /* 0, 1, 2, ... */
     uint64_t end_ns;           /* CLOCK_MONOTONIC at the present (or submit) that closed the frame */
     uint64_t frame_time_ns;    /* since the previous frame closed; 0 for the first */
-    uint64_t draw_calls;       /* every vkCmdDraw* recorded in the submitted command buffers */
+    uint64_t draw_calls;       /* every vkCmdDraw* recorded in the submitted command buffers (mesh-task
+                                  and transform-feedback byte-count draws included) */
     uint64_t indirect_draws;   /* of which indirect: their vertex counts are on the GPU, unknown here */
     uint64_t vertices;         /* vertexCount * instanceCount of direct non-indexed draws */
     uint64_t indices;          /* indexCount * instanceCount of direct indexed draws */
@@ -29,6 +30,9 @@ typedef struct KrystalFrame {
     uint64_t graphics_binds;   /* vkCmdBindPipeline by bind point */
     uint64_t compute_binds;
     uint64_t submits;          /* queue submits in the frame */
+    uint64_t mesh_draws;       /* of draw_calls: vkCmdDrawMeshTasks* (EXT and NV, indirect included) */
+    uint64_t trace_rays;       /* vkCmdTraceRays* (KHR, NV, indirect): not draws, not dispatches */
+    uint64_t rays;             /* width*height*depth of direct trace-rays calls */
     uint64_t reserved[1];
 } KrystalFrame;
 

@@ -429,3 +429,81 @@ def test_fuzz_config_options(tmp_path: Path, items: list[str]) -> None:
     if not valid:
         reason = agent.configure()
         assert reason is not None and agent.state == "unconfigured"
+
+
+_AGENT_PROCESS = """
+import sys, time
+from krystal.devices.agent import Agent, DeviceConfig, Timing
+from krystal.devices.audit import AuditLog
+from krystal.devices.drivers.simulated import SimulatedDriver
+from krystal.devices.store import CommandBook
+
+folder = sys.argv[1]
+timing = Timing(command_timeout_s=30.0, max_command_timeout_s=30.0)
+config = DeviceConfig("sim0", "simulated", "fan", options=("slow_command_s=60",))
+agent = Agent(config, SimulatedDriver, "00000000-0000-4000-8000-000000000000", timing=timing,
+              audit=AuditLog(folder + "/audit.jsonl"), commands=CommandBook(folder + "/commands-sim0.jsonl"))
+assert agent.configure() is None
+agent.activate()
+print(agent.command("set_speed", [("speed_percent", "55")], command_id="lc-1"), flush=True)
+agent.command("inject_fault", [("fault", "slow_commands")])
+print("slow", flush=True)
+agent.command("set_speed", [("speed_percent", "70")], command_id="lc-2", timeout_s=30.0)
+"""
+
+
+def test_command_ids_survive_kill_9_and_restart(tmp_path: Path) -> None:
+    """A retry after kill -9 and a restart is a duplicate with the first answer, never a second run;
+    an id whose command was running when the process died is "outcome unknown", not rerun; a
+    different command under a used id is refused."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _AGENT_PROCESS, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert "accepted=True" in first and proc.stdout.readline() == "slow\n"
+        book = tmp_path / "commands-sim0.jsonl"
+        assert wait_for(lambda: '"lc-2"' in book.read_text(), 10.0)  # lc-2 is running (60 s)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    from krystal.devices.store import CommandBook
+
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    config = DeviceConfig("sim0", "simulated", "fan")
+    uuid = "00000000-0000-4000-8000-000000000000"
+    agent = Agent(config, SimulatedDriver, uuid, timing=FAST, audit=audit, commands=CommandBook(book))
+    assert agent.configure() is None
+    agent.activate()
+    again = agent.command("set_speed", [("speed_percent", "55")], command_id="lc-1")
+    assert again.accepted and again.level == OK and f"message={again.message!r}" in first
+    unknown = agent.command("set_speed", [("speed_percent", "70")], command_id="lc-2")
+    assert not unknown.accepted and "outcome is unknown" in unknown.message
+    reused = agent.command("reset", [], command_id="lc-1")
+    assert not reused.accepted and "already used for another command" in reused.message
+    agent.poll()
+    assert agent.values["commands_applied"] == "0"  # none of them ran in this process
+    duplicates = [r for r in commands_in(tmp_path / "audit.jsonl") if r["command_id"] in ("lc-1", "lc-2")]
+    assert [r["duplicate"] for r in duplicates] == [False, True, True, True]
+    agent.shutdown()
+
+
+def test_command_book_is_bounded_and_compacted(tmp_path: Path) -> None:
+    from krystal.devices.store import CommandBook
+
+    book = CommandBook(tmp_path / "c.jsonl", bound=4)
+    for i in range(40):
+        key = ("reset", (("n", str(i)),))
+        book.start(f"id{i}", key)
+        book.finish(f"id{i}", key, {"accepted": True, "level": 0, "message": f"m{i}", "values": {}})
+    book.close()
+    assert len((tmp_path / "c.jsonl").read_text().splitlines()) <= 4 * 4
+    reopened = CommandBook(tmp_path / "c.jsonl", bound=4)
+    assert list(reopened.entries) == ["id36", "id37", "id38", "id39"]
+    assert reopened.get("id39") == (
+        ("reset", (("n", "39"),)),
+        {"accepted": True, "level": 0, "message": "m39", "values": {}},
+    )
+    (tmp_path / "c.jsonl").open("a").write('{"id": "torn", "comm')  # a torn last line: skipped
+    assert CommandBook(tmp_path / "c.jsonl", bound=4).get("torn") is None

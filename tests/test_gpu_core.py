@@ -322,3 +322,15 @@ def test_fuzz_drm_files_never_crash(tmp_path: Path, files: dict[str, bytes]) -> 
     assert card.memory_used_bytes >= 0 and card.memory_total_bytes >= 0
     assert math.isnan(card.power_w) or card.power_w >= 0
     assert card.vendor_id >= 0 and card.device_type in ("discrete", "other")
+
+
+def test_drm_garbage_and_impossible_values_name_the_file(tmp_path: Path) -> None:
+    drm_card(tmp_path, 0, "0000:03:00.0", busy_percent=250)
+    (tmp_path / "card0/device/mem_info_vram_used").write_text("lots\n")
+    probe = DrmProbe(str(tmp_path))
+    (card,) = probe.sample()
+    assert math.isnan(card.utilization_ratio) and card.memory_used_bytes == 0
+    busy, used = (str(tmp_path / "card0/device" / f) for f in ("gpu_busy_percent", "mem_info_vram_used"))
+    assert card.errors == (f"{busy}: 250 outside 0..100", f"{used}: garbage b'lots\\n'")
+    assert card.temperature_c == 51.0  # the good files are read as before
+    assert not probe.root_missing and DrmProbe(str(tmp_path / "missing")).root_missing

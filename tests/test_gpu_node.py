@@ -42,6 +42,7 @@ class Listener:
 def test_llvmpipe_nvml_absent_two_drm_cards_one_removed(ros, tmp_path: Path) -> None:
     drm_card(tmp_path, 0, "0000:03:00.0")
     drm_card(tmp_path, 1, "0000:04:00.0", busy_percent=80, temp_mc=66000)
+    (tmp_path / "no-rings").mkdir()
     node = GpuTelemetryNode(
         parameter_overrides=[
             Parameter("drm_root", value=str(tmp_path)),
@@ -113,3 +114,45 @@ def test_installed_executable_publishes_llvmpipe(ros, procs, tmp_path: Path) -> 
         probe.node.destroy_node()
     code, _ = proc.interrupt(10.0)
     assert code == 0, proc.stderr
+
+
+def test_wrong_paths_warn_and_drm_garbage_names_the_file(ros, tmp_path: Path) -> None:
+    """drm_root and vulkan_ring_dir that do not exist are WARN naming the paths (not OK "no GPU");
+    garbage in a DRM file is WARN for that card with the file and the value."""
+    drm_card(tmp_path / "drm", 0, "0000:03:00.0")
+    busy = tmp_path / "drm/card0/device/gpu_busy_percent"
+    busy.write_text("xx\n")
+    wrong = GpuTelemetryNode(
+        "gpu_wrong",
+        parameter_overrides=[
+            Parameter("drm_root", value=str(tmp_path / "nodrm")),
+            Parameter("vulkan_ring_dir", value=str(tmp_path / "norings")),
+            Parameter("vulkan", value=False),
+        ],
+    )
+    garbage = GpuTelemetryNode(
+        "gpu_garbage",
+        parameter_overrides=[
+            Parameter("drm_root", value=str(tmp_path / "drm")),
+            Parameter("vulkan_ring_dir", value=str(tmp_path)),
+            Parameter("vulkan", value=False),
+        ],
+    )
+    probe = Listener()
+    card = "gpu_garbage: pci:0000:03:00.0"
+    try:
+        nodes = [wrong, garbage, probe.node]
+        assert spin_until(nodes, lambda: "gpu_wrong: summary" in probe.status and card in probe.status, 20.0)
+        summary = probe.status["gpu_wrong: summary"]
+        assert summary.level == DiagnosticStatus.WARN, summary
+        assert f"drm_root {tmp_path / 'nodrm'} does not exist" in summary.message
+        assert f"vulkan_ring_dir {tmp_path / 'norings'} does not exist" in summary.message
+        status = probe.status[card]
+        assert (
+            status.level == DiagnosticStatus.WARN and str(busy) in status.message and "xx" in status.message
+        )
+        assert probe.status["gpu_garbage: summary"].level == DiagnosticStatus.OK
+    finally:
+        probe.node.destroy_node()
+        garbage.destroy_node()
+        wrong.destroy_node()

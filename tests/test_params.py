@@ -127,3 +127,130 @@ def test_array_parameters_declared_by_type_can_be_read_only(tmp_path: Path) -> N
         node.destroy_node()
     finally:
         rclpy.try_shutdown()
+
+
+class _Diagnostics:
+    """/diagnostics and thermal/state as a user's tools see them."""
+
+    def __init__(self) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from krystal.msg import ThermalState
+
+        from krystal.ros.qos import reliable_qos, sensor_qos
+
+        self.node = rclpy.create_node("param_diag_probe")
+        self.status: dict[str, object] = {}
+        self.states: list[ThermalState] = []
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diag, reliable_qos())
+        self.node.create_subscription(ThermalState, "thermal/state", self.states.append, sensor_qos(20))
+
+    def _diag(self, msg) -> None:
+        for s in msg.status:
+            self.status[s.name] = s
+
+    def values(self, name: str) -> dict[str, str]:
+        status = self.status[name]
+        return {kv.key: kv.value for kv in status.values}  # type: ignore[attr-defined]
+
+
+def test_startup_refusals_named_on_diagnostics_with_their_source(procs, ros, tmp_path: Path) -> None:
+    """warn_c > error_c from -p: no traceback, defaults kept, WARN on /diagnostics naming warn_c and
+    error_c (not a QoS parameter) and `-p` as the source; a bad file value names the file; an
+    integer rate from -p is taken as a double (the node publishes at 10 Hz, not its default 2)."""
+    from bench.sysfs_tree import thermal_zone
+
+    from tests.conftest import executable
+
+    thermal_zone(tmp_path / "sys", 0, "x86_pkg_temp", 55000, [("critical", 100000)])
+    params = tmp_path / "p.yaml"
+    params.write_text(yaml.safe_dump({"/**/thermal_monitor": {"ros__parameters": {"valid_max_c": -5.0}}}))
+    proc = procs(
+        [
+            executable("thermal_monitor"),
+            "--ros-args",
+            "--params-file",
+            str(params),
+            "-p",
+            "warn_c:=99.0",
+            "-p",
+            "error_c:=95.0",
+            "-p",
+            "rate_hz:=10",
+            "-p",
+            f"root:={tmp_path / 'sys'}",
+        ]
+    )
+    probe = _Diagnostics()
+    name = "thermal_monitor: parameters"
+    try:
+        assert spin_until([probe.node], lambda: name in probe.status and len(probe.states) >= 12, 30.0), (
+            proc.popen.poll(),
+            proc.stderr,
+        )
+        assert proc.popen.poll() is None
+        status = probe.status[name]
+        assert status.level == b"\x01", status  # type: ignore[attr-defined]
+        values = probe.values(name)
+        assert set(values) == {"warn_c", "error_c", "valid_max_c"}, values
+        assert "99.0" in values["warn_c"] and "warn_c must not exceed error_c" in values["warn_c"]
+        assert "from command line -p" in values["warn_c"] and "from command line -p" in values["error_c"]
+        assert f"from parameters file {params}" in values["valid_max_c"] and "-5.0" in values["valid_max_c"]
+        assert "qos" not in str(status)
+        stamps = [Time.from_msg(s.header.stamp).nanoseconds / 1e9 for s in probe.states[-10:]]
+        assert (len(stamps) - 1) / (stamps[-1] - stamps[0]) > 6.0  # 10 Hz, not the default 2
+    finally:
+        probe.node.destroy_node()
+    code, _ = proc.interrupt(10.0)
+    assert code == 0 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_integers_for_doubles_from_a_file_keep_the_file_as_source(tmp_path: Path) -> None:
+    from krystal.ros.params import refusals
+    from krystal.thermal.node import ThermalMonitorNode
+
+    params = tmp_path / "p.yaml"
+    section = {"rate_hz": 5, "penalty_ramp_c": 10, "valid_min_c": 500, "root": str(tmp_path)}
+    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": section}}))
+    rclpy.init(args=["--ros-args", "--params-file", str(params), "-p", "warn_c:=80"])
+    try:
+        node = ThermalMonitorNode()
+        assert node.params["rate_hz"] == 5.0 and node.params["penalty_ramp_c"] == 10.0
+        assert node.params["warn_c"] == 80.0 and isinstance(node.get_parameter("warn_c").value, float)
+        refused = refusals(node)
+        assert set(refused) == {"valid_min_c"} and node.params["valid_min_c"] == -60.0
+        assert refused["valid_min_c"].source == f"parameters file {params}"
+        assert refused["valid_min_c"].value == 500
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+
+
+def test_run_time_integer_for_double_and_refusals_on_diagnostics(ros, tmp_path: Path) -> None:
+    from krystal.thermal.node import ThermalMonitorNode
+
+    node = ThermalMonitorNode(parameter_overrides=[Parameter("root", value=str(tmp_path))])
+    probe = _Diagnostics()
+    name = "thermal_monitor: parameters"
+    try:
+        nodes = [node, probe.node]
+        (ok,) = _set("thermal_monitor", nodes, Parameter("rate_hz", value=10))  # INTEGER, as `ros2 param set`
+        assert ok.successful, ok.reason
+        assert node.params["rate_hz"] == 10.0 and node.get_parameter("rate_hz").value == 10.0
+        assert name not in probe.status  # nothing refused yet: no parameters task
+        (bad,) = _set("thermal_monitor", nodes, Parameter("warn_c", value=99.0))
+        assert not bad.successful and "warn_c must not exceed error_c" in bad.reason
+        (bad_range,) = _set("thermal_monitor", nodes, Parameter("rate_hz", value=500))
+        assert not bad_range.successful and node.params["rate_hz"] == 10.0
+        assert spin_until(nodes, lambda: name in probe.status and "rate_hz" in probe.values(name), 5.0)
+        values = probe.values(name)
+        assert probe.status[name].level == b"\x01"  # type: ignore[attr-defined]
+        assert "99.0" in values["warn_c"] and "from run-time set_parameters" in values["warn_c"]
+        assert "500" in values["rate_hz"] and "above 100.0" in values["rate_hz"]
+        # accepted values clear their refusals
+        for param in (Parameter("warn_c", value=92), Parameter("rate_hz", value=4.0)):
+            (ok,) = _set("thermal_monitor", nodes, param)
+            assert ok.successful, ok.reason
+        assert spin_until(nodes, lambda: probe.status[name].level == b"\x00", 5.0)  # type: ignore[attr-defined]
+    finally:
+        probe.node.destroy_node()
+        node.destroy_node()

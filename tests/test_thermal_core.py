@@ -148,10 +148,48 @@ def test_failing_sensors_are_nan_with_a_reason_and_the_others_go_on(tmp_path: Pa
     by_name = dict(zip(cycle.summary.names, cycle.readings, strict=True))
     assert by_name["hwmon0:board/ok"] == sensors.Reading(42.0)
     assert by_name["hwmon0:board/garbage"].error.startswith("garbage")
-    assert by_name["hwmon0:board/hot"].error == "out of range (900 °C)"
+    assert by_name["hwmon0:board/hot"].error.startswith("implausibly hot (900 °C above valid_max_c 200)")
     assert by_name["hwmon0:board/busy"].error.startswith("EAGAIN")
     assert all(math.isnan(r.temperature_c) for n, r in by_name.items() if n != "hwmon0:board/ok")
-    assert cycle.summary.max_temperature_c == 42.0
+    assert cycle.summary.max_temperature_c == 95.0  # the implausible one, at its error threshold
+    assert cycle.summary.unreadable == 3
+
+
+def test_an_implausibly_hot_reading_fails_safe(tmp_path: Path) -> None:
+    """250 °C on the junction must not make the machine look cool: it counts as at its error
+    threshold (penalty 1, throttling, ERROR, hottest), its own temperature NaN with the reason."""
+    machine(tmp_path)
+    mon = ThermalMonitor(str(tmp_path), clock=Clock())
+    (tmp_path / "thermal/thermal_zone0/temp").write_text("250000\n")
+    cycle = mon.cycle()
+    s = cycle.summary
+    assert cycle.readings[0].implausibly_hot and "taken as hot" in cycle.readings[0].error
+    assert math.isnan(s.temperatures_c[0])
+    assert s.hottest_sensor == "thermal_zone0:x86_pkg_temp" and s.max_temperature_c == 100.0
+    assert s.throttle_penalty == 1.0 and s.throttling and s.headroom_c == 0.0
+    assert s.levels[0] == LEVEL_ERROR and s.unreadable == 1
+    (tmp_path / "thermal/thermal_zone0/temp").write_text("-100000\n")  # implausibly cold: unknown
+    s = mon.cycle().summary
+    assert s.hottest_sensor == "hwmon0:coretemp/Package id 0" and s.levels[0] == LEVEL_OK
+
+
+def test_levels_have_hysteresis_no_flapping_at_a_threshold(tmp_path: Path) -> None:
+    hwmon_chip(tmp_path, 0, "nvme", [(None, 38000, None, None)])  # defaults: warn 90, error 95
+    mon = ThermalMonitor(str(tmp_path), hysteresis_c=2.0, clock=Clock())
+    temp = tmp_path / "hwmon/hwmon0/temp1_input"
+    seen = []
+    for millideg in (90000, 89900, 90000, 89000, 88100, 88000, 95000, 94500, 93100, 93000, 96000, 85000):
+        temp.write_text(f"{millideg}\n")
+        seen.append(mon.cycle().summary.levels[0])
+    w, e, ok = LEVEL_WARN, LEVEL_ERROR, LEVEL_OK
+    assert seen == [w, w, w, w, w, ok, e, e, e, w, e, ok]
+    th = Thresholds(warn_c=85.0, error_c=100.0, throttle_c=90.0, origin="sensor")
+    assert level(84.0, th, LEVEL_WARN, 0.0) == LEVEL_OK  # no hysteresis: as before
+
+
+def test_a_missing_root_is_told_apart_from_no_sensors(tmp_path: Path) -> None:
+    assert not ThermalMonitor(str(tmp_path), clock=Clock()).cycle().root_missing
+    assert ThermalMonitor(str(tmp_path / "missing"), clock=Clock()).cycle().root_missing
 
 
 def test_read_error_reasons() -> None:

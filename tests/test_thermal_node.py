@@ -159,3 +159,28 @@ def test_installed_executable_publishes(ros, procs, tmp_path: Path) -> None:
         probe.node.destroy_node()
     code, _ = proc.interrupt(10.0)
     assert code == 0, proc.stderr
+
+
+def test_summary_takes_the_worst_level_and_a_missing_root_warns(ros, tmp_path: Path) -> None:
+    """An unreadable sensor in ERROR makes the summary ERROR (it counts it); a root that does not
+    exist is WARN naming the path, not OK "no thermal sensors found"."""
+    root = _tree(tmp_path / "sys")
+    missing = tmp_path / "nonexistent"
+    node = ThermalMonitorNode(parameter_overrides=[Parameter("root", value=str(root))])
+    other = ThermalMonitorNode(
+        "thermal_elsewhere", parameter_overrides=[Parameter("root", value=str(missing))]
+    )
+    probe = Listener()
+    summary, elsewhere = "thermal_monitor: sensors", "thermal_elsewhere: sensors"
+    try:
+        nodes = [node, other, probe.node]
+        assert spin_until(nodes, lambda: summary in probe.status and elsewhere in probe.status, 20.0)
+        s = probe.status[summary]
+        assert s.level == ERROR and "1 unreadable" in s.message, s
+        assert {kv.key: kv.value for kv in s.values}["unreadable"] == "1"
+        e = probe.status[elsewhere]
+        assert e.level == WARN and str(missing) in e.message and "does not exist" in e.message, e
+    finally:
+        probe.node.destroy_node()
+        other.destroy_node()
+        node.destroy_node()

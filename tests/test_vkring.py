@@ -22,6 +22,7 @@ from krystal.gpu.vkring import (
     FRAME,
     HEADER,
     MAGIC,
+    VERSION,
     Frame,
     RingSet,
     parse_name,
@@ -63,7 +64,7 @@ class Writer:
             self.map,
             0,
             0,
-            1,
+            VERSION,
             FRAME.size,
             capacity,
             pid,
@@ -118,8 +119,8 @@ def ring_path(tmp_path: Path, pid: int | None = None, app: str = "app") -> Path:
 
 def test_layout_matches_the_c_header() -> None:
     text = (ROOT / "layer" / "krystal_ring.h").read_text()
-    assert "KRYSTAL_RING_MAGIC 0x31304b5659524bULL" in text and "KRYSTAL_RING_VERSION 1u" in text
-    assert HEADER.size == 152 and FRAME.size == 128
+    assert "KRYSTAL_RING_MAGIC 0x31304b5659524bULL" in text and f"KRYSTAL_RING_VERSION {VERSION}u" in text
+    assert HEADER.size == 152 and FRAME.size == 152
     # the frame's fields in the header's order
     body = text[text.index("typedef struct KrystalFrame") : text.index("} KrystalFrame;")]
     names = [

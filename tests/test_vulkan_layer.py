@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -22,9 +23,11 @@ from rclpy.parameter import Parameter
 
 from krystal.gpu import layer
 from krystal.gpu.node import GpuTelemetryNode
+from krystal.gpu.vkring import Frame, RingSet
 from krystal.ros.qos import reliable_qos, sensor_qos
 from tests.conftest import spin_until
 
+ROOT = Path(__file__).resolve().parent.parent
 LAYER_DIR = layer.layer_dir()
 DRAW_TEST = layer.draw_test()
 VALIDATION = Path("/usr/share/vulkan/explicit_layer.d/VkLayer_khronos_validation.json")
@@ -193,7 +196,10 @@ def test_gpu_telemetry_reports_exactly_what_each_application_draws(
         st = summary()
         assert st is not None and f"krystal-compute ({pids[1]})" in st.message
         values = {kv.key: kv.value for kv in st.values}
-        assert "9 draws (2 indirect), 90 vertices, 3 dispatches per frame" in values[f"app {attached}"]
+        assert (
+            "9 draws (2 indirect, 0 mesh), 90 vertices, 3 dispatches, 0 trace-rays (0 rays) per frame"
+            in values[f"app {attached}"]
+        )
         ring = Path(f"/dev/shm/krystal-vk-{pids[1]}-krystal-compute")
         assert ring.exists()
         # one exits normally (its layer removes the ring), one is killed (the ring stays behind)
@@ -257,3 +263,65 @@ def test_vulkan_env_prints_the_exports(vulkan: None, capsys: pytest.CaptureFixtu
         check=False,
     )
     assert res.returncode == 0 and f'Insert instance layer "{layer.LAYER_NAME}"' in res.stderr
+
+
+def _frames_of(pid: int) -> list[Frame]:
+    """The frames the layer wrote for `pid` so far, read from its ring as gpu_telemetry does."""
+    rings = RingSet(unlink_dead=False)  # other processes' rings are not ours to remove
+    try:
+        return [f for a in rings.poll().apps if a.pid == pid for f in a.new]
+    finally:
+        rings.close()
+
+
+def test_transform_feedback_byte_count_draws_are_counted_on_llvmpipe(vulkan: None, held: list[Held]) -> None:
+    """vkCmdDrawIndirectByteCountEXT (VK_EXT_transform_feedback, which llvmpipe has) counts as an
+    indirect draw: its vertex count is a byte count in a GPU buffer."""
+    h = Held({**WORK, "bytecount": 3}, 2, "krystal-bytecount")
+    held.append(h)
+    assert h.result["bytecount"] == 3
+    frames = _frames_of(h.proc.pid)
+    assert len(frames) == 2
+    f = frames[-1]
+    assert (f.draw_calls, f.indirect_draws) == (9 + 3, 2 + 3)
+    assert f.instances == (5 + 2 + 3) * 2 and f.vertices == EXPECT["app_vertex_count"]
+    assert f.mesh_draws == 0 and f.shader == "graphics"
+    assert h.release() == 0
+
+
+def test_mesh_and_ray_tracing_commands_through_a_stand_in_driver(tmp_path: Path) -> None:
+    """llvmpipe here (Mesa 22.3) has neither mesh shaders nor ray tracing: layer/test/intercept_test.c
+    loads the layer as the loader does over a stand-in driver that offers those commands. The layer
+    hands out its own wrapper for each (and none for a command the driver lacks), forwards every call,
+    and counts them: mesh-task calls as draws with shader "mesh", trace-rays calls with their rays as
+    "ray_tracing"; and a program that starts presenting gets no empty frame at its first present."""
+    cc = shutil.which("cc")
+    if LAYER_DIR is None or cc is None:
+        pytest.skip("the Vulkan layer is not built, or no C compiler to build the stand-in")
+    exe = tmp_path / "intercept_test"
+    subprocess.run(
+        [cc, "-std=c11", "-O1", "-o", str(exe), str(ROOT / "layer/test/intercept_test.c"), "-ldl"], check=True
+    )
+    proc = subprocess.Popen(
+        [str(exe), str(LAYER_DIR / layer.LIBRARY)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        result = json.loads(proc.stdout.readline())
+        assert result == {"intercepted": 11, "commands": 11, "forwarded": 13, "absent_hidden": 1}
+        mesh, trace, before_present, presented = _frames_of(proc.pid)  # no empty frame among them
+        assert (mesh.draw_calls, mesh.mesh_draws, mesh.indirect_draws, mesh.instances) == (10, 9, 8, 2)
+        assert mesh.shader == "mesh" and mesh.trace_rays == 0
+        assert (trace.trace_rays, trace.rays, trace.draw_calls, trace.dispatches) == (
+            4,
+            8 * 4 + 2 * 2 * 2,
+            0,
+            0,
+        )
+        assert trace.shader == "ray_tracing"
+        assert (before_present.mesh_draws, before_present.submits) == (1, 1)
+        assert (presented.mesh_draws, presented.submits) == (1, 1)
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        assert proc.wait(30) == 0

@@ -2,7 +2,8 @@
  *
  * Per frame, in one command buffer: a render pass with `draws` vkCmdDraw of `triangles` triangles
  * and `instances` instances, `indexed` vkCmdDrawIndexed of the same size, `indirect` vkCmdDrawIndirect
- * (one draw each), then `dispatches` vkCmdDispatch of `groups` workgroups, and a copy of the image to
+ * (one draw each), `bytecount` vkCmdDrawIndirectByteCountEXT (VK_EXT_transform_feedback: the
+ * device gets the extension only when this is > 0), then `dispatches` vkCmdDispatch of `groups` workgroups, and a copy of the image to
  * host memory; one submit. Prints one JSON line: what it did, an FNV-1a hash of the final image,
  * the compute counter, validation messages seen (VK_EXT_debug_utils) and, with --bench, the cost
  * of recording one vkCmdDraw. Shaders: tri.vert, tri.frag, fill.comp (glslangValidator -V -x). */
@@ -94,6 +95,7 @@ static double now_s(void) {
 
 int main(int argc, char **argv) {
     int frames = 3, draws = 4, triangles = 2, instances = 3, indexed = 2, indirect = 1, dispatches = 2, groups = 4;
+    int bytecount = 0;
     long bench = 0;
     int hold = 0;
     const char *app = "krystal-draw-test";
@@ -106,6 +108,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(k, "--instances")) instances = atoi(v);
         else if (!strcmp(k, "--indexed")) indexed = atoi(v);
         else if (!strcmp(k, "--indirect")) indirect = atoi(v);
+        else if (!strcmp(k, "--bytecount")) bytecount = atoi(v);
         else if (!strcmp(k, "--dispatches")) dispatches = atoi(v);
         else if (!strcmp(k, "--groups")) groups = atoi(v);
         else if (!strcmp(k, "--bench")) bench = atol(v);
@@ -152,8 +155,15 @@ int main(int argc, char **argv) {
     float prio = 1.0f;
     VkDeviceQueueCreateInfo qci = {VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, NULL, 0, family, 1, &prio};
     VkDeviceCreateInfo dvi = {VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, NULL, 0, 1, &qci, 0, NULL, 0, NULL, NULL};
+    const char *xfb_ext = VK_EXT_TRANSFORM_FEEDBACK_EXTENSION_NAME;
+    VkPhysicalDeviceTransformFeedbackFeaturesEXT xfb = {
+        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TRANSFORM_FEEDBACK_FEATURES_EXT, NULL, VK_TRUE, VK_FALSE};
+    if (bytecount > 0) { dvi.pNext = &xfb; dvi.enabledExtensionCount = 1; dvi.ppEnabledExtensionNames = &xfb_ext; }
     VkDevice dev;
     CHECK(vkCreateDevice(phys, &dvi, NULL, &dev));
+    PFN_vkCmdDrawIndirectByteCountEXT draw_byte_count = bytecount > 0
+        ? (PFN_vkCmdDrawIndirectByteCountEXT)vkGetDeviceProcAddr(dev, "vkCmdDrawIndirectByteCountEXT") : NULL;
+    if (bytecount > 0 && !draw_byte_count) { fprintf(stderr, "no vkCmdDrawIndirectByteCountEXT\n"); return 3; }
     VkQueue queue;
     vkGetDeviceQueue(dev, family, 0, &queue);
 
@@ -265,6 +275,12 @@ int main(int argc, char **argv) {
     VkBuffer indbuf = make_buffer(dev, phys, sizeof(VkDrawIndirectCommand), VK_BUFFER_USAGE_INDIRECT_BUFFER_BIT, &imemo, &imap);
     *(VkDrawIndirectCommand *)imap = (VkDrawIndirectCommand){3u * (uint32_t)triangles, (uint32_t)instances, 0, 0};
     VkBuffer rb = make_buffer(dev, phys, W * H * 4, VK_BUFFER_USAGE_TRANSFER_DST_BIT, &rbmem, &rbmap);
+    /* the transform-feedback counter a byte-count draw reads: 3 vertices per triangle, 16 bytes each */
+    VkDeviceMemory ctrmem = VK_NULL_HANDLE;
+    void *ctrmap = NULL;
+    VkBuffer ctrbuf = bytecount > 0 ? make_buffer(dev, phys, 16, VK_BUFFER_USAGE_TRANSFORM_FEEDBACK_COUNTER_BUFFER_BIT_EXT,
+                                                  &ctrmem, &ctrmap) : VK_NULL_HANDLE;
+    if (ctrmap) *(uint32_t *)ctrmap = 3u * (uint32_t)triangles * 16u;
 
     VkCommandPoolCreateInfo cpci = {VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO, NULL,
                                     VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT, family};
@@ -319,6 +335,7 @@ int main(int argc, char **argv) {
         vkCmdBindIndexBuffer(cmd, ibuf, 0, VK_INDEX_TYPE_UINT32);
         for (int i = 0; i < indexed; i++) vkCmdDrawIndexed(cmd, n_idx, (uint32_t)instances, 0, 0, 0);
         for (int i = 0; i < indirect; i++) vkCmdDrawIndirect(cmd, indbuf, 0, 1, sizeof(VkDrawIndirectCommand));
+        for (int i = 0; i < bytecount; i++) draw_byte_count(cmd, (uint32_t)instances, 0, ctrbuf, 0, 0, 16);
         vkCmdEndRenderPass(cmd);
         if (dispatches > 0) {
             vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, cpipe);
@@ -353,10 +370,10 @@ int main(int argc, char **argv) {
     printf("{\"frames\": %d, \"draws\": %d, \"triangles\": %d, \"instances\": %d, \"indexed\": %d, \"indirect\": %d, "
            "\"dispatches\": %d, \"groups\": %d, \"image_fnv\": \"%016llx\", \"counter\": %u, \"validation_errors\": %d, "
            "\"validation_warnings\": %d, \"record_ns_per_draw\": %.3f, \"frame_ms\": %.4f, \"frame_ms_median\": %.4f, \"frame_ms_min\": %.4f, \"submit_us_min\": %.3f, "
-           "\"debug_utils\": %d}\n",
+           "\"debug_utils\": %d, \"bytecount\": %d}\n",
            frames, draws, triangles, instances, indexed, indirect, dispatches, groups, (unsigned long long)fnv,
            counted, g_errors, g_warnings, record_ns_per_draw, frame_ms, frame_ms_median, frame_ms_min,
-           frames ? submit_s * 1e6 : 0.0, debug_utils);
+           frames ? submit_s * 1e6 : 0.0, debug_utils, bytecount);
     fflush(stdout);
     if (hold) { /* keep the instance (and the layer's ring) alive until the reader is done */
         char line[16];
@@ -366,6 +383,7 @@ int main(int argc, char **argv) {
     vkDestroyFence(dev, fence, NULL);
     vkDestroyCommandPool(dev, pool, NULL);
     vkDestroyBuffer(dev, rb, NULL);
+    if (ctrbuf != VK_NULL_HANDLE) { vkDestroyBuffer(dev, ctrbuf, NULL); vkFreeMemory(dev, ctrmem, NULL); }
     vkDestroyBuffer(dev, indbuf, NULL);
     vkDestroyBuffer(dev, ibuf, NULL);
     vkDestroyBuffer(dev, counter, NULL);

@@ -14,6 +14,11 @@ from typing import Any
 
 from krystal.graph import GRAPH
 
+# The parent as early as this process can know it (this module is the console script's first
+# import): follow_parent compares against it, so a parent that exits while rclpy and the nodes
+# load is seen as gone, not mistaken for the process that adopted us.
+_PARENT_AT_START = os.getppid()
+
 
 @contextlib.contextmanager
 def own_terminal() -> Iterator[None]:
@@ -57,35 +62,81 @@ def _caught_signals(pid: int) -> int | None:
     return None
 
 
-def follow_parent(poll_s: float = 0.2) -> None:
-    """Stop as on SIGTERM when the parent dies, or when a parent `make` starts dying of a signal.
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8") as comm:
+            return comm.read().strip()
+    except OSError:
+        return "?"
+
+
+def _session(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None
+
+
+def orphaned_at_start(parent: int) -> bool:
+    """Whether `parent`, our parent when we could first look, already adopted us: the process that
+    started us exited even earlier. A shell's child shares its session; init or a subreaper that
+    adopts it does not. A session leader (a service, `setsid`) was detached on purpose: never."""
+    ours = _session(0)
+    theirs = _session(parent)
+    return ours is not None and ours != os.getpid() and theirs is not None and theirs != ours
+
+
+def parent_gone(parent: int, before: int | None) -> str | None:
+    """Why the graph should stop now, or None: the parent exited (we were adopted), or a parent
+    `make` is dying of a signal (GNU make resets a fatal signal's handler before it waits)."""
+    now_parent = os.getppid()
+    if now_parent != parent:
+        return f"parent process {parent} exited (adopted by {now_parent} {_comm(now_parent)})"
+    now = _caught_signals(parent) if before is not None else None
+    if before is None or now is None:
+        return None
+    for sig in _STOP_SIGNALS:
+        if before >> (sig - 1) & 1 and not now >> (sig - 1) & 1:
+            return f"parent make {parent} is dying of {signal.Signals(sig).name}"
+    return None
+
+
+def follow_parent(poll_s: float = 0.2, parent: int | None = None) -> None:
+    """Stop as on SIGTERM when the parent dies, or when a parent `make` starts dying of a signal,
+    with the reason on stderr and in the log first.
 
     A signal sent to make alone (`kill -HUP`, a supervisor) never reaches a child that own_terminal
     moved out of make's process group, and make waits for its children before it dies: the graph
-    would outlive it. GNU make resets a fatal signal's handler before waiting, which /proc shows.
+    would outlive it. The parent is the one seen at start (_PARENT_AT_START), so whether a parent
+    that exits early is noticed does not depend on how fast the graph starts.
     """
-    parent = os.getppid()
-    try:
-        with open(f"/proc/{parent}/comm", encoding="utf-8") as comm:
-            watch_signals = comm.read().strip() in ("make", "gmake")
-    except OSError:
-        watch_signals = False
-    before = _caught_signals(parent) if watch_signals else None
-
-    def stopping() -> bool:
-        if os.getppid() != parent:
-            return True
-        now = _caught_signals(parent) if before is not None else None
-        if before is None or now is None:
-            return False
-        return any(before >> (sig - 1) & 1 and not now >> (sig - 1) & 1 for sig in _STOP_SIGNALS)
+    parent = _PARENT_AT_START if parent is None else parent
+    name = _comm(parent)
+    before = _caught_signals(parent) if name in ("make", "gmake") else None
+    early = (
+        f"parent process exited before krystal could watch it (adopted by {parent} {name})"
+        if orphaned_at_start(parent)
+        else None
+    )
 
     def watch() -> None:
-        while not stopping():
+        reason = early or parent_gone(parent, before)
+        while reason is None:
             time.sleep(poll_s)
+            reason = parent_gone(parent, before)
+        _say_stopping(reason)
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, name="follow-parent", daemon=True).start()
+
+
+def _say_stopping(reason: str) -> None:
+    text = f"{reason}: stopping the graph"
+    print(f"krystal: {text}", file=sys.stderr, flush=True)
+    rclpy_logging = sys.modules.get("rclpy.logging")
+    if rclpy_logging is not None:  # /rosout too, where `krystal health` and the view look
+        with contextlib.suppress(Exception):
+            rclpy_logging.get_logger("krystal").warning(text)
 
 
 def _parser() -> argparse.ArgumentParser:

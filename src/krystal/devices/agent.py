@@ -8,9 +8,9 @@ whatever a driver raises becomes health or an answer, never an exception out of 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +20,7 @@ from krystal.devices.audit import AuditLog
 from krystal.devices.calls import CallTimeout, Worker
 from krystal.devices.driver import ERROR, OK, WARN, Context, DeviceAbsent, DeviceGone, Driver, Reading
 from krystal.devices.schema import Command, SchemaError, parse_options, validate
+from krystal.devices.store import CommandBook
 
 REMEMBERED_COMMANDS = 256  # answers kept for idempotent retries, per device
 
@@ -98,6 +99,7 @@ class Agent:
         timing: Timing = Timing(),
         audit: AuditLog | None = None,
         services: Mapping[str, Any] | None = None,
+        commands: CommandBook | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
@@ -110,9 +112,8 @@ class Agent:
         self._worker = Worker(f"device-{config.name}")
         self._backoff = Backoff(timing.reconnect_initial_s, timing.reconnect_max_s)
         self._driver: Driver | None = None
-        self._answers: OrderedDict[str, tuple[tuple[str, tuple[tuple[str, str], ...]], Answer]] = (
-            OrderedDict()
-        )
+        # answers by command id, on disk when given (a retry after a restart is still a duplicate)
+        self._commands = commands if commands is not None else CommandBook(None, REMEMBERED_COMMANDS)
         self.state = "unconfigured"
         self.connected = False
         self.hardware_id = ""
@@ -169,6 +170,7 @@ class Agent:
         self.state, self.level, self.message = "finalized", OK, "finalized"
         self._event("shut_down", "driver closed")
         self._worker.stop()
+        self._commands.close()
 
     # -- driver calls --------------------------------------------------------------------------
 
@@ -254,24 +256,47 @@ class Agent:
         """Validate, run (bounded by the timeout) and audit one command; always answers."""
         t0 = self._clock()
         key = (name, tuple(arguments))
-        duplicate = False
-        if command_id and command_id in self._answers:
-            first_key, first = self._answers[command_id]
-            duplicate = True
-            if first_key == key:
-                answer = first
-            else:
+        known = self._commands.get(command_id) if command_id else None
+        duplicate = known is not None
+        if known is not None:
+            first_key, first = known
+            if first_key != key:
                 answer = Answer(
                     False, ERROR, f"command id {command_id!r} was already used for another command"
                 )
+            elif first is None:
+                answer = Answer(
+                    False,
+                    ERROR,
+                    f"command id {command_id!r}: the agent stopped while it ran; "
+                    "its outcome is unknown and it is not run again",
+                )
+            else:
+                answer = Answer(**first)
         else:
-            answer = self._run(name, arguments, timeout_s)
-            if command_id:
-                self._answers[command_id] = (key, answer)
-                while len(self._answers) > REMEMBERED_COMMANDS:
-                    self._answers.popitem(last=False)
+            answer = self._run_once(name, arguments, command_id, key, timeout_s)
             self.last_command = name
         self._audit_command(name, arguments, command_id, caller, answer, duplicate, self._clock() - t0)
+        return answer
+
+    def _run_once(
+        self,
+        name: str,
+        arguments: Sequence[tuple[str, str]],
+        command_id: str,
+        key: tuple[str, tuple[tuple[str, str], ...]],
+        timeout_s: float,
+    ) -> Answer:
+        """Run with its id recorded first: no record, no run (exactly once is the promise)."""
+        if not command_id:
+            return self._run(name, arguments, timeout_s)
+        try:
+            self._commands.start(command_id, key)
+        except (OSError, ValueError) as exc:
+            return Answer(False, ERROR, f"{name}: command id {command_id!r} cannot be recorded ({exc})")
+        answer = self._run(name, arguments, timeout_s)
+        with contextlib.suppress(OSError, ValueError):  # lost on disk only: a retry gets "unknown"
+            self._commands.finish(command_id, key, dataclasses.asdict(answer))
         return answer
 
     def _run(self, name: str, arguments: Sequence[tuple[str, str]], timeout_s: float) -> Answer:

@@ -24,11 +24,11 @@ from rclpy.parameter import Parameter, parameter_value_to_python
 from rclpy.task import Future
 from std_msgs.msg import Header
 
-from krystal.devices.agent import Agent, Answer, DeviceConfig, Timing
+from krystal.devices.agent import REMEMBERED_COMMANDS, Agent, Answer, DeviceConfig, Timing
 from krystal.devices.audit import AuditLog
 from krystal.devices.driver import find_driver
 from krystal.devices.registry import Entry, Registry
-from krystal.devices.store import UuidStore, state_dir
+from krystal.devices.store import CommandBook, UuidStore, state_dir
 from krystal.msg import DeviceStatus
 from krystal.ros.diagnostics import Diagnostics, Health
 from krystal.ros.params import Param, ParamTable
@@ -387,6 +387,13 @@ class DeviceAgentsNode(Node):
             except (OSError, ValueError) as exc:
                 self.get_logger().error(f"{name}: uuid not kept ({exc})")
                 device_uuid = config.uuid
+            try:  # beside the audit log: a retry after a crash and restart is still a duplicate
+                book = CommandBook(
+                    self.audit.path.parent / f"commands-{name}.jsonl", REMEMBERED_COMMANDS, p["audit_fsync"]
+                )
+            except OSError as exc:
+                self.get_logger().error(f"{name}: command ids kept in memory only ({exc})")
+                book = CommandBook(None, REMEMBERED_COMMANDS)
             agent = Agent(
                 config,
                 driver_class,
@@ -394,6 +401,7 @@ class DeviceAgentsNode(Node):
                 timing=timing,
                 audit=self.audit,
                 services={"parameters": self.remote_parameters},
+                commands=book,
             )
             self.agents.append(DeviceAgentNode(agent, self, ns))
             if p["supervise"]:

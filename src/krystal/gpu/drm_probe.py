@@ -45,14 +45,32 @@ def _hex(path: str) -> int:
     return value if 0 <= value <= 0xFFFF else 0  # PCI ids are 16 bits
 
 
-def _bytes(path: str) -> int:
+def _int(path: str, problems: list[str], low: int | None = None, high: int | None = None) -> int | None:
+    """The integer in `path`, None when absent (many cards lack many files: not a problem) or when it
+    holds garbage or a value outside [low, high] (a problem: `problems` gets the file and value)."""
+    try:
+        value = sysfs.read_int(path)
+    except sysfs.Garbage as exc:
+        problems.append(f"{path}: {exc}")
+        return None
+    except OSError:
+        return None
+    if (low is not None and value < low) or (high is not None and value > high):
+        problems.append(f"{path}: {value} outside {low}..{high}")
+        return None
+    return value
+
+
+def _bytes(path: str, problems: list[str]) -> int:
     """A byte count that fits uint64, 0 when unknown."""
-    value = sysfs.read_int_or_none(path)
-    return value if value is not None and 0 <= value < 1 << 64 else 0
+    value = _int(path, problems, 0, (1 << 64) - 1)
+    return 0 if value is None else value
 
 
-def _number(path: str, scale: float) -> float:
-    value = sysfs.read_int_or_none(path)
+def _number(
+    path: str, scale: float, problems: list[str], low: int | None = None, high: int | None = None
+) -> float:
+    value = _int(path, problems, low, high)
     return NAN if value is None else value * scale
 
 
@@ -61,6 +79,11 @@ class DrmProbe:
         self.root = root
         self.absent_reason = ""
         self._cards: dict[str, _Card] = {}
+
+    @property
+    def root_missing(self) -> bool:
+        """drm_root itself is not there: a wrong path, not a machine without cards."""
+        return not os.path.isdir(self.root)
 
     def cards(self) -> list[str]:
         try:
@@ -125,30 +148,32 @@ class DrmProbe:
 
     def _read(self, card: _Card) -> GpuDevice:
         d, hw = card.device_dir, card.hwmon_dir
-        busy = _number(os.path.join(d, "gpu_busy_percent"), 0.01)
-        mem_busy = _number(os.path.join(d, "mem_busy_percent"), 0.01)
-        total = _bytes(os.path.join(d, "mem_info_vram_total"))
-        used = _bytes(os.path.join(d, "mem_info_vram_used"))
+        bad: list[str] = []  # files holding garbage or impossible values, with the value
+        busy = _number(os.path.join(d, "gpu_busy_percent"), 0.01, bad, 0, 100)
+        mem_busy = _number(os.path.join(d, "mem_busy_percent"), 0.01, bad, 0, 100)
+        total = _bytes(os.path.join(d, "mem_info_vram_total"), bad)
+        used = _bytes(os.path.join(d, "mem_info_vram_used"), bad)
         temp = power = limit = sclk = mclk = NAN
         if hw:
-            temp = _number(os.path.join(hw, "temp1_input"), 1e-3)
-            power = _number(os.path.join(hw, "power1_average"), 1e-6)
+            temp = _number(os.path.join(hw, "temp1_input"), 1e-3, bad, -60_000, 200_000)
+            power = _number(os.path.join(hw, "power1_average"), 1e-6, bad, 0)
             if math.isnan(power):
-                power = _number(os.path.join(hw, "power1_input"), 1e-6)
-            limit = _number(os.path.join(hw, "power1_cap"), 1e-6)
-            sclk = _number(os.path.join(hw, "freq1_input"), 1e-6)
-            mclk = _number(os.path.join(hw, "freq2_input"), 1e-6)
+                power = _number(os.path.join(hw, "power1_input"), 1e-6, bad, 0)
+            limit = _number(os.path.join(hw, "power1_cap"), 1e-6, bad, 0)
+            sclk = _number(os.path.join(hw, "freq1_input"), 1e-6, bad, 0)
+            mclk = _number(os.path.join(hw, "freq2_input"), 1e-6, bad, 0)
         if math.isnan(sclk):  # Intel keeps its GT clock beside the card
-            sclk = _number(os.path.join(self.root, card.name, "gt_act_freq_mhz"), 1.0)
+            sclk = _number(os.path.join(self.root, card.name, "gt_act_freq_mhz"), 1.0, bad, 0)
         return replace(
             card.static,
-            utilization_ratio=busy if 0.0 <= busy <= 1.0 else NAN,
-            memory_utilization_ratio=mem_busy if 0.0 <= mem_busy <= 1.0 else NAN,
+            utilization_ratio=busy,
+            memory_utilization_ratio=mem_busy,
             memory_total_bytes=total,
             memory_used_bytes=used,
-            temperature_c=temp if -60.0 <= temp <= 200.0 else NAN,
-            power_w=power if power >= 0 else NAN,
-            power_limit_w=limit if limit >= 0 else NAN,
-            clock_graphics_mhz=sclk if sclk >= 0 else NAN,
-            clock_memory_mhz=mclk if mclk >= 0 else NAN,
+            temperature_c=temp,
+            power_w=power,
+            power_limit_w=limit,
+            clock_graphics_mhz=sclk,
+            clock_memory_mhz=mclk,
+            errors=tuple(bad),
         )

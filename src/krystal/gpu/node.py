@@ -19,7 +19,7 @@ from krystal.gpu.drm_probe import DrmProbe
 from krystal.gpu.model import GpuDevice
 from krystal.gpu.nvml_probe import NvmlProbe
 from krystal.gpu.telemetry import GpuTelemetry, Probe, Snapshot
-from krystal.gpu.vkring import AppFrames
+from krystal.gpu.vkring import AppFrames, dominant_kind
 from krystal.gpu.vulkan_probe import VulkanProbe
 from krystal.msg import GpuTelemetry as GpuTelemetryMsg
 from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
@@ -48,11 +48,13 @@ def _fmt(value: float, scale: float = 1.0, digits: int = 1) -> str:
 
 
 def dominant_shader(apps: tuple[AppFrames, ...]) -> str:
-    draws = sum(a.last.draw_calls for a in apps if a.last)
-    dispatches = sum(a.last.dispatches for a in apps if a.last)
-    if draws == 0 and dispatches == 0:
-        return ""
-    return "graphics" if draws >= dispatches else "compute"
+    frames = [a.last for a in apps if a.last]
+    return dominant_kind(
+        sum(f.draw_calls for f in frames),
+        sum(f.mesh_draws for f in frames),
+        sum(f.dispatches for f in frames),
+        sum(f.trace_rays for f in frames),
+    )
 
 
 def _apps_fields(apps: tuple[AppFrames, ...]) -> dict[str, Any]:
@@ -224,7 +226,11 @@ class GpuTelemetryNode(Node):
             elif n:
                 out[name] = f"{n} device(s)"
             elif isinstance(probe, DrmProbe):
-                out[name] = f"no DRM cards under {probe.root}"
+                out[name] = (
+                    f"drm_root {probe.root} does not exist"
+                    if probe.root_missing
+                    else f"no DRM cards under {probe.root}"
+                )
             else:
                 out[name] = probe.absent_reason or "no device"
         return out
@@ -238,6 +244,9 @@ class GpuTelemetryNode(Node):
         values["devices"] = str(len(snap.devices))
         broken = [f"{k}: {v}" for k, v in sources.items() if v.startswith(("failed", "NVML "))]
         gone = list(self.telemetry.gone)
+        wrong_paths = [
+            v for v in (sources.get("drm", ""), self._ring_dir_missing()) if v.endswith("does not exist")
+        ]
         names = ", ".join(d.device_name for d in snap.devices) or "no GPU"
         absent = [
             v for k, v in sources.items() if k != "drm" and not v.endswith("device(s)") and v != "disabled"
@@ -247,7 +256,14 @@ class GpuTelemetryNode(Node):
             return Health(ERROR, f"vanished: {', '.join(gone)}; {text}", values)
         if broken:
             return Health(ERROR, f"{'; '.join(broken)}; {text}", values)
+        if wrong_paths:  # a wrong path reads like a machine without GPUs: say so
+            return Health(WARN, f"{'; '.join(wrong_paths)}; {text}", values)
         return Health(OK, text, values)
+
+    def _ring_dir_missing(self) -> str:
+        if isinstance(self._draws, LayerDrawCalls) and not os.path.isdir(self._draws.rings.root):
+            return f"vulkan_ring_dir {self._draws.rings.root} does not exist"
+        return ""
 
     def _layer_text(self, snap: Snapshot, values: dict[str, str]) -> str:
         """The Vulkan layer's applications in words; their per-frame counts in `values`."""
@@ -258,14 +274,16 @@ class GpuTelemetryNode(Node):
         for a in apps:
             f = a.last
             values[f"app {a.app} ({a.pid})"] = (
-                f"{f.draw_calls} draws ({f.indirect_draws} indirect), {f.vertices} vertices, "
-                f"{f.dispatches} dispatches per frame; {a.frames} frames, {a.lost} lost"
+                f"{f.draw_calls} draws ({f.indirect_draws} indirect, {f.mesh_draws} mesh), "
+                f"{f.vertices} vertices, "
+                f"{f.dispatches} dispatches, {f.trace_rays} trace-rays ({f.rays} rays) per frame; "
+                f"{a.frames} frames, {a.lost} lost"
                 if f
                 else "no frame yet"
             )
         for name, why in snap.draws.rejected.items():
             values[f"ring {name}"] = f"not read: {why}"
-        values["vulkan_layer"] = f"{len(apps)} application(s) attached"
+        values["vulkan_layer"] = self._ring_dir_missing() or f"{len(apps)} application(s) attached"
         if not apps:
             return "no Vulkan application attached"
         return "Vulkan apps attached: " + ", ".join(f"{a.app} ({a.pid})" for a in apps)
@@ -306,7 +324,7 @@ class GpuTelemetryNode(Node):
         }
         if dev.errors:
             values["errors"] = "; ".join(dev.errors)
-            return Health(WARN, f"{dev.device_name}: {len(dev.errors)} queries failed", values)
+            return Health(WARN, f"{dev.device_name}: {'; '.join(dev.errors)}", values)
         return Health(OK, f"{dev.device_name} ({dev.source})", values)
 
     def destroy_node(self) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MAGIC = 0x31304B5659524B  # "KRYVK01"
-VERSION = 1
+VERSION = 2  # 2: mesh_draws, trace_rays, rays
 PREFIX = "krystal-vk-"
 SHM_DIR = "/dev/shm"
 NAME_LEN = 64
@@ -41,6 +41,9 @@ FRAME_FIELDS = (
     "graphics_binds",
     "compute_binds",
     "submits",
+    "mesh_draws",
+    "trace_rays",
+    "rays",
     "reserved",
 )
 FRAME = struct.Struct(f"<{len(FRAME_FIELDS)}Q")
@@ -50,6 +53,19 @@ MAX_CAPACITY = 1 << 20  # anything larger is a corrupt header, not a ring
 RETRIES = 8  # torn reads of one slot before it counts as lost
 
 
+def dominant_kind(draw_calls: int, mesh_draws: int, dispatches: int, trace_rays: int) -> str:
+    """The kind with the most calls (draws other than mesh-task ones are "graphics"); on a tie the
+    earlier of graphics, mesh, compute, ray_tracing; "" when there are none."""
+    kinds = (
+        ("graphics", draw_calls - mesh_draws),
+        ("mesh", mesh_draws),
+        ("compute", dispatches),
+        ("ray_tracing", trace_rays),
+    )
+    name, count = max(kinds, key=lambda kind: kind[1])  # max keeps the first of equals
+    return name if count > 0 else ""
+
+
 @dataclass(frozen=True)
 class Frame:
     """One frame's counts as the layer wrote them (krystal_ring.h's KrystalFrame)."""
@@ -57,7 +73,7 @@ class Frame:
     frame_index: int
     end_ns: int  # CLOCK_MONOTONIC of the present or submit that closed it
     frame_time_ns: int  # since the previous frame; 0 for the first
-    draw_calls: int  # every vkCmdDraw*, indirect included
+    draw_calls: int  # every vkCmdDraw*, indirect, mesh-task and byte-count ones included
     indirect_draws: int  # of which indirect: vertex and index counts unknown (on the GPU)
     vertices: int  # vertexCount * instanceCount of direct non-indexed draws
     indices: int  # indexCount * instanceCount of direct indexed draws
@@ -68,13 +84,14 @@ class Frame:
     graphics_binds: int
     compute_binds: int
     submits: int
+    mesh_draws: int = 0  # of draw_calls: vkCmdDrawMeshTasks* (EXT, NV, indirect)
+    trace_rays: int = 0  # vkCmdTraceRays* (KHR, NV, indirect): neither draws nor dispatches
+    rays: int = 0  # width*height*depth of direct trace-rays calls
 
     @property
     def shader(self) -> str:
-        """Dominant kind of work: "graphics", "compute", or "" for a frame with neither."""
-        if self.draw_calls == 0 and self.dispatches == 0:
-            return ""
-        return "graphics" if self.draw_calls >= self.dispatches else "compute"
+        """Dominant kind of work: "graphics", "mesh", "compute", "ray_tracing", or "" for none."""
+        return dominant_kind(self.draw_calls, self.mesh_draws, self.dispatches, self.trace_rays)
 
     @property
     def frame_time_ms(self) -> float:

@@ -29,6 +29,7 @@ class Cycle:
     summary: Summary
     appeared: tuple[str, ...]  # sensors found by this cycle's rescan
     removed: tuple[str, ...]  # sensors this cycle's rescan no longer found
+    root_missing: bool = False  # the root folder is not there: a wrong path, not a machine without sensors
 
 
 class ThermalMonitor:
@@ -43,6 +44,7 @@ class ThermalMonitor:
         rescan_period_s: float = 5.0,
         valid_min_c: float = -60.0,
         valid_max_c: float = 200.0,
+        hysteresis_c: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.root = root
@@ -50,6 +52,8 @@ class ThermalMonitor:
         self.default_warn_c, self.default_error_c = default_warn_c, default_error_c
         self.ramp_c, self.rescan_period_s = ramp_c, rescan_period_s
         self.valid_min_c, self.valid_max_c = valid_min_c, valid_max_c
+        self.hysteresis_c = hysteresis_c
+        self._levels: dict[str, int] = {}  # last level per sensor name, for the hysteresis
         self._clock = clock
         self._scan = sensors.Scan(())
         self._limits: tuple[Thresholds, ...] = ()
@@ -87,5 +91,17 @@ class ThermalMonitor:
         if any(r.vanished for r in readings):
             self._next_scan_s = now  # a sensor went away: look again next cycle
         kernel = sensors.kernel_throttling(self._scan.cooling_states)
-        summary = summarize(specs, readings, self._limits, kernel, self.ramp_c)
-        return Cycle(specs, readings, self._limits, summary, appeared, removed)
+        before = [self._levels.get(s.name, 0) for s in specs]
+        summary = summarize(
+            specs,
+            readings,
+            self._limits,
+            kernel,
+            self.ramp_c,
+            previous_levels=before,
+            hysteresis_c=self.hysteresis_c,
+        )
+        self._levels = dict(zip(summary.names, summary.levels, strict=True))
+        return Cycle(
+            specs, readings, self._limits, summary, appeared, removed, root_missing=self._scan.root_missing
+        )

@@ -1,7 +1,8 @@
 """thermal_monitor: thermal zones and hwmon sensors to ThermalState, sensor_msgs/Temperature, /diagnostics.
 
-No sensors at all is OK ("no thermal sensors found"); an unreadable sensor is NaN with its reason
-and the others go on; new sensors are picked up at the next rescan.
+No sensors at all is OK ("no thermal sensors found"), a missing root WARN naming the path; an
+unreadable sensor is NaN with its reason and the others go on, an implausibly hot one counts as hot;
+new sensors are picked up at the next rescan. docs/thermal.md has every edge.
 """
 
 from __future__ import annotations
@@ -48,7 +49,20 @@ PARAMS = (
         100.0,
     ),
     Param("valid_min_c", -60.0, "Readings below this are reported as out of range (NaN)", -273.0, 100.0),
-    Param("valid_max_c", 200.0, "Readings above this are reported as out of range (NaN)", 0.0, 1000.0),
+    Param(
+        "valid_max_c",
+        200.0,
+        "Readings above this are implausible: NaN, the sensor counted at its error threshold (fail safe)",
+        0.0,
+        1000.0,
+    ),
+    Param(
+        "hysteresis_c",
+        2.0,
+        "A sensor leaves WARN/ERROR only this many °C below the threshold (no flapping at a threshold)",
+        0.0,
+        50.0,
+    ),
     Param("frame_id", "base_link", "frame_id of ThermalState and the per-sensor Temperature messages"),
     Param(
         "publish_temperatures",
@@ -104,6 +118,7 @@ class ThermalMonitorNode(Node):
             rescan_period_s=p["rescan_period_s"],
             valid_min_c=p["valid_min_c"],
             valid_max_c=p["valid_max_c"],
+            hysteresis_c=p["hysteresis_c"],
         )
 
     def _on_change(self, changed: set[str]) -> None:
@@ -218,10 +233,12 @@ class ThermalMonitorNode(Node):
             return Health(WARN, "starting")
         s = cycle.summary
         kernel = s.kernel_throttling
+        gone = len(self._sensor_tasks - set(s.names))  # removed sensors, STALE in their own tasks
         values = {
             "root": self.monitor.root,
             "sensors": str(len(s.names)),
-            "unreadable": str(sum(1 for r in cycle.readings if r.error)),
+            "unreadable": str(s.unreadable),
+            "gone": str(gone),
             "max_temperature_c": _fmt(s.max_temperature_c),
             "hottest_sensor": s.hottest_sensor,
             "headroom_c": _fmt(s.headroom_c),
@@ -229,10 +246,18 @@ class ThermalMonitorNode(Node):
             "throttling": str(s.throttling).lower(),
             "kernel_throttling": "unknown" if kernel is None else str(kernel).lower(),
         }
+        if cycle.root_missing:
+            return Health(WARN, f"root {self.monitor.root} does not exist: no sensors can be read", values)
+        levels = [self._sensor_level(cycle, i) for i in range(len(s.names))]
+        worst = max([*levels, *([WARN] if gone else [])], default=OK)
         if not s.names:
-            return Health(OK, "no thermal sensors found", values)
-        worst = max((_LEVELS[v] for v in s.levels), default=OK)
-        text = f"{len(s.names)} sensors, hottest {s.hottest_sensor or 'none'} {_fmt(s.max_temperature_c)} °C"
+            return Health(worst, "no thermal sensors found" + (f", {gone} gone" if gone else ""), values)
+        text = f"{len(s.names)} sensors"
+        if s.unreadable:
+            text += f", {s.unreadable} unreadable"
+        if gone:
+            text += f", {gone} gone"
+        text += f", hottest {s.hottest_sensor or 'none'} {_fmt(s.max_temperature_c)} °C"
         if s.throttling:
             text += ", throttling"
         return Health(worst, text, values)

@@ -70,10 +70,27 @@ def thresholds(
     return Thresholds(warn, crit, throttle, "sensor")
 
 
-def level(temperature_c: float, th: Thresholds) -> int:
-    if math.isnan(temperature_c) or temperature_c < th.warn_c:
+def level(temperature_c: float, th: Thresholds, previous: int = LEVEL_OK, hysteresis_c: float = 0.0) -> int:
+    """OK/WARN/ERROR from the thresholds; a level is left only `hysteresis_c` below its threshold,
+    so a sensor sitting at a threshold does not flap between levels every cycle."""
+    if math.isnan(temperature_c):
         return LEVEL_OK
-    return LEVEL_ERROR if temperature_c >= th.error_c else LEVEL_WARN
+    now = (
+        LEVEL_ERROR if temperature_c >= th.error_c else LEVEL_WARN if temperature_c >= th.warn_c else LEVEL_OK
+    )
+    if previous == LEVEL_ERROR and now < LEVEL_ERROR and temperature_c > th.error_c - hysteresis_c:
+        return LEVEL_ERROR
+    if previous >= LEVEL_WARN and now < LEVEL_WARN and temperature_c > th.warn_c - hysteresis_c:
+        return LEVEL_WARN
+    return now
+
+
+def effective_c(reading: Reading, th: Thresholds) -> float:
+    """The temperature the summary goes by: an implausibly hot reading counts as at its error
+    threshold (fail safe: level ERROR, penalty 1, throttling), other unreadable ones as unknown."""
+    if reading.implausibly_hot:
+        return max(th.error_c, th.throttle_c)
+    return reading.temperature_c
 
 
 def penalty(temperature_c: float, throttle_c: float, ramp_c: float) -> float:
@@ -104,6 +121,7 @@ class Summary:
     throttle_penalty: float
     throttling: bool
     kernel_throttling: bool | None
+    unreadable: int = 0  # sensors without a plausible value this cycle (implausibly hot included)
 
 
 def summarize(
@@ -112,8 +130,14 @@ def summarize(
     limits: Sequence[Thresholds],
     kernel_throttling: bool | None,
     ramp_c: float,
+    *,
+    previous_levels: Sequence[int] = (),
+    hysteresis_c: float = 0.0,
 ) -> Summary:
-    temps = tuple(r.temperature_c for r in readings)
+    """One cycle's aggregate; `previous_levels` (same order as `specs`) for the hysteresis."""
+    published = tuple(r.temperature_c for r in readings)
+    temps = tuple(effective_c(r, th) for r, th in zip(readings, limits, strict=True))
+    before = tuple(previous_levels) if len(previous_levels) == len(specs) else (LEVEL_OK,) * len(specs)
     crits = tuple(
         t.error_c if t.origin == "override" else s.critical_c for s, t in zip(specs, limits, strict=True)
     )
@@ -130,13 +154,14 @@ def summarize(
         past = past or temp >= th.throttle_c
     return Summary(
         names=tuple(s.name for s in specs),
-        temperatures_c=temps,
+        temperatures_c=published,
         critical_c=crits,
-        levels=tuple(level(t, th) for t, th in zip(temps, limits, strict=True)),
+        levels=tuple(level(t, th, b, hysteresis_c) for t, th, b in zip(temps, limits, before, strict=True)),
         max_temperature_c=max_t,
         hottest_sensor=hottest,
         headroom_c=headroom,
         throttle_penalty=worst,
         throttling=past or bool(kernel_throttling),
         kernel_throttling=kernel_throttling,
+        unreadable=sum(1 for r in readings if r.error),
     )

@@ -38,13 +38,15 @@ class SensorSpec:
 class Scan:
     sensors: tuple[SensorSpec, ...]
     cooling_states: tuple[str, ...] = field(default_factory=tuple)  # cur_state files of non-fan coolers
+    root_missing: bool = False  # the root folder itself is not there (a wrong path, not "no sensors")
 
 
 @dataclass(frozen=True)
 class Reading:
     temperature_c: float  # NaN when unreadable
-    error: str = ""  # why it is NaN: "vanished", "EIO (...)", "garbage b'..'", "out of range ..."
+    error: str = ""  # why it is NaN: "vanished", "EIO (...)", "garbage b'..'", "out of range ...", ...
     vanished: bool = False
+    implausibly_hot: bool = False  # above valid_max_c: taken as hot (fail safe), never as cool
 
 
 def topic_token(name: str) -> str:
@@ -169,7 +171,11 @@ def _unique(specs: list[SensorSpec]) -> tuple[SensorSpec, ...]:
 
 def scan(root: str) -> Scan:
     """All sensors under `root` (a folder shaped like /sys/class), zones first, in index order."""
-    return Scan(_unique(_zone_sensors(root) + _hwmon_sensors(root)), tuple(_cooling_states(root)))
+    return Scan(
+        _unique(_zone_sensors(root) + _hwmon_sensors(root)),
+        tuple(_cooling_states(root)),
+        root_missing=not os.path.isdir(root),
+    )
 
 
 def read(spec: SensorSpec, valid_min_c: float, valid_max_c: float) -> Reading:
@@ -179,8 +185,12 @@ def read(spec: SensorSpec, valid_min_c: float, valid_max_c: float) -> Reading:
     except (OSError, ValueError) as exc:
         return Reading(NAN, sysfs.reason(exc), sysfs.is_vanished(exc))
     temp = millideg / 1000.0
-    if not valid_min_c <= temp <= valid_max_c:
-        return Reading(NAN, f"out of range ({temp:g} °C)")
+    if temp > valid_max_c:  # a failing sensor reading "hot" must not let the machine look cool
+        return Reading(
+            NAN, f"implausibly hot ({temp:g} °C above valid_max_c {valid_max_c:g}): taken as hot", False, True
+        )
+    if temp < valid_min_c:
+        return Reading(NAN, f"out of range ({temp:g} °C below valid_min_c {valid_min_c:g})")
     return Reading(temp)
 
 
