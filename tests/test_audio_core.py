@@ -337,6 +337,7 @@ def test_device_callback_counts_only_proven_drops_and_full_queues() -> None:
     """The callback's accounting, driven with PortAudio-shaped arguments (ADC times in seconds)
     whose capture times jitter by up to 40 ms as a sound server's do: no drop is counted for it,
     a 0.5 s hole that the next blocks confirm is, and so are the overflow flag and a full queue."""
+    # (the thread runs late and hands over a backlog: tested in test_sample_clock_*)
     rng = np.random.default_rng(3)
     now = [50_000_000_000]
     src = DeviceSource("x", 1000, 1, block_size=100, queue_s=0.4, clock=lambda: now[0])
@@ -362,22 +363,42 @@ def test_device_callback_counts_only_proven_drops_and_full_queues() -> None:
     assert max(abs(b - a - 100_000_000) for a, b in itertools.pairwise(stamps[10:])) < 5_000_000
     adc[0] += 0.5  # half a second the device never delivered
     now[0] += 500_000_000
-    call()
-    call()
-    assert src.dropped_samples == 500 and [i for i, _, _ in src._queue] == [6000, 6600]
-    src._queue.clear()
+    placed = []
+    for _ in range(7):  # proven once more samples arrived than the lead: a backlog would catch up
+        call()
+        placed += [i for i, _, _ in src._queue]
+        src._queue.clear()
+    assert src.dropped_samples == 500 and placed == [6000, 6100, 6200, 6300, 6400, 6500, 7100]
     call(types.SimpleNamespace(input_overflow=True, input_underflow=False), advance=0.2)
     assert (src.dropped_samples, src.overflows, src.underflows) == (600, 1, 0)
     for _ in range(3):  # the queue holds 4 blocks: the fifth is dropped, and counted
         call()
-    assert src._queue[0][0] == 6800 and len(src._queue) == 4
+    assert src._queue[0][0] == 7300 and len(src._queue) == 4
     call()
     assert src.dropped_samples == 700 and len(src._queue) == 4
     src._queue.clear()
     # an underflow block is PortAudio's silence for missing input: counted, the index stays whole
     call(types.SimpleNamespace(input_overflow=False, input_underflow=True))
     assert (src.underflows, src.dropped_samples) == (1, 700)
-    assert [i for i, _, _ in src._queue] == [7300]
+    assert [i for i, _, _ in src._queue] == [7800]
+
+
+def test_sample_clock_ignores_latency_steps_and_late_threads() -> None:
+    """PulseAudio's reported ADC latency steps by 40-130 ms when a stream starts into the sink
+    (measured here through ALSA's pulse plugin), and a busy interpreter hands over a 300 ms backlog
+    at once: neither loses a sample, so neither is a drop; the stamps stay monotonic."""
+    clock = SampleClock(48000)
+    stamps, lost = [], 0
+    for i in range(1000):
+        host = 10.0 + (i + 1) * 512 / 48000
+        adc_shift = 0.13 if i >= 300 else 0.0  # the latency step
+        late = max(0.0, 0.3 - (i - 600) * 512 / 48000) if 600 <= i < 640 else 0.0  # a backlog
+        adc_ns, arrival_ns = int(1e9 * (host + adc_shift - 0.02)), int(1e9 * (host + late))
+        r = clock.observe(i * 512, adc_ns, 512, arrival_ns=arrival_ns)
+        stamps.append(r.stamp_ns)
+        lost += r.lost
+    assert lost == 0
+    assert all(b > a for a, b in itertools.pairwise(stamps))
 
 
 def test_sample_clock_without_adc_times_follows_host_time_bursts() -> None:

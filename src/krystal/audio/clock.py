@@ -1,11 +1,11 @@
 """The sample clock: capture times from the sample index through a line fitted to what the device says.
 
 A sound server's per-block capture times (PortAudio's inputBufferAdcTime mapped onto the system
-clock, or the host time of the callback) jitter by milliseconds to tens of milliseconds; the
-sample count does not. So a block's stamp is `offset + index / rate`, where `offset` follows the
-observed times slowly (a running mean, then an exponential one), and a drop is counted only when
-the observed time runs ahead of the line by more than the jitter allows on two blocks in a row
-(a single late block is jitter). Stamps never go backwards.
+clock, or the host time of the callback) jitter by milliseconds to tens of milliseconds and may
+step when its latency changes; the sample count does not. So a block's stamp is
+`offset + index / rate`, where `offset` follows the observed times slowly, and a drop is counted
+only when the blocks' arrival times stay ahead of the index for longer than jitter or a backlog
+can explain. Stamps never go backwards.
 """
 
 from __future__ import annotations
@@ -20,12 +20,47 @@ class ClockReading:
     residual_ns: int  # observed minus fitted time, for diagnostics
 
 
-class SampleClock:
-    """Fits `time = offset + index / sample_rate` to (index, observed time) pairs, one per block.
+class _Line:
+    """`time = offset + index * ns_per_sample` followed by a running mean of the residuals (then an
+    exponential one of weight `alpha`), in bounded steps, and their mean absolute size (jitter)."""
 
-    `min_gap_s`: the smallest lead over the line that can prove a drop (whatever the jitter);
-    `jitter_factor`: how many mean absolute residuals a lead must also exceed; `alpha`: the weight
-    of a new observation once the running mean has `1 / alpha` of them.
+    def __init__(self, ns_per_sample: float, alpha: float) -> None:
+        self.ns_per_sample, self.alpha = ns_per_sample, alpha
+        self.offset_ns = 0.0
+        self.jitter_ns = 0.0
+        self.n = 0
+
+    def residual(self, index: int, t_ns: int) -> float:
+        if self.n == 0:
+            return 0.0
+        return t_ns - (self.offset_ns + index * self.ns_per_sample)
+
+    def update(self, index: int, t_ns: int, max_step_ns: float) -> None:
+        if self.n == 0:
+            self.offset_ns = t_ns - index * self.ns_per_sample
+            self.n = 1
+            return
+        r = self.residual(index, t_ns)
+        self.n += 1
+        weight = max(self.alpha, 1.0 / self.n)
+        self.offset_ns += max(-max_step_ns, min(max_step_ns, weight * r))
+        self.jitter_ns += weight * (abs(r) - self.jitter_ns)
+
+    def at(self, index: int) -> float:
+        return self.offset_ns + index * self.ns_per_sample
+
+
+class SampleClock:
+    """Stamps from the sample index through a line fitted to the observed capture times (ADC time
+    mapped onto the system clock, or host time); drops proven by the arrival (host) times.
+
+    A sound server may shift its reported ADC latency by tens of milliseconds when a stream
+    starts (PulseAudio through ALSA's pulse plugin does): the stamp line absorbs that slowly and
+    counts nothing. A loss shows as arrivals that stay ahead of the index line: it is counted
+    once the lead exceeds `min_gap_s`, `jitter_factor` mean absolute residuals and two blocks,
+    and has held while more samples arrived than the largest lead (a late thread delivering a
+    backlog catches up within that). `alpha`: the weight of a new observation once the running
+    mean has `1 / alpha` of them.
     """
 
     def __init__(
@@ -38,43 +73,46 @@ class SampleClock:
     ) -> None:
         self.ns_per_sample = 1e9 / sample_rate
         self.min_gap_ns = min_gap_s * 1e9
-        self.jitter_factor, self.alpha = jitter_factor, alpha
-        self.offset_ns = 0.0  # fitted time of sample index 0
-        self.jitter_ns = 0.0  # mean absolute residual
-        self.observations = 0
-        self._pending_ns: float | None = None  # a lead seen once, not yet proven
+        self.jitter_factor = jitter_factor
+        self.stamps = _Line(self.ns_per_sample, alpha)
+        self.arrivals = _Line(self.ns_per_sample, alpha)
+        self._lead_since: int | None = None  # index where the arrivals began to lead
+        self._lead_ns = self._lead_max_ns = 0.0  # the smallest and largest lead since then
         self._last_stamp = -1
 
-    def observe(self, index: int, observed_ns: int, frames: int, overflow: bool = False) -> ClockReading:
-        """The stamp of the block starting at sample `index` (before any loss is added to it) that
-        was observed at `observed_ns`, and the samples lost before it."""
-        if self.observations == 0:
-            self.offset_ns = observed_ns - index * self.ns_per_sample
-            self.observations = 1
-            return self._reading(index, 0, 0.0)
-        block_ns = frames * self.ns_per_sample
-        residual = observed_ns - (self.offset_ns + index * self.ns_per_sample)
-        threshold = max(self.min_gap_ns, self.jitter_factor * self.jitter_ns, 2.0 * block_ns)
-        lost = 0
-        if residual > threshold:
-            if self._pending_ns is None and not overflow:
-                self._pending_ns = residual  # once is jitter until the next block agrees
-                return self._reading(index, 0, residual)
-            # devices drop whole buffers: round the lead to blocks (it is only known within the jitter)
-            lost = frames * round(min(residual, self._pending_ns or residual) / block_ns)
-            residual -= lost * self.ns_per_sample
-        elif overflow:  # the device says input was discarded; the clock could not say how much
-            lost = frames
-            residual -= lost * self.ns_per_sample
-        self._pending_ns = None
-        self.observations += 1
-        weight = max(self.alpha, 1.0 / self.observations)
-        # a bounded step keeps the stamps rising by about a block per block
-        self.offset_ns += max(-0.25 * block_ns, min(0.25 * block_ns, weight * residual))
-        self.jitter_ns += weight * (abs(residual) - self.jitter_ns)
-        return self._reading(index + lost, lost, residual)
+    @property
+    def jitter_ns(self) -> float:
+        return self.arrivals.jitter_ns
 
-    def _reading(self, index: int, lost: int, residual: float) -> ClockReading:
-        stamp = max(int(self.offset_ns + index * self.ns_per_sample), self._last_stamp + 1)
+    def observe(
+        self, index: int, observed_ns: int, frames: int, overflow: bool = False, arrival_ns: int | None = None
+    ) -> ClockReading:
+        """The stamp of the block starting at sample `index` (before any loss is added to it),
+        captured at `observed_ns` and handed over at `arrival_ns` (default: `observed_ns`), and
+        the samples lost before it."""
+        arrival = observed_ns if arrival_ns is None else arrival_ns
+        block_ns = frames * self.ns_per_sample
+        lead = self.arrivals.residual(index, arrival)
+        threshold = max(self.min_gap_ns, self.jitter_factor * self.arrivals.jitter_ns, 2.0 * block_ns)
+        lost = 0
+        if self.arrivals.n and lead > threshold:
+            if self._lead_since is None:
+                self._lead_since, self._lead_ns, self._lead_max_ns = index, lead, lead
+            self._lead_ns, self._lead_max_ns = min(self._lead_ns, lead), max(self._lead_max_ns, lead)
+            # a backlog shrinks by a block per block and is gone once its own length has arrived
+            if (index - self._lead_since) * self.ns_per_sample > self._lead_max_ns:
+                # devices drop whole buffers: round the lead to blocks (known only within the jitter)
+                lost = frames * round(self._lead_ns / block_ns)
+                self._lead_since = None
+        else:
+            self._lead_since = None
+        if overflow and not lost:  # the device says input was discarded; the clock cannot say how much
+            lost = frames
+        index += lost
+        if self._lead_since is None:  # a lead not yet judged stays out of the fit
+            self.arrivals.update(index, arrival, 0.25 * block_ns)
+        residual = self.stamps.residual(index, observed_ns)
+        self.stamps.update(index, observed_ns, 0.25 * block_ns)
+        stamp = max(int(self.stamps.at(index)), self._last_stamp + 1)
         self._last_stamp = stamp
         return ClockReading(stamp, lost, int(residual))

@@ -326,7 +326,9 @@ class DeviceSource:
                 self.underflows += 1
             if status.input_overflow:
                 self.overflows += 1
-            reading = self._clock.observe(self._index, observed_ns, frames, bool(status.input_overflow))
+            reading = self._clock.observe(
+                self._index, observed_ns, frames, bool(status.input_overflow), arrival_ns=now_ns
+            )
             self._index += reading.lost
             self.dropped_samples += reading.lost
             if len(self._queue) >= self._max_blocks:  # the reader fell behind: drop, never block
