@@ -320,8 +320,18 @@ def test_default_paced_file_source_publishes(ros: None, tmp_path: Path, loop: bo
         assert "after 0 samples" not in probe.message()
         stamps = [_stamp_ns(m) for m in probe.features]
         assert all(b > a for a, b in itertools.pairwise(stamps))
+        first = probe.features[0].first_sample_index
         for m in probe.features:
-            assert _stamp_ns(m) - stamps[0] == pytest.approx(m.first_sample_index / 44100 * 1e9, abs=2e3)
+            since = (m.first_sample_index - first) / 44100 * 1e9
+            assert _stamp_ns(m) - stamps[0] == pytest.approx(since, abs=2e3)
+        if not loop:  # nothing flows any more: the streams task says so
+            streams = "audio_source: streams"
+
+            def stopped() -> bool:
+                s = probe.status.get(streams)
+                return s is not None and s.level == WARN and "audio/features" in s.message
+
+            assert spin_until([node, probe.node], stopped, 10.0), probe.status.get(streams)
     finally:
         node.destroy_node()
         probe.node.destroy_node()
@@ -374,8 +384,9 @@ def test_integer_device_index_known_length_stream_no_phantom_drops(
         assert all(m.dropped_samples == 0 for m in got), got[-1].dropped_samples
         index_s = (got[-1].first_sample_index - got[0].first_sample_index) / RATE
         stamp_s = (_stamp_ns(got[-1]) - _stamp_ns(got[0])) / 1e9
-        # the stamps follow the server's reported latency, which steps by up to ~130 ms as paplay starts
-        assert abs(stamp_s - index_s) < 0.25, (stamp_s, index_s)
+        # the stamp line follows the observed times slowly; what the server's clock does under a
+        # heavily loaded machine moves it (measured 0.02-0.5 s here at load 11): a sanity bound
+        assert abs(stamp_s - index_s) < 0.05 * index_s, (stamp_s, index_s)
         assert all(b > a for a, b in itertools.pairwise(_stamp_ns(m) for m in got))
         loud = heard()
         assert abs(len(loud) * 1024 / RATE - seconds) < 0.5, len(loud) * 1024 / RATE

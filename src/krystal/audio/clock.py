@@ -21,11 +21,12 @@ class ClockReading:
 
 
 class _Line:
-    """`time = offset + index * ns_per_sample` followed by a running mean of the residuals (then an
-    exponential one of weight `alpha`), in bounded steps, and their mean absolute size (jitter)."""
+    """`time = offset + index * ns_per_sample` followed by a running mean of the residuals over the
+    first `warmup` observations, then an exponential one of weight `alpha`, in bounded steps, and
+    their mean absolute size (jitter)."""
 
-    def __init__(self, ns_per_sample: float, alpha: float) -> None:
-        self.ns_per_sample, self.alpha = ns_per_sample, alpha
+    def __init__(self, ns_per_sample: float, alpha: float, warmup: int) -> None:
+        self.ns_per_sample, self.alpha, self.warmup = ns_per_sample, alpha, warmup
         self.offset_ns = 0.0
         self.jitter_ns = 0.0
         self.n = 0
@@ -42,7 +43,7 @@ class _Line:
             return
         r = self.residual(index, t_ns)
         self.n += 1
-        weight = max(self.alpha, 1.0 / self.n)
+        weight = 1.0 / self.n if self.n <= self.warmup else self.alpha
         self.offset_ns += max(-max_step_ns, min(max_step_ns, weight * r))
         self.jitter_ns += weight * (abs(r) - self.jitter_ns)
 
@@ -59,8 +60,8 @@ class SampleClock:
     counts nothing. A loss shows as arrivals that stay ahead of the index line: it is counted
     once the lead exceeds `min_gap_s`, `jitter_factor` mean absolute residuals and two blocks,
     and has held while more samples arrived than the largest lead (a late thread delivering a
-    backlog catches up within that). `alpha`: the weight of a new observation once the running
-    mean has `1 / alpha` of them.
+    backlog catches up within that). `alpha` (arrivals) and `stamp_alpha` (stamps): the weight
+    of a new observation after a running mean over the first `1 / alpha` blocks.
     """
 
     def __init__(
@@ -70,12 +71,15 @@ class SampleClock:
         min_gap_s: float = 0.1,
         jitter_factor: float = 6.0,
         alpha: float = 0.02,
+        stamp_alpha: float = 0.002,
     ) -> None:
         self.ns_per_sample = 1e9 / sample_rate
         self.min_gap_ns = min_gap_s * 1e9
         self.jitter_factor = jitter_factor
-        self.stamps = _Line(self.ns_per_sample, alpha)
-        self.arrivals = _Line(self.ns_per_sample, alpha)
+        # the stamps follow slowly: the device's clock drifts from the system's by parts per million,
+        # while the observed times carry the callback's scheduling delay and latency steps
+        self.stamps = _Line(self.ns_per_sample, stamp_alpha, round(1 / stamp_alpha))
+        self.arrivals = _Line(self.ns_per_sample, alpha, round(1 / alpha))
         self._lead_since: int | None = None  # index where the arrivals began to lead
         self._lead_ns = self._lead_max_ns = 0.0  # the smallest and largest lead since then
         self._last_stamp = -1
