@@ -139,6 +139,9 @@ class Analyzer:
         band_edges_hz: Sequence[float] = DEFAULT_BAND_EDGES_HZ,
         min_bpm: float = 60.0,
         max_bpm: float = 180.0,
+        *,
+        prior_bpm: float = 120.0,
+        prior_octaves: float = 0.7,
     ) -> None:
         if window_samples % HOP or window_samples <= 0:
             raise ValueError(f"window_samples={window_samples} must be a positive multiple of {HOP}")
@@ -150,7 +153,7 @@ class Analyzer:
             raise ValueError(f"sample_rate={sample_rate} must be positive")
         self.sample_rate, self.window_samples = sample_rate, window_samples
         self.band_edges_hz = tuple(edges)
-        self._min_bpm, self._max_bpm = min_bpm, max_bpm
+        self._tempo_args = (min_bpm, max_bpm, prior_bpm, prior_octaves)
         self.restarts = 0
         self.reset()
         freqs = self._beats.frames.freqs
@@ -163,7 +166,7 @@ class Analyzer:
         self._pending: F32 = np.zeros(0, np.float32)
         self._next_index: int | None = next_index  # index of the first pending sample
         self._anchor = (0, 0)  # (sample index, capture ns) of the latest chunk
-        self._beats = BeatTracker(self.sample_rate, self._min_bpm, self._max_bpm)
+        self._beats = BeatTracker(self.sample_rate, *self._tempo_args)
         self._loudness = Loudness(self.sample_rate, self.window_samples)
         self._frames = 0  # ODF frames since reset
 

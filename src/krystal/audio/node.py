@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import numpy as np
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.time import Time
@@ -28,6 +29,21 @@ from krystal.ros.streams import publish_stream
 from krystal.sched.metrics import RateMeter
 
 
+class _NameOrIndex(Param):
+    """A parameter that takes a string or an integer: `-p source:=7` is a device index."""
+
+    def descriptor(self) -> ParameterDescriptor:
+        d = super().descriptor()
+        d.dynamic_typing = True
+        return d
+
+
+def _source_problem(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return f"source={value!r} is neither a name or path (string) nor a device index (integer)"
+    return None if not isinstance(value, int) or value >= 0 else f"source={value} is not a device index"
+
+
 def _window_problem(value: Any) -> str | None:
     return None if int(value) % HOP == 0 else f"window_samples={value} is not a multiple of {HOP}"
 
@@ -39,7 +55,13 @@ PARAMS = (
         "auto: the default input device, or the generator when there is none; device, file, generator",
         choices=SOURCE_TYPES,
     ),
-    Param("source", "", "Input device name substring or index ('' the default input); file path for file"),
+    _NameOrIndex(
+        "source",
+        "",
+        "Input device name substring, or its index (an integer or digits; '' the default input); "
+        "file path for file",
+        validate=_source_problem,
+    ),
     Param("sample_rate", 48000, "Capture and generator rate in Hz (files keep their own)", 8000, 192000),
     Param("channels", 1, "Channels captured from the device, downmixed to mono", 1, 32),
     Param("block_size", 512, "Frames per device callback (and generator/file pacing block)", 32, 8192),
@@ -66,6 +88,20 @@ PARAMS = (
     ),
     Param("min_bpm", 60.0, "Slowest tempo the tracker reports", 30.0, 200.0),
     Param("max_bpm", 180.0, "Fastest tempo the tracker reports", 60.0, 300.0),
+    Param(
+        "tempo_prior_bpm",
+        120.0,
+        "Centre of the log-normal tempo prior that picks the metrical level (Ellis 2007; librosa's 120)",
+        40.0,
+        240.0,
+    ),
+    Param(
+        "tempo_prior_octaves",
+        0.7,
+        "Width (standard deviation, octaves) of the tempo prior; smaller pins the level harder",
+        0.1,
+        4.0,
+    ),
     Param("analysis_rate_hz", 20.0, "How often queued audio is analysed and published (batches)", 1.0, 200.0),
     Param("publish_pcm", False, "Also publish the mono PCM on audio/pcm (AudioPcm)"),
     Param("frame_id", "microphone", "frame_id of the published messages"),
@@ -95,6 +131,8 @@ _REOPEN = {
     "band_edges_hz",
     "min_bpm",
     "max_bpm",
+    "tempo_prior_bpm",
+    "tempo_prior_octaves",
     "stall_timeout_s",
 }
 
@@ -125,7 +163,7 @@ class AudioSourceNode(Node):
 
     def _describe(self) -> str:
         p = self.params
-        return p["source_type"] if not p["source"] else f"{p['source_type']}:{p['source']}"
+        return p["source_type"] if str(p["source"]) == "" else f"{p['source_type']}:{p['source']}"
 
     @staticmethod
     def _cross_check(values: dict[str, Any]) -> str | None:
@@ -159,7 +197,7 @@ class AudioSourceNode(Node):
         p = self.params
         return make_source(
             source_type=p["source_type"],
-            spec=p["source"],
+            spec=str(p["source"]),
             sample_rate=p["sample_rate"],
             channels=p["channels"],
             block_size=p["block_size"],
@@ -179,7 +217,13 @@ class AudioSourceNode(Node):
                 self._source = self._make_source()
             self._source.open()
             self._analyzer = Analyzer(
-                self._source.sample_rate, p["window_samples"], p["band_edges_hz"], p["min_bpm"], p["max_bpm"]
+                self._source.sample_rate,
+                p["window_samples"],
+                p["band_edges_hz"],
+                p["min_bpm"],
+                p["max_bpm"],
+                prior_bpm=p["tempo_prior_bpm"],
+                prior_octaves=p["tempo_prior_octaves"],
             )
         except (AudioSourceError, ValueError) as exc:
             self._fail(now_s, str(exc))
@@ -205,6 +249,8 @@ class AudioSourceNode(Node):
         self._set_health(Health(ERROR, text))
 
     def _tick(self) -> None:
+        if not self.context.ok():  # shutting down (Ctrl-C): nothing to open, read or report
+            return
         now_s = time.monotonic()
         if not self._opened and (self._ended or not self._backoff.due(now_s) or not self._open_source(now_s)):
             return
@@ -224,6 +270,8 @@ class AudioSourceNode(Node):
             self._fail(now_s, str(exc))
             return
         except Exception as exc:  # bad audio must not kill the node: report, reopen
+            if not self.context.ok():  # shutting down (Ctrl-C): the publishers went, not the audio
+                return
             self._fail(now_s, f"{source.description}: analysis failed: {exc!r}")
             return
         if chunks and self._awaiting_audio:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from krystal.audio.clock import SampleClock
 from krystal.audio.features import Chunk
 from krystal.audio.generator import Generator
 
@@ -164,6 +165,8 @@ class FileSource:
         if f is None or pace is None:
             raise AudioSourceError("file source is not open")
         want = pace.due() if self.realtime else int(FAST_READ_S * self.sample_rate)
+        if want <= 0:  # paced, and no whole block due yet (always so on the first read after open)
+            return []
         parts: list[NDArray[np.float32]] = []
         got = 0
         while got < want:
@@ -187,8 +190,8 @@ class FileSource:
         index = self._index
         self._index += got
         pace.produced += got if self.realtime else 0
-        stamp = pace.stamp(index) if self.realtime else self.clock()
-        return [Chunk(np.concatenate(parts), index, stamp)]
+        # the sample index on the clock of the open, paced or not: read time would jitter and run back
+        return [Chunk(np.concatenate(parts), index, pace.stamp(index))]
 
     def close(self) -> None:
         if self._file is not None:
@@ -241,9 +244,10 @@ def resolve_device(spec: str, devices: list[tuple[int, str]], default_index: int
 class DeviceSource:
     """A PortAudio input stream; its callback only copies blocks into a bounded queue.
 
-    Capture times come from the stream's inputBufferAdcTime mapped onto the system clock; a jump
-    in ADC time larger than a block, an overflow flag's lost block, or a full queue advance the
-    sample index and `dropped_samples` together.
+    Stamps come from the sample index through a SampleClock fitted to the stream's
+    inputBufferAdcTime mapped onto the system clock (the callback's host time without one); a
+    drop the clock proves beyond the jitter, the device's overflow flag, or a full queue advance
+    the sample index and `dropped_samples` together.
     """
 
     def __init__(
@@ -266,7 +270,7 @@ class DeviceSource:
         self._lock = threading.Lock()
         self._stream: Any = None
         self._index = 0
-        self._expected_adc = -1.0
+        self._clock = SampleClock(sample_rate)
         self._last_callback_s = 0.0
         self._opened_s = 0.0
         self._callbacks = 0
@@ -298,7 +302,8 @@ class DeviceSource:
         except Exception as exc:  # PortAudioError, ValueError: refused settings or a vanished device
             raise AudioSourceError(f"cannot open input device {self.spec or '(default)'}: {exc}") from exc
         self.description = f"device {index} {info['name']!r}, {self.sample_rate} Hz, {self.channels} ch"
-        self._index, self._expected_adc, self._callbacks, self._error = 0, -1.0, 0, None
+        self._index, self._callbacks, self._error = 0, 0, None
+        self._clock = SampleClock(self.sample_rate)
         self._queue.clear()
         self._opened_s = self._last_callback_s = time.monotonic()
         self._stream = stream
@@ -311,28 +316,25 @@ class DeviceSource:
     def _callback(self, indata: NDArray[np.float32], frames: int, time_info: Any, status: Any) -> None:
         now_ns = self.clock()
         adc, current = float(time_info.inputBufferAdcTime), float(time_info.currentTime)
-        capture_ns = (
+        observed_ns = (
             now_ns - int((current - adc) * 1e9)
             if adc > 0 and current >= adc
             else now_ns - int(frames * 1e9 / self.sample_rate)
         )
         with self._lock:
-            lost = 0
-            if adc > 0 and self._expected_adc > 0:
-                gap = round((adc - self._expected_adc) * self.sample_rate)
-                lost = gap if gap > frames // 2 else 0
             if status.input_underflow:  # PortAudio delivered silence in place of missing input
                 self.underflows += 1
             if status.input_overflow:
                 self.overflows += 1
-                lost = max(lost, frames) if adc <= 0 else lost
-            self._expected_adc = adc + frames / self.sample_rate if adc > 0 else -1.0
-            self._index += lost
-            self.dropped_samples += lost
+            reading = self._clock.observe(
+                self._index, observed_ns, frames, bool(status.input_overflow), arrival_ns=now_ns
+            )
+            self._index += reading.lost
+            self.dropped_samples += reading.lost
             if len(self._queue) >= self._max_blocks:  # the reader fell behind: drop, never block
                 self.dropped_samples += frames
             else:
-                self._queue.append((self._index, capture_ns, indata.copy()))
+                self._queue.append((self._index, reading.stamp_ns, indata.copy()))
             self._index += frames
             self._callbacks += 1
             self._last_callback_s = time.monotonic()

@@ -408,13 +408,22 @@ def _interp(values: F64, positions: F64) -> F64:
 class BeatTracker:
     """Samples to ODF, onset flags and tempo: the whole real-time tempo pipeline of one stream."""
 
-    def __init__(self, sample_rate: int, min_bpm: float = 60.0, max_bpm: float = 180.0) -> None:
+    def __init__(
+        self,
+        sample_rate: int,
+        min_bpm: float = 60.0,
+        max_bpm: float = 180.0,
+        prior_bpm: float = 120.0,
+        prior_octaves: float = 0.7,
+    ) -> None:
         self.frame_rate_hz = sample_rate / HOP
         self.frames = Frames(sample_rate)
         self.onsets = OnsetDetector(
             self.frame_rate_hz, np.asarray(self.frames.freqs, dtype=np.float64), bin_scale=self.frames.scale
         )
-        self.tempo = TempoTracker(self.frame_rate_hz, min_bpm, max_bpm)
+        self.tempo = TempoTracker(
+            self.frame_rate_hz, min_bpm, max_bpm, prior_bpm=prior_bpm, prior_octaves=prior_octaves
+        )
 
     def process(self, samples: NDArray[np.float32]) -> Tempo:
         odf = self.onsets.flux(self.frames.magnitudes(samples))

@@ -101,6 +101,7 @@ class StreamWatch:
     def __init__(self, node: Node) -> None:
         self.counters: list[StreamCounter] = []
         self._missed_seen = 0
+        self._offered_seen = 0
         add_task(node, "streams", self.health)
 
     def health(self) -> Health:
@@ -108,6 +109,9 @@ class StreamWatch:
         missed = sum(c.missed for c in self.counters if c.side == "subscription")
         new, self._missed_seen = missed - self._missed_seen, missed
         values["deadline_misses"] = str(missed)
+        # a publisher's offered deadline missed: this node has stopped sending what it declared
+        offered = sum(c.missed for c in self.counters if c.side == "publisher")
+        stopped, self._offered_seen = offered - self._offered_seen, offered
         bad = [c for c in self.counters if c.incompatible]
         if bad:
             names = ", ".join(f"{c.topic} ({c.incompatible_policy})" for c in bad)
@@ -117,6 +121,13 @@ class StreamWatch:
                 sorted({c.topic for c in self.counters if c.missed and c.side == "subscription"})
             )
             return Health(WARN, f"{new} deadline misses since the last report ({late})", values)
+        if stopped:
+            idle = ", ".join(sorted({c.topic for c in self.counters if c.missed and c.side == "publisher"}))
+            return Health(
+                WARN,
+                f"nothing published within the deadline, {stopped} times since the last report ({idle})",
+                values,
+            )
         return Health(OK, f"{len(self.counters)} streams on time", values)
 
 
