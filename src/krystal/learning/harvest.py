@@ -153,13 +153,16 @@ def read_recording(path: Path, skips: Skips) -> Timeline:
 
 
 def read_log(path: Path, skips: Skips) -> list[dict[str, Any]]:
-    """Decision records of one log file, the last line per decision_id (docs/reasoning.md)."""
+    """Decision records of one log file, the last line per decision of every run (restarts and
+    appends included: reasoning.log.latest_per_decision); shadow and model lines are not decisions."""
+    from krystal.reasoning.log import decision_key, latest_per_decision
+
     try:
         data = path.read_bytes()
     except OSError:
         skips["log unreadable"] += 1
         return []
-    by_id: dict[int, dict[str, Any]] = {}
+    records: list[dict[str, Any]] = []
     for raw in data.split(b"\n"):
         if not raw.strip():
             continue
@@ -168,8 +171,9 @@ def read_log(path: Path, skips: Skips) -> list[dict[str, Any]]:
         except (ValueError, UnicodeDecodeError, RecursionError):
             skips["log line not JSON (torn or garbled)"] += 1
             continue
-        decision = rec.get("decision") if isinstance(rec, dict) else None
-        key = decision.get("decision_id") if isinstance(decision, dict) else None
+        if isinstance(rec, dict) and rec.get("kind", "decision") != "decision":
+            continue
+        key = decision_key(rec) if isinstance(rec, dict) else None
         if (
             not isinstance(key, int)
             or isinstance(key, bool)
@@ -177,8 +181,8 @@ def read_log(path: Path, skips: Skips) -> list[dict[str, Any]]:
         ):
             skips["log line without decision_id or timestamp"] += 1
             continue
-        by_id[key] = rec
-    return [by_id[k] for k in sorted(by_id)]
+        records.append(rec)
+    return latest_per_decision(records)
 
 
 def _decided(rec: Mapping[str, Any]) -> tuple[str, int, int, int] | None:
