@@ -276,14 +276,8 @@ def td_config(v: dict[str, Any]) -> TdConfig:
 
 
 def promotion_config(v: dict[str, Any]) -> PromotionConfig:
-    return PromotionConfig(
-        decisions=v["promotion_decisions"],
-        min_shadow_s=v["promotion_min_shadow_s"],
-        budget_tolerance=v["promotion_budget_tolerance"],
-        quality_tolerance=v["promotion_quality_tolerance"],
-        rollback_margin=v["promotion_rollback_margin"],
-        max_rollbacks=v["promotion_max_rollbacks"],
-    )
+    names = [k for k in PromotionConfig.__dataclass_fields__ if f"promotion_{k}" in v]
+    return PromotionConfig(**{k: v[f"promotion_{k}"] for k in names})
 
 
 def ladders_of(v: dict[str, Any]) -> dict[str, tuple[Style, ...]]:
