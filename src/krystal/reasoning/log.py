@@ -15,7 +15,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,11 +74,16 @@ class DecisionLog:
         fsync_interval_s: float = 1.0,
         *,
         run_id: str | None = None,
+        boot: str | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """run_id, boot (the boot id) and monotonic: this process's unless given (a simulation
+        gives its own, so its files are the same bytes for the same seed)."""
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}")
         self.run_id = run_id or new_run_id()
-        self.boot_id = boot_id()
+        self.boot_id = boot or boot_id()
+        self._monotonic = monotonic
         self.path = path
         self.max_bytes = max_bytes
         self.keep = keep
@@ -112,7 +117,7 @@ class DecisionLog:
                 "schema_version": SCHEMA_VERSION,
                 "run_id": self.run_id,
                 "boot_id": self.boot_id,
-                "mono_s": round(time.monotonic(), 6),
+                "mono_s": round(self._monotonic(), 6),
                 **record,
             }
         )

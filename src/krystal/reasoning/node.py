@@ -660,7 +660,11 @@ class ReasoningNode(Node):
             self._shadow = None
             if not self.promotion.acting:  # shadow (or held): pick again, logged, not applied
                 allowed = r.allowed(now, self.reasoner.predict if r.config.predict else None)
-                choice = self.model.choose(r.styles, r.level, allowed)
+                try:
+                    choice = self.model.choose(r.styles, r.level, allowed)
+                except Exception as exc:  # a model that fails at run time never stops the rules
+                    self.get_logger().error(f"learned policy failed: {exc!r}", throttle_duration_sec=30.0)
+                    choice = None
                 if choice is not None and choice[0] in allowed:
                     self._shadow = (now, r.styles[choice[0]], r.style)
         if transition is not None:
