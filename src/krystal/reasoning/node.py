@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,11 @@ from krystal.reasoning.predictor import FramePredictor
 from krystal.reasoning.promotion import (
     ACTING,
     SHADOW,
+    ModelGate,
     Promotion,
     PromotionConfig,
-    Score,
+    ShadowChoice,
     Transition,
-    counterfactual_on_budget,
 )
 from krystal.reasoning.rules import RuleConfig
 from krystal.reasoning.styles import Style, ladder, quality
@@ -365,9 +366,7 @@ class ReasoningNode(Node):
         self.book = FrameBook()
         self._ratings: dict[int, float] = {}  # user_rating by decision_id (manual overrides)
         self._written: dict[int, dict[str, Any]] = {}  # last outcome line of recent decisions
-        self.model: Any = None  # the loaded LearnedPolicy; it acts only once promoted
-        self.promotion: Promotion | None = None
-        self._shadow: tuple[float, Style, Style] | None = None  # (since, model's pick, rules' style)
+        self.gate: ModelGate | None = None  # the loaded model and its promotion; it acts once promoted
         self._model_at = -math.inf
         self._audit: Any = None
         self._model_info: dict[str, str] = {}
@@ -424,8 +423,8 @@ class ReasoningNode(Node):
             )
         if changed & {"policy", "policy_model_path"}:
             self._load_policy_model()
-        elif self.promotion is not None and any(k.startswith("promotion_") for k in changed):
-            self.promotion.config = promotion_config(v)
+        elif self.gate is not None and any(k.startswith("promotion_") for k in changed):
+            self.gate.promotion.config = promotion_config(v)
         if any(k.endswith("_timeout_s") and k != "outcome_timeout_s" for k in changed):
             self.inputs.timeouts_s = self._timeouts()
             self.inputs.chaos_timeout_s = v["chaos_timeout_s"]
@@ -442,7 +441,7 @@ class ReasoningNode(Node):
         model starts in shadow (`promotion.py`): it acts only once it has proved itself."""
         v = self.params.values
         self.reasoner.chooser = None
-        self.model, self.promotion, self._shadow = None, None, None
+        self.gate = None
         self._model_info, self._model_error = {"model_path": v["policy_model_path"]}, None
         if v["policy"] != "learned":
             return
@@ -460,9 +459,9 @@ class ReasoningNode(Node):
             except ModelError as exc:
                 self._model_error = f"model refused: {exc}"
             else:
-                self.model = model
                 self._model_info = describe(model)
-                self.promotion = Promotion(promotion_config(v), time.monotonic)
+                promotion = Promotion(promotion_config(v), time.monotonic)
+                self.gate = ModelGate(model, promotion, self.reasoner, self.book)
                 self.get_logger().info(f"learned policy {path} (sha256 {model.sha256[:12]}) loaded")
                 self._model_event(
                     Transition(
@@ -527,8 +526,8 @@ class ReasoningNode(Node):
                 "render_ms": ms,
             }
             self.reasoner.frame(now, **fields)  # type: ignore[arg-type]
-            if self.model is not None and self.reasoner.chooser is None and math.isfinite(ms) and ms >= 0:
-                self.model.observe(self.inputs.context(now), **fields)  # shadow: the model sees every frame
+            if self.gate is not None and math.isfinite(ms) and ms >= 0:
+                self.gate.observe(self.inputs.context(now), **fields)  # in shadow the model sees every frame
 
         self._guard("krystal/ascii", apply)
 
@@ -576,7 +575,8 @@ class ReasoningNode(Node):
             )
         for outcome in self.reasoner.outcomes():
             self._write_outcome(outcome, now)
-        if self.promotion is not None and now - self._model_at >= self.params["learned_period_s"]:
+        if self.gate is not None and now - self._model_at >= self.params["learned_period_s"]:
+            self._model_at = now
             self._model_period(now)
         period = self.params["td_save_period_s"]
         if self.params["policy"] == "rules_td" and period > 0 and now - self._last_save_s >= period:
@@ -631,67 +631,35 @@ class ReasoningNode(Node):
 
     # -- model promotion (promotion.py) ------------------------------------------------------------
     def _model_period(self, now: float) -> None:
-        """One scored period of the deployed model: in shadow its last pick is scored against the
-        rules' style on the same frames and it picks again (logged, not applied); acting, its own
-        frames are scored. A transition is applied, logged, audited and shown on /diagnostics."""
-        assert self.promotion is not None and self.model is not None
-        start, self._model_at = self._model_at, now
-        budget = self.params["budget_ms"]
-        base = self.reasoner.base_cells
-        r = self.reasoner.rules
-        if self.promotion.acting:
-            got = self.book.between(start, now, budget)
-            transition = self.promotion.score(Score(got.on_budget_fraction, quality(r.style, base)))
-        else:
-            transition = None
-            if self._shadow is not None:
-                _, pick, rendered = self._shadow
-                frames = self.book.frames(start, now)
-                cost = self.reasoner.predict(rendered).ms  # the model's style costs this x more
-                ratio = self.reasoner.predict(pick).ms / cost if cost > 0 else NAN
-                score = Score(
-                    counterfactual_on_budget(frames, ratio, budget),
-                    quality(pick, base),
-                    counterfactual_on_budget(frames, 1.0, budget),
-                    quality(rendered, base),
-                )
-                transition = self.promotion.score(score)
-                self._write_shadow(now, pick, rendered, score)
-            self._shadow = None
-            if not self.promotion.acting:  # shadow (or held): pick again, logged, not applied
-                allowed = r.allowed(now, self.reasoner.predict if r.config.predict else None)
-                try:
-                    choice = self.model.choose(r.styles, r.level, allowed)
-                except Exception as exc:  # a model that fails at run time never stops the rules
-                    self.get_logger().error(f"learned policy failed: {exc!r}", throttle_duration_sec=30.0)
-                    choice = None
-                if choice is not None and choice[0] in allowed:
-                    self._shadow = (now, r.styles[choice[0]], r.style)
+        """One scored period of the deployed model (promotion.ModelGate); the shadow choice is
+        logged, a transition logged, audited and shown on /diagnostics."""
+        assert self.gate is not None
+        try:
+            shadow, transition = self.gate.period(now, self.params["budget_ms"])
+        except Exception as exc:  # a model that fails at run time never stops the rules
+            self.get_logger().error(f"learned policy failed: {exc!r}", throttle_duration_sec=30.0)
+            return
+        if shadow is not None:
+            self._write_shadow(shadow)
         if transition is not None:
             self._model_event(transition)
 
-    def _write_shadow(self, now: float, pick: Style, rendered: Style, score: Score) -> None:
-        assert self.promotion is not None
+    def _write_shadow(self, shadow: ShadowChoice) -> None:
+        assert self.gate is not None
         self._write(
             {
                 "kind": "shadow",
                 "timestamp": time.time(),
                 "model_sha256": self._model_info.get("model_sha256"),
-                "phase": self.promotion.phase,
-                "model_choice": pick.label(),
-                "rules_style": rendered.label(),
-                "score": {
-                    "model_on_budget": score.model_on_budget,
-                    "model_quality": score.model_quality,
-                    "rules_on_budget": score.rules_on_budget,
-                    "rules_quality": score.rules_quality,
-                },
+                "phase": self.gate.promotion.phase,
+                "model_choice": shadow.model_choice.label(),
+                "rules_style": shadow.rules_style.label(),
+                "score": asdict(shadow.score),
             }
         )
 
     def _model_event(self, t: Transition) -> None:
         """Apply a phase change: the model acts only while ACTING; log, audit, diagnostics."""
-        self.reasoner.chooser = self.model if t.phase_to == ACTING else None
         sha = self._model_info.get("model_sha256", "")
         self._model_info["phase"] = t.phase_to
         line = f"learned policy {sha[:12]}: {t.event} ({t.reason})"
@@ -791,9 +759,9 @@ class ReasoningNode(Node):
         values = dict(self._model_info)
         if self._model_error:
             return Health(ERROR, f"the rules decide alone; {self._model_error}"[:200], values)
-        if self.model is None or self.promotion is None:
+        if self.gate is None:
             return Health(OK, f"no learned policy in use (policy {self.params['policy']})", values)
-        p = self.promotion
+        p = self.gate.promotion
         figures = p.figures()
         values.update({k: f"{v:.3f}" for k, v in figures.items()})
         values.update(

@@ -13,6 +13,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+from krystal.reasoning.context import Context
+from krystal.reasoning.delivery import FrameBook
+from krystal.reasoning.policy import Chooser, Reasoner
+from krystal.reasoning.styles import Style, quality
 
 SHADOW, ACTING, HELD = "shadow", "acting", "held"
 
@@ -152,3 +158,66 @@ def counterfactual_on_budget(frames: list[tuple[float, float]], cost_ratio: floa
             continue
         costs.append((e2e - render if math.isfinite(e2e) else 0.0) + render * cost_ratio)
     return sum(c <= budget_ms for c in costs) / len(costs) if costs else math.nan
+
+
+@dataclass(frozen=True)
+class ShadowChoice:
+    """One scored shadow period: what the model picked, what the rules rendered, the score."""
+
+    model_choice: Style
+    rules_style: Style
+    score: Score
+
+
+class ModelGate:
+    """A deployed model beside the Reasoner, through its promotion: the Reasoner gets the model as
+    its chooser only while acting; in shadow the gate feeds it frames and asks it each period."""
+
+    def __init__(self, model: Chooser, promotion: Promotion, reasoner: Reasoner, book: FrameBook) -> None:
+        self.model = model
+        self.promotion = promotion
+        self.reasoner = reasoner
+        self.book = book
+        self._pick: tuple[Style, Style] | None = None  # (model's pick, rules' style) for this period
+        self._period_start = -math.inf
+        reasoner.chooser = None  # the rules act until the model is promoted
+
+    def observe(self, ctx: Context, **frame: Any) -> None:
+        """A rendered frame (AsciiFrame fields): acting, the Reasoner passes it on itself."""
+        if not self.promotion.acting:
+            self.model.observe(ctx, **frame)
+
+    def period(self, now_s: float, budget_ms: float) -> tuple[ShadowChoice | None, Transition | None]:
+        """Score the period that ends now and, in shadow, let the model pick for the next one.
+        Model errors propagate (the node logs them); the rules act either way."""
+        start, self._period_start = self._period_start, now_s
+        r = self.reasoner.rules
+        base = self.reasoner.base_cells
+        shadow: ShadowChoice | None = None
+        if self.promotion.acting:
+            got = self.book.between(start, now_s, budget_ms)
+            transition = self.promotion.score(Score(got.on_budget_fraction, quality(r.style, base)))
+        else:
+            transition = None
+            if self._pick is not None:
+                pick, rendered = self._pick
+                frames = self.book.frames(start, now_s)
+                cost = self.reasoner.predict(rendered).ms  # the model's style costs `ratio` x this
+                ratio = self.reasoner.predict(pick).ms / cost if cost > 0 else math.nan
+                score = Score(
+                    counterfactual_on_budget(frames, ratio, budget_ms),
+                    quality(pick, base),
+                    counterfactual_on_budget(frames, 1.0, budget_ms),
+                    quality(rendered, base),
+                )
+                transition = self.promotion.score(score)
+                shadow = ShadowChoice(pick, rendered, score)
+            self._pick = None
+            if not self.promotion.acting:  # shadow (or held): pick again, logged, not applied
+                allowed = r.allowed(now_s, self.reasoner.predict if r.config.predict else None)
+                choice = self.model.choose(r.styles, r.level, allowed)
+                if choice is not None and choice[0] in allowed:
+                    self._pick = (r.styles[choice[0]], r.style)
+        if transition is not None:
+            self.reasoner.chooser = self.model if self.promotion.acting else None
+        return shadow, transition

@@ -203,13 +203,13 @@ def iter_messages(
                 elif isinstance(record, Channel):
                     channels[record.id] = record
                 elif isinstance(record, Message):
-                    channel = channels.get(record.channel_id)
-                    if channel is None:
+                    on = channels.get(record.channel_id)
+                    if on is None:
                         raise ValueError(f"message on unknown channel {record.channel_id}")
-                    if wanted is not None and channel.topic not in wanted:
+                    if wanted is not None and on.topic not in wanted:
                         continue
                     notes.messages += 1
-                    yield schemas.get(channel.schema_id), channel, record
+                    yield schemas.get(on.schema_id), on, record
         except Exception as exc:  # the end of a cut file, or a torn record: read up to it
             if not started:
                 raise RecordingError(
