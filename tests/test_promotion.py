@@ -8,15 +8,20 @@ import math
 
 import pytest
 
+from krystal.reasoning.context import Context
+from krystal.reasoning.delivery import FrameBook
+from krystal.reasoning.policy import Reasoner, ReasonerConfig
 from krystal.reasoning.promotion import (
     ACTING,
     HELD,
     SHADOW,
+    ModelGate,
     Promotion,
     PromotionConfig,
     Score,
     counterfactual_on_budget,
 )
+from krystal.reasoning.styles import ladder
 
 
 class Clock:
@@ -88,3 +93,47 @@ def test_counterfactual_on_budget_scales_the_render_part_only() -> None:
     assert counterfactual_on_budget(frames, 0.5, 33.0) == 1.0
     assert math.isnan(counterfactual_on_budget([], 1.0, 33.0))
     assert math.isnan(counterfactual_on_budget(frames, math.nan, 33.0))
+
+
+class FixedChooser:
+    """A stand-in model that always wants one ladder level (the gate, not the model, is tested)."""
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+        self.frames = 0
+
+    def observe(self, ctx: Context, **frame: object) -> None:
+        self.frames += 1
+
+    def choose(self, styles: tuple, level: int, allowed: list[int]) -> tuple[int, str, float]:  # type: ignore[type-arg]
+        return (self.level if self.level in allowed else level), "fixed", 1.0
+
+
+@pytest.mark.parametrize(("wanted", "promoted"), [(-1, False), (0, True)], ids=["cheapest", "full"])
+def test_model_gate_scores_shadow_periods_on_the_rules_frames(wanted: int, promoted: bool) -> None:
+    """A real Reasoner and FrameBook: the rules keep the full style (frames at 5 ms); a model that
+    wants the cheapest style is worse on quality and stays in shadow; one that keeps it is promoted."""
+    ladder_ = ladder(
+        ["edges", "ramp"], kernel="luminance", kernel_sizes=[5, 3], columns=120, rows=45, grid_scales=[0.5]
+    )
+    reasoner = Reasoner(ReasonerConfig(policy="learned"), {"calm": ladder_, "fast": ladder_})
+    clock = Clock()
+    chooser = FixedChooser(wanted % len(ladder_))
+    book = FrameBook()
+    gate = ModelGate(chooser, Promotion(CONFIG, clock), reasoner, book)
+    assert reasoner.step(0.0, Context()) is not None and reasoner.chooser is None
+    shadows = []
+    for i in range(1, 30 * 20):  # 20 s at 30 fps, a period every 0.5 s
+        clock.t = i / 30
+        frame = {"mode": "edges", "kernel_size": 5, "columns": 120, "rows": 45, "render_ms": 5.0}
+        reasoner.frame(clock.t, **frame)  # type: ignore[arg-type]
+        gate.observe(Context(), **frame)
+        book.add(clock.t, 15.0, 5.0)
+        assert reasoner.step(clock.t, Context()) is None or promoted  # the rules keep the full style
+        if i % 15 == 0:
+            shadow, _ = gate.period(clock.t, 33.0)
+            shadows += [shadow] if shadow is not None else []
+    assert gate.promotion.acting is promoted and (reasoner.chooser is chooser) is promoted
+    assert shadows and shadows[0].rules_style == ladder_[0] and shadows[0].model_choice == ladder_[wanted]
+    assert shadows[0].score.model_on_budget == 1.0 and shadows[0].score.rules_on_budget == 1.0
+    assert chooser.frames > 0
