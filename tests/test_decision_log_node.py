@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import rclpy
 from krystal.msg import AsciiFrame, StyleDecision
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.time import Time
 
 from krystal.reasoning.log import read_decisions, read_lines
 from krystal.reasoning.node import ReasoningNode
 from krystal.ros.qos import latched_qos, sensor_qos
+from tests.conftest import spin_until
 
 pytestmark = pytest.mark.usefixtures("ros")
 
@@ -40,15 +40,6 @@ class Frames:
         self.pub.publish(msg)
 
 
-def _spin(executor: SingleThreadedExecutor, seconds: float, until=None) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if until is not None and until():
-            return True
-        executor.spin_once(timeout_sec=0.02)
-    return bool(until()) if until is not None else True
-
-
 def _lifetime(log: Path, frames: Frames, *, override: bool) -> int:
     """One start-to-stop of the node; the id of its first decision."""
     node = ReasoningNode(
@@ -58,23 +49,18 @@ def _lifetime(log: Path, frames: Frames, *, override: bool) -> int:
             Parameter("log_fsync", value="never"),
         ]
     )
-    executor = SingleThreadedExecutor()
-    for n in (node, frames.node):
-        executor.add_node(n)
+    nodes = [node, frames.node]
     mine = lambda: [d for d in frames.decisions if d.decision_id >= node._first_id]  # noqa: E731
-    assert _spin(executor, 10.0, lambda: len(mine()) >= 1)
+    assert spin_until(nodes, lambda: len(mine()) >= 1, 10.0)
     first = mine()[0].decision_id
     if override:  # the operator overrides through the gateway: a manual StyleDecision
         op = rclpy.create_node("operator")
         manual = op.create_publisher(StyleDecision, "krystal/style", latched_qos())
-        executor.add_node(op)
-        _spin(executor, 0.5)
+        spin_until([*nodes, op], lambda: manual.get_subscription_count() >= 2, 5.0)
         manual.publish(StyleDecision(policy="manual", mode="ramp", kernel="luminance", kernel_size=3))
-        assert _spin(executor, 5.0, lambda: node._manual_until > time.monotonic())
-        executor.remove_node(op)
+        assert spin_until([*nodes, op], lambda: node._manual_until > time.monotonic(), 5.0)
         op.destroy_node()
-    _spin(executor, 1.0)  # frames for the outcome
-    executor.shutdown(timeout_sec=1.0)
+    spin_until(nodes, lambda: False, 1.0)  # frames for the outcome
     node.destroy_node()  # closes the open outcome
     return first
 
