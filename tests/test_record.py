@@ -6,11 +6,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from krystal.msg import AudioFeatures, StyleDecision
+from krystal.msg import AsciiFrame, AudioFeatures, StyleDecision
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import get_types_from_msg
 
@@ -153,3 +154,82 @@ def test_fuzz_the_reader_on_damaged_files(tmp_path_factory, data) -> None:
     except RecordingError:
         pass
     assert qos_from_metadata(data.draw(st.text(max_size=50)))[0] in ("reliable", "best_effort")
+
+
+def _frame(i: int, stamp_ns: int) -> AsciiFrame:
+    msg = AsciiFrame(columns=120, rows=45, mode="edges", kernel="luminance", kernel_size=5)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10**9)
+    msg.render_time_ms = 5.0 + (i % 7)
+    return msg
+
+
+def test_a_sigkilled_recording_plays_harvests_and_checks(ros, procs, tmp_path: Path) -> None:
+    """`krystal record` killed with SIGKILL leaves an MCAP without a summary (the seeking reader
+    refuses it); play, harvest and check read it up to where it is cut and say so."""
+    import io
+    import os
+    import signal
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from mcap.reader import make_reader
+
+    from krystal.cli import main
+    from krystal.record.mcapio import ReadNotes, iter_messages
+
+    path = tmp_path / "killed.mcap"
+    talker = rclpy.create_node("talker")
+    pub = talker.create_publisher(AsciiFrame, "krystal/ascii", reliable_qos(200))
+    rec = procs([PYTHON, "-m", "krystal.cli", "record", "krystal/ascii", "-o", str(path)])
+    assert spin_until([talker], lambda: pub.get_subscription_count() > 0, 20.0), rec.popen.poll()
+    n = 150
+    t0 = time.time_ns()
+    for i in range(n):
+        pub.publish(_frame(i, t0 + i * 33_000_000))
+        spin_until([talker], lambda: False, 0.005)
+
+    def flushed() -> int:
+        notes = ReadNotes()
+        try:
+            return sum(1 for _ in iter_messages(path, notes=notes))
+        except RecordingError:
+            return 0
+
+    assert spin_until([talker], lambda: flushed() >= n, 15.0), flushed()  # on disk within flush_period_s
+    os.killpg(rec.popen.pid, signal.SIGKILL)
+    rec.popen.wait(10)
+    assert rec.popen.returncode == -signal.SIGKILL
+    with open(path, "rb") as f, pytest.raises(Exception):  # noqa: B017  (mcap raises its own kinds)
+        make_reader(f).get_summary()  # no footer: what play and harvest relied on before
+
+    listener = rclpy.create_node("listener")
+    got: list[AsciiFrame] = []
+    listener.create_subscription(AsciiFrame, "krystal/ascii", got.append, reliable_qos(200))
+    play = procs([PYTHON, "-m", "krystal.cli", "play", str(path), "--rate", "4", "--wait-s", "5"])
+    assert spin_until([listener], lambda: len(got) >= n, 30.0), (len(got), play.popen.poll())
+    _, play_err = play.popen.communicate(timeout=20)
+    assert play.popen.returncode == 0 and "summary missing" in play_err, play_err
+    assert [m.render_time_ms for m in got] == [_frame(i, 0).render_time_ms for i in range(n)]
+
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(["harvest", str(path), "-o", str(tmp_path / "ds" / "ds"), "--window", "16"])
+    assert code == 0 and "frames)" in out.getvalue(), out.getvalue() + err.getvalue()
+    assert "recording without a summary" in out.getvalue()
+    assert int(out.getvalue().split("krystal harvest: ")[1].split(" samples")[0]) > 0
+
+    specs = tmp_path / "specs.txt"
+    specs.write_text("fast: always (krystal/ascii.render_time_ms < 12)\n")
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(["check", str(specs), str(path)])
+    assert code == 0 and f"({n} samples)" in out.getvalue(), out.getvalue() + err.getvalue()
+    assert "summary missing" in err.getvalue()
+    talker.destroy_node()
+    listener.destroy_node()
+
+
+def test_record_with_no_matching_topic_exits_nonzero(procs, tmp_path: Path) -> None:
+    rec = procs([PYTHON, "-m", "krystal.cli", "record", "no/such/topic", "-o", str(tmp_path / "x.mcap"),
+                 "--duration", "1.5"])  # fmt: skip
+    _, err = rec.popen.communicate(timeout=30)
+    assert rec.popen.returncode != 0 and "nothing recorded" in err, err

@@ -393,6 +393,10 @@ def _record(args: argparse.Namespace) -> int:
         threading.Timer(args.duration, rclpy.try_shutdown).start()
     code = spin.spin([node], SingleThreadedExecutor())
     print(f"krystal record: {node.recorder.count} messages on {len(node.topics)} topics to {args.output}")
+    if not node.topics:  # a typo in a topic name must not look like a successful recording
+        wanted = ", ".join(args.topics) if args.topics else "any topic"
+        print(f"krystal record: no publisher of {wanted} was found; nothing recorded", file=sys.stderr)
+        return code or 1
     return code
 
 
@@ -416,6 +420,8 @@ def _play(args: argparse.Namespace) -> int:
         player.wait_for_subscribers(args.wait_s)
         n = player.play(args.rate, args.loop, stop)
         player.flush(args.wait_s)
+        if player.notes.text(args.file):
+            print(f"krystal play: {player.notes.text(args.file)}", file=sys.stderr)
         print(f"krystal play: {n} messages from {args.file}")
     except KeyboardInterrupt:
         stop.set()
@@ -463,6 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return health_main(args.namespace, args.once, args.wait, args.stale_after)
     if args.command == "check":
+        from krystal.record.mcapio import ReadNotes
         from krystal.temporal.offline import check as check_specs
         from krystal.temporal.offline import mcap_messages, print_reports
         from krystal.temporal.watch import VIOLATED, parse_spec_file
@@ -470,7 +477,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             with open(args.spec_file, encoding="utf-8") as f:
                 specs = parse_spec_file(f.read())
-            reports = check_specs(specs, mcap_messages(args.recording), args.namespace)
+            notes = ReadNotes()
+            reports = check_specs(specs, mcap_messages(args.recording, notes), args.namespace)
+            if notes.text(args.recording):
+                print(f"krystal check: {notes.text(args.recording)}", file=sys.stderr)
         except (OSError, ValueError) as exc:
             print(f"krystal check: {exc}", file=sys.stderr)
             return 2

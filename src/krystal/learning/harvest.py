@@ -11,7 +11,6 @@ file, so it names the data whatever the container. Shapes: docs/learning.md.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 from collections import Counter
@@ -43,6 +42,7 @@ TOPICS = {
     "audio/features": "audio",
     "krystal/render_stats": "render",
 }
+_TOPIC_NAMES = (*TOPICS, *(f"/{t}" for t in TOPICS))
 
 
 class Skips(Counter[str]):
@@ -93,24 +93,25 @@ def _reading(kind: str, msg: Any) -> dict[str, float]:
 
 
 def read_recording(path: Path, skips: Skips) -> Timeline:
-    """The frames and readings of one MCAP file; a truncated or corrupt tail ends it, counted."""
-    from mcap.reader import NonSeekingReader
+    """The frames and readings of one MCAP file; a truncated or corrupt tail ends it, counted; a file
+    without a summary (a recorder killed mid-run) is read up to where it is cut, counted."""
     from mcap_ros2.decoder import DecoderFactory
+
+    from krystal.record.mcapio import ReadNotes, RecordingError, iter_messages
 
     tl = Timeline()
     try:
-        data = path.read_bytes()
+        if path.stat().st_size == 0:
+            skips["recording empty"] += 1
+            return tl
     except OSError:
         skips["recording unreadable"] += 1
         return tl
-    if not data:
-        skips["recording empty"] += 1
-        return tl
     decoders = DecoderFactory()
     cache: dict[int, Any] = {}
+    notes = ReadNotes()
     try:
-        reader = NonSeekingReader(io.BytesIO(data), validate_crcs=True)
-        for schema, channel, message in reader.iter_messages():
+        for schema, channel, message in iter_messages(path, list(_TOPIC_NAMES), notes):
             kind = TOPICS.get(channel.topic.lstrip("/"))
             if kind is None:
                 continue
@@ -137,7 +138,11 @@ def read_recording(path: Path, skips: Skips) -> Timeline:
                     tl.readings.append((t, kind, _reading(kind, msg)))
             except Exception:  # a message its schema cannot decode: skip it, keep the file
                 skips["undecodable message"] += 1
-    except Exception:  # the mcap reader raises many kinds on a truncated or corrupt file
+    except (OSError, RecordingError):
+        skips["recording unreadable (not MCAP)"] += 1
+    if notes.summary_missing:
+        skips["recording without a summary (read up to where it is cut)"] += 1
+    elif notes.damage:
         skips["recording truncated or corrupt (read up to the damage)"] += 1
     order = sorted(range(len(tl.frame_t)), key=lambda i: tl.frame_t[i])
     tl.frame_t = [tl.frame_t[i] for i in order]
@@ -148,13 +153,16 @@ def read_recording(path: Path, skips: Skips) -> Timeline:
 
 
 def read_log(path: Path, skips: Skips) -> list[dict[str, Any]]:
-    """Decision records of one log file, the last line per decision_id (docs/reasoning.md)."""
+    """Decision records of one log file, the last line per decision of every run (restarts and
+    appends included: reasoning.log.latest_per_decision); shadow and model lines are not decisions."""
+    from krystal.reasoning.log import decision_key, latest_per_decision
+
     try:
         data = path.read_bytes()
     except OSError:
         skips["log unreadable"] += 1
         return []
-    by_id: dict[int, dict[str, Any]] = {}
+    records: list[dict[str, Any]] = []
     for raw in data.split(b"\n"):
         if not raw.strip():
             continue
@@ -163,8 +171,9 @@ def read_log(path: Path, skips: Skips) -> list[dict[str, Any]]:
         except (ValueError, UnicodeDecodeError, RecursionError):
             skips["log line not JSON (torn or garbled)"] += 1
             continue
-        decision = rec.get("decision") if isinstance(rec, dict) else None
-        key = decision.get("decision_id") if isinstance(decision, dict) else None
+        if isinstance(rec, dict) and rec.get("kind", "decision") != "decision":
+            continue
+        key = decision_key(rec) if isinstance(rec, dict) else None
         if (
             not isinstance(key, int)
             or isinstance(key, bool)
@@ -172,8 +181,8 @@ def read_log(path: Path, skips: Skips) -> list[dict[str, Any]]:
         ):
             skips["log line without decision_id or timestamp"] += 1
             continue
-        by_id[key] = rec
-    return [by_id[k] for k in sorted(by_id)]
+        records.append(rec)
+    return latest_per_decision(records)
 
 
 def _decided(rec: Mapping[str, Any]) -> tuple[str, int, int, int] | None:

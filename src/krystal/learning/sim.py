@@ -128,7 +128,15 @@ class Sink:
 
         from krystal.record.msgdefs import message_definition
 
-        self.log = DecisionLog(log_path, max_bytes=0, fsync="never")
+        self.wall_s = 0.0  # the simulated clock: the last published message's time
+        self.log = DecisionLog(
+            log_path,
+            max_bytes=0,
+            fsync="never",
+            run_id=f"sim-{log_path.stem}",
+            boot="synthesized",
+            monotonic=lambda: self.wall_s,
+        )
         mcap_path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(mcap_path, "wb")  # noqa: SIM115 (closed in close())
         self._writer = Writer(self._file)
@@ -146,6 +154,7 @@ class Sink:
         self._seq: dict[str, int] = {}
 
     def publish(self, topic: str, type_name: str, wall_s: float, fields: dict[str, Any]) -> None:
+        self.wall_s = wall_s
         ns = round(wall_s * 1e9)
         msg = {
             "header": {"stamp": {"sec": ns // 1_000_000_000, "nanosec": ns % 1_000_000_000}, "frame_id": ""}

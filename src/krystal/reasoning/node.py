@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,21 @@ from krystal.msg import (
     ThermalState,
 )
 from krystal.reasoning.context import NAN, Inputs
-from krystal.reasoning.log import FSYNC_POLICIES, DecisionLog, default_log_dir
-from krystal.reasoning.policy import POLICIES, Decision, Reasoner, ReasonerConfig, log_record
+from krystal.reasoning.delivery import FrameBook, e2e_ms
+from krystal.reasoning.log import FSYNC_POLICIES, DecisionIds, DecisionLog, default_log_dir
+from krystal.reasoning.policy import POLICIES, Decision, Outcome, Reasoner, ReasonerConfig, log_record
 from krystal.reasoning.predictor import FramePredictor
+from krystal.reasoning.promotion import (
+    ACTING,
+    SHADOW,
+    ModelGate,
+    Promotion,
+    PromotionConfig,
+    ShadowChoice,
+    Transition,
+)
 from krystal.reasoning.rules import RuleConfig
-from krystal.reasoning.styles import Style, ladder
+from krystal.reasoning.styles import Style, ladder, quality
 from krystal.reasoning.td import DoubleQ, TdConfig
 from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
 from krystal.ros.params import Param, ParamTable
@@ -77,7 +88,44 @@ PARAMS = (
         "a bad file is refused",
         validate=lambda path: _policy_model_problem(path),  # noqa: PLW0108  (defined below)
     ),
-    Param("learned_period_s", 0.5, "How often the learned policy is asked", 0.05, 60.0),
+    Param("learned_period_s", 0.5, "How often the learned policy is asked (one scored period)", 0.05, 60.0),
+    Param(
+        "promotion_decisions",
+        60,
+        "A deployed model acts after this many scored periods in shadow no worse than the rules",
+        1,
+        1_000_000,
+    ),
+    Param("promotion_min_shadow_s", 30.0, "And after at least this long in shadow", 0.0, 86400.0),
+    Param(
+        "promotion_budget_tolerance",
+        0.02,
+        "Shadow: on-budget fraction the model may lose against the rules",
+        0.0,
+        1.0,
+    ),
+    Param(
+        "promotion_quality_tolerance",
+        0.02,
+        "Shadow: quality the model may lose against the rules (unless it gains 0.05 on budget)",
+        0.0,
+        1.0,
+    ),
+    Param(
+        "promotion_rollback_margin",
+        0.05,
+        "Acting: this far behind the rules' shadow figures over a window rolls the model back",
+        0.0,
+        1.0,
+    ),
+    Param("promotion_max_rollbacks", 3, "After this many rollbacks the model stays in shadow", 1, 1000),
+    Param(
+        "model_audit_log",
+        "",
+        "Audit log for model promotion events; empty: the device agents' "
+        "($XDG_STATE_HOME/krystal/devices/audit.jsonl)",
+        read_only=True,
+    ),
     Param("budget_ms", 33.0, "Render time per frame to stay under (33 ms at 30 fps)", 1.0, 1000.0),
     Param("over_frames", 3, "Frames in a row over budget before a step down", 1, 1000),
     Param("headroom_ratio", 0.5, "A frame under budget times this counts as headroom", 0.05, 1.0),
@@ -228,6 +276,11 @@ def td_config(v: dict[str, Any]) -> TdConfig:
     return TdConfig(**{k: v[f"td_{k}"] for k in TdConfig.__dataclass_fields__})
 
 
+def promotion_config(v: dict[str, Any]) -> PromotionConfig:
+    names = [k for k in PromotionConfig.__dataclass_fields__ if f"promotion_{k}" in v]
+    return PromotionConfig(**{k: v[f"promotion_{k}"] for k in names})
+
+
 def ladders_of(v: dict[str, Any]) -> dict[str, tuple[Style, ...]]:
     common = {
         "kernel": v["kernel"],
@@ -295,20 +348,30 @@ class ReasoningNode(Node):
             FramePredictor(),
             q,
         )
-        self._model_info: dict[str, str] = {}
-        self._model_error: str | None = None
-        self._load_policy_model(self.params.rejected.get("policy_model_path"))
         self.log: DecisionLog | None = None
         self._log_error: str | None = None
+        self._ids: DecisionIds | None = None
         if v["log_enabled"]:
             path = Path(v["log_path"] or default_log_dir() / "decisions.jsonl")
             try:
                 self.log = DecisionLog(
                     path, v["log_max_bytes"], v["log_keep"], v["log_fsync"], v["log_fsync_interval_s"]
                 )
+                self._ids = DecisionIds(path)  # ids unique across restarts
+                self.reasoner.next_id = self._ids.start
             except OSError as exc:
                 self._log_error = f"decision log {path} unusable: {exc}"
                 self.get_logger().error(self._log_error)
+        self._first_id = self.reasoner.next_id
+        self.book = FrameBook()
+        self._ratings: dict[int, float] = {}  # user_rating by decision_id (manual overrides)
+        self._written: dict[int, dict[str, Any]] = {}  # last outcome line of recent decisions
+        self.gate: ModelGate | None = None  # the loaded model and its promotion; it acts once promoted
+        self._model_at = -math.inf
+        self._audit: Any = None
+        self._model_info: dict[str, str] = {}
+        self._model_error: str | None = None
+        self._load_policy_model(self.params.rejected.get("policy_model_path"))
         self._input_error: str | None = None
         self._pub = self.create_publisher(StyleDecision, "krystal/style", latched_qos())
         subscribe_stream(self, GpuTelemetry, "gpu/telemetry", self._on_gpu, sensor_qos(depth=5))
@@ -360,6 +423,8 @@ class ReasoningNode(Node):
             )
         if changed & {"policy", "policy_model_path"}:
             self._load_policy_model()
+        elif self.gate is not None and any(k.startswith("promotion_") for k in changed):
+            self.gate.promotion.config = promotion_config(v)
         if any(k.endswith("_timeout_s") and k != "outcome_timeout_s" for k in changed):
             self.inputs.timeouts_s = self._timeouts()
             self.inputs.chaos_timeout_s = v["chaos_timeout_s"]
@@ -372,9 +437,11 @@ class ReasoningNode(Node):
 
     def _load_policy_model(self, rejected: str | None = None) -> None:
         """policy learned: load the model; any problem is logged, shown as ERROR, and the rules
-        decide alone until a good model is set (the node never stops for a model)."""
+        decide alone until a good model is set (the node never stops for a model). A loaded
+        model starts in shadow (`promotion.py`): it acts only once it has proved itself."""
         v = self.params.values
         self.reasoner.chooser = None
+        self.gate = None
         self._model_info, self._model_error = {"model_path": v["policy_model_path"]}, None
         if v["policy"] != "learned":
             return
@@ -392,9 +459,15 @@ class ReasoningNode(Node):
             except ModelError as exc:
                 self._model_error = f"model refused: {exc}"
             else:
-                self.reasoner.chooser = model
                 self._model_info = describe(model)
+                promotion = Promotion(promotion_config(v), time.monotonic)
+                self.gate = ModelGate(model, promotion, self.reasoner, self.book)
                 self.get_logger().info(f"learned policy {path} (sha256 {model.sha256[:12]}) loaded")
+                self._model_event(
+                    Transition(
+                        time.monotonic(), "", SHADOW, "shadow", "deployed: in shadow until it proves itself"
+                    )
+                )
         if self._model_error:
             self.get_logger().error(f"{self._model_error}; the rules decide alone")
             self._model_info["error"] = self._model_error
@@ -442,15 +515,19 @@ class ReasoningNode(Node):
         def apply() -> None:
             now = time.monotonic()
             ms = _f(msg.render_time_ms)
+            stamp_ns = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+            self.book.add(now, e2e_ms(self.get_clock().now().nanoseconds, stamp_ns), ms)
             self.inputs.update("render", now, render_time_ms=ms, render_fps=getattr(self, "_render_fps", NAN))
-            self.reasoner.frame(
-                now,
-                mode=str(msg.mode),
-                kernel_size=int(msg.kernel_size),
-                columns=int(msg.columns),
-                rows=int(msg.rows),
-                render_ms=ms,
-            )
+            fields = {
+                "mode": str(msg.mode),
+                "kernel_size": int(msg.kernel_size),
+                "columns": int(msg.columns),
+                "rows": int(msg.rows),
+                "render_ms": ms,
+            }
+            self.reasoner.frame(now, **fields)  # type: ignore[arg-type]
+            if self.gate is not None and math.isfinite(ms) and ms >= 0:
+                self.gate.observe(self.inputs.context(now), **fields)  # in shadow the model sees every frame
 
         self._guard("krystal/ascii", apply)
 
@@ -468,8 +545,12 @@ class ReasoningNode(Node):
         self._guard("krystal/verdicts", apply)
 
     def _on_style(self, msg: StyleDecision) -> None:
-        """An operator's manual choice wins for manual_hold_s: no decisions, no re-sends."""
+        """An operator's manual choice wins for manual_hold_s: no decisions, no re-sends. It rates
+        the decision it replaced -1 (user_rating, docs/reasoning.md)."""
         if msg.policy == "manual":
+            replaced = self.reasoner.current
+            if replaced is not None and time.monotonic() >= self._manual_until:
+                self._rate(replaced.decision_id, -1.0)
             self._manual_until = time.monotonic() + self.params["manual_hold_s"]
             self.get_logger().info(
                 f"manual style {msg.mode}: holding decisions for {self.params['manual_hold_s']} s"
@@ -483,6 +564,7 @@ class ReasoningNode(Node):
         if now - self._last_cpu_s >= 0.5:
             self._last_cpu_s = now
             self.inputs.cpu_ratio = _cpu_ratio()
+        self._reserve_ids()
         decision = self.reasoner.step(now, self.inputs.context(now))
         if decision is not None:
             self._write(log_record(decision, time.time()))  # logged before anyone can act on it
@@ -492,10 +574,125 @@ class ReasoningNode(Node):
                 f"{decision.style.label()}: {decision.reason}"
             )
         for outcome in self.reasoner.outcomes():
-            self._write(log_record(outcome.decision, time.time(), outcome))
+            self._write_outcome(outcome, now)
+        if self.gate is not None and now - self._model_at >= self.params["learned_period_s"]:
+            self._model_at = now
+            self._model_period(now)
         period = self.params["td_save_period_s"]
         if self.params["policy"] == "rules_td" and period > 0 and now - self._last_save_s >= period:
             self._save_table()
+
+    # -- decision log: ids, outcomes, ratings -----------------------------------------------------
+    def _reserve_ids(self) -> None:
+        if self._ids is None:
+            return
+        try:
+            self._ids.ensure(self.reasoner.next_id)
+        except OSError as exc:  # ids stay unique within this run; the log says why not across runs
+            self._log_error = f"decision id counter {self._ids.path} not writable: {exc}"
+            self.get_logger().error(self._log_error, throttle_duration_sec=30.0)
+
+    def _write_outcome(self, outcome: Outcome, now: float) -> None:
+        """The outcome line: render times (the Reasoner's), plus what the viewer got in the same
+        span (capture -> receipt e2e, delivered fps, on-budget fraction), quality and the rating."""
+        d = outcome.decision
+        record = log_record(d, time.time(), outcome)
+        got = self.book.between(d.time_s, now, d.budget_ms)
+        out = record["outcome"]
+        assert isinstance(out, dict)
+        out.update(
+            {
+                "e2e_ms_mean": got.e2e_ms_mean,
+                "e2e_ms_p95": got.e2e_ms_p95,
+                "e2e_ms_max": got.e2e_ms_max,
+                "delivered_fps": got.delivered_fps,
+                "delivered_frames": got.frames,
+                "on_budget_fraction": got.on_budget_fraction,
+                "quality": quality(d.style, self.reasoner.base_cells),
+                "span_s": now - d.time_s,
+                "user_rating": self._ratings.get(d.decision_id),
+            }
+        )
+        self._written[d.decision_id] = record
+        while len(self._written) > 16:
+            self._written.pop(next(iter(self._written)))
+        self._write(record)
+
+    def _rate(self, decision_id: int, rating: float) -> None:
+        """A rating after the outcome line was written: the line again with it (the last wins)."""
+        self._ratings[decision_id] = rating
+        while len(self._ratings) > 64:
+            self._ratings.pop(next(iter(self._ratings)))
+        record = self._written.get(decision_id)
+        if record is not None and isinstance(record.get("outcome"), dict):
+            self._write(
+                {**record, "timestamp": time.time(), "outcome": {**record["outcome"], "user_rating": rating}}
+            )
+
+    # -- model promotion (promotion.py) ------------------------------------------------------------
+    def _model_period(self, now: float) -> None:
+        """One scored period of the deployed model (promotion.ModelGate); the shadow choice is
+        logged, a transition logged, audited and shown on /diagnostics."""
+        assert self.gate is not None
+        try:
+            shadow, transition = self.gate.period(now, self.params["budget_ms"])
+        except Exception as exc:  # a model that fails at run time never stops the rules
+            self.get_logger().error(f"learned policy failed: {exc!r}", throttle_duration_sec=30.0)
+            return
+        if shadow is not None:
+            self._write_shadow(shadow)
+        if transition is not None:
+            self._model_event(transition)
+
+    def _write_shadow(self, shadow: ShadowChoice) -> None:
+        assert self.gate is not None
+        self._write(
+            {
+                "kind": "shadow",
+                "timestamp": time.time(),
+                "model_sha256": self._model_info.get("model_sha256"),
+                "phase": self.gate.promotion.phase,
+                "model_choice": shadow.model_choice.label(),
+                "rules_style": shadow.rules_style.label(),
+                "score": asdict(shadow.score),
+            }
+        )
+
+    def _model_event(self, t: Transition) -> None:
+        """Apply a phase change: the model acts only while ACTING; log, audit, diagnostics."""
+        sha = self._model_info.get("model_sha256", "")
+        self._model_info["phase"] = t.phase_to
+        line = f"learned policy {sha[:12]}: {t.event} ({t.reason})"
+        if t.event in ("rolled_back", "held"):
+            self.get_logger().warning(line)
+        else:
+            self.get_logger().info(line)
+        record = {"event": f"model_{t.event}", "phase": t.phase_to, "reason": t.reason, "figures": t.figures}
+        self._write({"kind": "model", "timestamp": time.time(), "model_sha256": sha, **record})
+        self._audit_write(
+            {
+                "type": "event",
+                "device": f"{self.get_fully_qualified_name()}/policy",
+                "event": f"model_{t.event}",
+                "detail": t.reason,
+                "model_sha256": sha,
+                "model_path": self._model_info.get("model_path", ""),
+                "figures": {k: round(v, 4) for k, v in t.figures.items() if math.isfinite(v)},
+            }
+        )
+        self._diagnostics_level("model", WARN if t.event in ("rolled_back", "held") else OK)
+
+    def _audit_write(self, record: dict[str, Any]) -> None:
+        from krystal.journal import JsonLines, state_dir
+
+        try:
+            if self._audit is None:
+                self._audit = JsonLines(
+                    Path(self.params["model_audit_log"] or state_dir() / "devices" / "audit.jsonl")
+                )
+            self._audit.append({"time": round(time.time(), 6), **record})
+        except (OSError, ValueError) as exc:  # an audit log that cannot be written never stops a decision
+            self.get_logger().error(f"model audit log: {exc}", throttle_duration_sec=30.0)
 
     def _publish(self, decision: Decision) -> None:
         self._pub.publish(decision_msg(decision, self.get_clock().now().to_msg()))
@@ -544,7 +741,8 @@ class ReasoningNode(Node):
         d = self.reasoner.current
         values = {
             "style": d.style.label() if d else "none",
-            "decisions": str(self.reasoner.next_id - 1),
+            "decisions": str(self.reasoner.next_id - self._first_id),
+            "run_id": self.log.run_id if self.log else "",
             "policy": self.params["policy"],
             "td_table": self._table_note,
             "log": str(self.log.path) if self.log else "disabled",
@@ -561,17 +759,33 @@ class ReasoningNode(Node):
         values = dict(self._model_info)
         if self._model_error:
             return Health(ERROR, f"the rules decide alone; {self._model_error}"[:200], values)
-        if self.reasoner.chooser is None:
+        if self.gate is None:
             return Health(OK, f"no learned policy in use (policy {self.params['policy']})", values)
-        return Health(OK, f"learned policy sha256 {values.get('model_sha256', '')[:12]}", values)
+        p = self.gate.promotion
+        figures = p.figures()
+        values.update({k: f"{v:.3f}" for k, v in figures.items()})
+        values.update(
+            {"phase": p.phase, "rollbacks": str(p.rollbacks), "periods_needed": str(p.config.decisions)}
+        )
+        sha = values.get("model_sha256", "")[:12]
+        shown = (
+            f"model {figures['model_on_budget']:.2f} on budget, quality {figures['model_quality']:.2f};"
+            f" rules {figures['rules_on_budget']:.2f}, {figures['rules_quality']:.2f}"
+        )
+        if p.phase == ACTING:
+            return Health(OK, f"learned policy sha256 {sha} acting; {shown}", values)
+        level = WARN if p.phase != SHADOW else OK
+        return Health(level, f"learned policy sha256 {sha} in {p.phase} (the rules act); {shown}", values)
 
     def destroy_node(self) -> None:
         for outcome in self.reasoner.flush():
-            self._write(log_record(outcome.decision, time.time(), outcome))
+            self._write_outcome(outcome, time.monotonic())
         if self.params["policy"] == "rules_td":
             self._save_table()
         if self.log is not None:
             self.log.close()
+        if self._audit is not None:
+            self._audit.close()
         super().destroy_node()
 
 

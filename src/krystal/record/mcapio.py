@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import yaml
-from mcap.reader import make_reader
+from mcap.exceptions import EndOfFile
+from mcap.reader import SeekingReader
+from mcap.records import Channel, Message, Schema
+from mcap.stream_reader import StreamReader
 from mcap.writer import Writer
 
 from krystal.record.msgdefs import message_definition
@@ -57,13 +61,23 @@ def qos_from_metadata(text: str) -> tuple[str, str, int]:
 
 
 class McapRecorder:
-    """One MCAP file: a schema per type, a channel per topic, CDR payloads."""
+    """One MCAP file: a schema per type, a channel per topic, CDR payloads.
 
-    def __init__(self, path: Path) -> None:
+    The writer keeps the open chunk in memory; `flush_period_s` bounds what a killed recorder loses:
+    at least that often (checked on each write, and by `flush_due()`) the chunk is closed and handed
+    to the kernel, so a SIGKILL leaves every message older than that in the file (without a summary:
+    `iter_messages` reads such a file).
+    """
+
+    def __init__(self, path: Path, flush_period_s: float = 1.0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file: IO[bytes] = open(path, "wb")  # noqa: SIM115 (closed in close())
         self._writer = Writer(self._file)
         self._writer.start(profile="ros2", library="krystal record")
+        self._file.flush()  # the header is on disk even if nothing ever comes
+        self.flush_period_s = flush_period_s
+        self._flushed_at = time.monotonic()
+        self._unflushed = 0
         self._schemas: dict[str, int] = {}
         self._channels: dict[str, int] = {}
         self._seq: dict[str, int] = {}
@@ -93,6 +107,19 @@ class McapRecorder:
             sequence=self._seq[topic],
         )
         self.count += 1
+        self._unflushed += 1
+        self.flush_due()
+
+    def flush_due(self) -> bool:
+        """Close the open chunk and write it out if flush_period_s has passed; True if it did."""
+        if self._unflushed == 0 or self._file.closed:
+            return False
+        now = time.monotonic()
+        if now - self._flushed_at < self.flush_period_s:
+            return False
+        self._writer.flush()  # ends the chunk (with its message index) and flushes the file
+        self._flushed_at, self._unflushed = now, 0
+        return True
 
     def close(self) -> None:
         if not self._file.closed:
@@ -113,27 +140,100 @@ class RecordingError(ValueError):
     """The file is not a readable MCAP recording (truncated, corrupt, not MCAP)."""
 
 
-def read_mcap(path: Path, topics: list[str] | None = None) -> Iterator[Recorded]:
-    """Every CDR message of the file in log-time order; RecordingError when it cannot be read."""
+@dataclass
+class ReadNotes:
+    """What `iter_messages` found besides the messages: a file without a summary (a recorder that
+    was killed or is still writing) is read in file order up to where it is cut."""
+
+    summary_missing: bool = False
+    damage: str = ""  # why the read stopped before the end ("" when it reached the end)
+    messages: int = 0
+
+    def text(self, path: Path | str) -> str:
+        """One line for the user, "" when the file was whole."""
+        if not self.summary_missing and not self.damage:
+            return ""
+        what = "summary missing (the recorder did not finish it)" if self.summary_missing else "damaged"
+        cut = f", {self.damage}" if self.damage else ""
+        return f"{path}: {what}; read {self.messages} messages up to where it is cut{cut}"
+
+
+def _has_summary(f: IO[bytes]) -> bool:
+    try:
+        return SeekingReader(f).get_summary() is not None
+    except Exception:  # no footer, bad magic, a cut file: the mcap reader raises many kinds
+        return False
+    finally:
+        f.seek(0)
+
+
+def iter_messages(
+    path: Path | str, topics: list[str] | None = None, notes: ReadNotes | None = None
+) -> Iterator[tuple[Schema | None, Channel, Message]]:
+    """Every message of an MCAP file, the one reader of play, harvest and check.
+
+    A whole file (footer and summary): the seeking reader, in log-time order. Without a summary:
+    mcap's stream reader, in file order (the order a recorder wrote), up to the first torn or
+    corrupt record; `notes` says which happened. Raises RecordingError only when not even the
+    header can be read (not MCAP at all).
+    """
+    notes = notes if notes is not None else ReadNotes()
+    wanted = set(topics) if topics is not None else None
     with open(path, "rb") as f:
+        if _has_summary(f):
+            try:
+                for schema, channel, message in SeekingReader(f).iter_messages(
+                    topics=topics, log_time_order=True
+                ):
+                    notes.messages += 1
+                    yield schema, channel, message
+                return
+            except Exception as exc:  # a summary that lies about its chunks: report, stop
+                notes.damage = f"stopped at a damaged record ({type(exc).__name__}: {exc})"
+                return
+        notes.summary_missing = True
+        schemas: dict[int, Schema] = {}
+        channels: dict[int, Channel] = {}
+        started = False
         try:
-            reader = make_reader(f)
-            for schema, channel, message in reader.iter_messages(topics=topics, log_time_order=True):
-                if channel.message_encoding != "cdr" or schema is None:
-                    continue
-                yield Recorded(
-                    channel.topic,
-                    schema.name,
-                    channel.metadata.get("offered_qos_profiles", ""),
-                    message.log_time,
-                    bytes(message.data),
-                )
-        except RecordingError:
-            raise
-        except Exception as exc:  # the mcap reader raises many kinds on a bad file
-            raise RecordingError(
-                f"{path}: not a readable MCAP recording ({type(exc).__name__}: {exc})"
-            ) from exc
+            for record in StreamReader(f, validate_crcs=True).records:
+                started = True
+                if isinstance(record, Schema):
+                    schemas[record.id] = record
+                elif isinstance(record, Channel):
+                    channels[record.id] = record
+                elif isinstance(record, Message):
+                    on = channels.get(record.channel_id)
+                    if on is None:
+                        raise ValueError(f"message on unknown channel {record.channel_id}")
+                    if wanted is not None and on.topic not in wanted:
+                        continue
+                    notes.messages += 1
+                    yield schemas.get(on.schema_id), on, record
+        except Exception as exc:  # the end of a cut file, or a torn record: read up to it
+            if not started:
+                raise RecordingError(
+                    f"{path}: not a readable MCAP recording ({type(exc).__name__}: {exc})"
+                ) from exc
+            end = "the file ends inside a record" if isinstance(exc, EndOfFile) else repr(exc)
+            notes.damage = f"stopped at byte {f.tell()}: {end}"
+
+
+def read_mcap(
+    path: Path, topics: list[str] | None = None, notes: ReadNotes | None = None
+) -> Iterator[Recorded]:
+    """Every CDR message of the file (see `iter_messages` for the order and a file without a
+    summary); RecordingError when it is not MCAP at all."""
+    for schema, channel, message in iter_messages(path, topics, notes):
+        if channel.message_encoding != "cdr" or schema is None:
+            continue
+        yield Recorded(
+            channel.topic,
+            schema.name,
+            channel.metadata.get("offered_qos_profiles", ""),
+            message.log_time,
+            bytes(message.data),
+        )
 
 
 def type_class(type_name: str) -> Any:

@@ -13,7 +13,14 @@ from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-from krystal.record.mcapio import McapRecorder, qos_from_metadata, qos_metadata, read_mcap, type_class
+from krystal.record.mcapio import (
+    McapRecorder,
+    ReadNotes,
+    qos_from_metadata,
+    qos_metadata,
+    read_mcap,
+    type_class,
+)
 from krystal.ros.qos import latched_qos, reliable_qos, sensor_qos
 from krystal.ros.streams import declared_qos
 
@@ -34,11 +41,18 @@ def _profile(reliability: str, durability: str, depth: int) -> QoSProfile:
 
 class RecorderNode(Node):
     """Subscribes to `topics` (all but /rosout and /parameter_events when empty) as they appear,
-    with QoS that matches their publishers, and writes every message to `path`."""
+    with QoS that matches their publishers, and writes every message to `path`; at least every
+    `flush_period_s` what arrived is in the file, so a killed recorder loses no more than that."""
 
-    def __init__(self, path: Path, topics: Sequence[str] = (), node_name: str = "krystal_record") -> None:
+    def __init__(
+        self,
+        path: Path,
+        topics: Sequence[str] = (),
+        node_name: str = "krystal_record",
+        flush_period_s: float = 1.0,
+    ) -> None:
         super().__init__(node_name)
-        self.recorder = McapRecorder(path)
+        self.recorder = McapRecorder(path, flush_period_s)
         self._wanted = [t if t.startswith("/") else self.resolve_topic_name(t) for t in topics]
         self._subs: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -47,6 +61,8 @@ class RecorderNode(Node):
         self._timer = self.create_timer(0.2, self._discover)
 
     def _discover(self) -> None:
+        with self._lock:  # the last messages before a quiet spell reach the file too
+            self.recorder.flush_due()
         for topic, types in self.get_topic_names_and_types():
             if topic in self._subs or not types:
                 continue
@@ -106,7 +122,8 @@ class Player:
         self.topics = list(topics) if topics else None
         self.publishers: dict[str, Any] = {}
         self.published = 0
-        for rec in read_mcap(path, self.topics):
+        self.notes = ReadNotes()  # a file without a summary is played up to where it is cut
+        for rec in read_mcap(path, self.topics, self.notes):
             if rec.topic not in self.publishers:
                 rel, dur, depth = qos_from_metadata(rec.qos)
                 self.publishers[rec.topic] = node.create_publisher(

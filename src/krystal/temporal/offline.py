@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from krystal.temporal.watch import SATISFIED, VERDICT_NAMES, VIOLATED, SpecLine, SpecWatch, stamp_s
+
+if TYPE_CHECKING:
+    from krystal.record.mcapio import ReadNotes
 
 
 @dataclass(frozen=True)
@@ -23,13 +26,26 @@ class SpecReport:
     history: tuple[tuple[float, float], ...]
 
 
-def mcap_messages(path: str) -> Iterator[tuple[str, float, Any]]:
-    """(topic without the leading slash, stamp in s, message) of every ROS 2 message in the file."""
-    from mcap_ros2.reader import read_ros2_messages
+def mcap_messages(path: str, notes: ReadNotes | None = None) -> Iterator[tuple[str, float, Any]]:
+    """(topic without the leading slash, stamp in s, message) of every ROS 2 message in the file;
+    a file without a summary is read up to where it is cut (`notes` says so)."""
+    from mcap_ros2.decoder import DecoderFactory
 
-    for m in read_ros2_messages(path):
-        t = stamp_s(m.ros_msg)
-        yield m.channel.topic.lstrip("/"), (m.log_time_ns * 1e-9 if t is None else t), m.ros_msg
+    from krystal.record.mcapio import iter_messages
+
+    factory = DecoderFactory()
+    decoders: dict[int, Any] = {}
+    for schema, channel, message in iter_messages(path, notes=notes):
+        if schema is None:
+            continue
+        dec = decoders.get(schema.id)
+        if dec is None:
+            dec = decoders[schema.id] = factory.decoder_for(channel.message_encoding, schema)
+        if dec is None:  # not ROS 2 CDR
+            continue
+        msg = dec(message.data)
+        t = stamp_s(msg)
+        yield channel.topic.lstrip("/"), (message.log_time * 1e-9 if t is None else t), msg
 
 
 def check(
