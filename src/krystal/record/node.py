@@ -13,14 +13,7 @@ from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-from krystal.record.mcapio import (
-    McapRecorder,
-    Recorded,
-    qos_from_metadata,
-    qos_metadata,
-    read_mcap,
-    type_class,
-)
+from krystal.record.mcapio import McapRecorder, qos_from_metadata, qos_metadata, read_mcap, type_class
 from krystal.record.playback import Timeline, combine, play_pass
 from krystal.ros.qos import latched_qos, reliable_qos, sensor_qos
 from krystal.ros.streams import declared_qos
@@ -152,7 +145,7 @@ class Player:
         stop = stop or threading.Event()
         passes: list[Timeline] = []
 
-        def publish(rec: Recorded) -> None:
+        def publish(rec: Any) -> None:  # a mcapio.Recorded
             self.publishers[rec.topic].publish(rec.data)
             self.published += 1
 
