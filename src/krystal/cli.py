@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from krystal.graph import GRAPH
+from krystal.record.playback import ON_STALL
 
 # The parent as early as this process can know it (this module is the console script's first
 # import): follow_parent compares against it, so a parent that exits while rclpy and the nodes
@@ -187,6 +188,16 @@ def _parser() -> argparse.ArgumentParser:
     play.add_argument("--loop", action="store_true", help="start again at the end")
     play.add_argument("--topics", nargs="*", help="play only these topics")
     play.add_argument("--wait-s", type=float, default=1.0, help="wait this long for subscribers first")
+    play.add_argument(
+        "--on-stall",
+        choices=ON_STALL,
+        default="catch-up",
+        help="after the player fell behind: catch-up publishes what fell due at once and keeps the "
+        "recorded end (rosbag2's way); shift moves the rest of the timeline, keeping the recorded gaps",
+    )
+    play.add_argument(
+        "--stall-s", type=float, default=0.1, help="lateness that counts as a stall for --on-stall shift"
+    )
     check = sub.add_parser("check", help="check temporal specifications against an MCAP recording")
     check.add_argument("spec_file", help="one 'name: formula' per line (# comments)")
     check.add_argument("recording", help="MCAP file with ROS 2 messages")
@@ -412,17 +423,21 @@ def _play(args: argparse.Namespace) -> int:
     if args.rate <= 0:
         print("krystal play: --rate must be > 0", file=sys.stderr)
         return 2
+    if args.stall_s < 0:
+        print("krystal play: --stall-s must be >= 0", file=sys.stderr)
+        return 2
     spin.init(["krystal_play"])
     node = Node("krystal_play")
     stop = threading.Event()
     try:
         player = Player(node, Path(args.file), args.topics)
         player.wait_for_subscribers(args.wait_s)
-        n = player.play(args.rate, args.loop, stop)
+        n = player.play(args.rate, args.loop, stop, args.on_stall, args.stall_s)
         player.flush(args.wait_s)
         if player.notes.text(args.file):
             print(f"krystal play: {player.notes.text(args.file)}", file=sys.stderr)
         print(f"krystal play: {n} messages from {args.file}")
+        print(f"krystal play: {args.on_stall} at rate {args.rate:g}: {player.summary.describe()}")
     except KeyboardInterrupt:
         stop.set()
     except (OSError, ValueError, ImportError, AttributeError) as exc:

@@ -21,6 +21,7 @@ from krystal.record.mcapio import (
     read_mcap,
     type_class,
 )
+from krystal.record.playback import Timeline, combine, play_pass
 from krystal.ros.qos import latched_qos, reliable_qos, sensor_qos
 from krystal.ros.streams import declared_qos
 
@@ -114,7 +115,7 @@ class RecorderNode(Node):
 
 
 class Player:
-    """Publishes a recording back with its original timing, scaled by 1/`rate`."""
+    """Publishes a recording back with its original timing, scaled by 1/`rate` (playback.py)."""
 
     def __init__(self, node: Node, path: Path, topics: Sequence[str] | None = None) -> None:
         self.node = node
@@ -122,6 +123,7 @@ class Player:
         self.topics = list(topics) if topics else None
         self.publishers: dict[str, Any] = {}
         self.published = 0
+        self.summary = combine([])
         self.notes = ReadNotes()  # a file without a summary is played up to where it is cut
         for rec in read_mcap(path, self.topics, self.notes):
             if rec.topic not in self.publishers:
@@ -147,20 +149,28 @@ class Player:
             ok = pub.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9))) and ok
         return ok
 
-    def play(self, rate: float = 1.0, loop: bool = False, stop: threading.Event | None = None) -> int:
-        """Blocks until the end (or `stop`); returns the messages published."""
+    def play(
+        self,
+        rate: float = 1.0,
+        loop: bool = False,
+        stop: threading.Event | None = None,
+        on_stall: str = "catch-up",
+        stall_s: float = 0.1,
+    ) -> int:
+        """Blocks until the end (or `stop`); returns the messages published. Each message waits for
+        its due time (playback.Timeline: never early; after a stall as `on_stall` says)."""
         stop = stop or threading.Event()
+        passes: list[Timeline] = []
+
+        def publish(rec: Any) -> None:  # a mcapio.Recorded
+            self.publishers[rec.topic].publish(rec.data)
+            self.published += 1
+
         while not stop.is_set():
-            first: int | None = None
-            start = time.monotonic()
-            for rec in read_mcap(self.path, self.topics):
-                first = rec.log_time_ns if first is None else first
-                due = start + (rec.log_time_ns - first) / 1e9 / rate
-                delay = due - time.monotonic()
-                if delay > 0 and stop.wait(delay):
-                    return self.published
-                self.publishers[rec.topic].publish(rec.data)
-                self.published += 1
-            if not loop or first is None:
+            passes.append(Timeline(time.monotonic(), rate, on_stall, stall_s))
+            records = ((rec.log_time_ns, rec) for rec in read_mcap(self.path, self.topics))
+            finished = play_pass(records, passes[-1], publish, time.monotonic, stop.wait)
+            if not (finished and loop and passes[-1].messages):
                 break
+        self.summary = combine([t.summary() for t in passes])
         return self.published
