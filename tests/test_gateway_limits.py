@@ -89,7 +89,11 @@ def test_grid_and_answer_size_are_bounded() -> None:
     """The issue's 1000x500 cyberpunk request (14 MB of JSON, 8 s) is refused before any work."""
     cases = (
         (FrameRequest(mode="cyberpunk", columns=1000, rows=500), Limits(), "cells"),
-        (FrameRequest(mode="cyberpunk", columns=200, rows=100, colors=True), Limits(max_output_bytes=10**5), "bytes"),
+        (
+            FrameRequest(mode="cyberpunk", columns=200, rows=100, colors=True),
+            Limits(max_output_bytes=10**5),
+            "bytes",
+        ),
     )
     for req, limits, word in cases:
         with pytest.raises(UploadError) as e:

@@ -15,8 +15,8 @@ import io
 import math
 import re
 import threading
-import zlib
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
