@@ -8,6 +8,7 @@ any node is ERROR (usable in scripts), 3 when nothing was heard (no table then),
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -16,17 +17,33 @@ from krystal.sched.metrics import RateMeter
 
 _STYLE = {"OK": "green", "WARN": "yellow", "ERROR": "bold red", "STALE": "dim"}
 SETTLE_S = 1.5  # no new publisher for this long: discovery has settled
-QUIET_S = 2.5  # a publisher known this long without a word is not waited for (nodes publish at 1 Hz)
+QUIET_S = 5.0  # a publisher known this long without a word is not waited for (nodes publish at 1 Hz)
+
+
+def load_scale() -> float:
+    """1 on an idle machine, up to 3 when the run queue is longer than the cores: discovery and
+    first messages come later under load."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return 1.0
+    return min(3.0, max(1.0, load / (os.cpu_count() or 1)))
 
 
 def settled(
-    publishers: dict[str, float], heard: set[str], last_new_s: float, now: float, heard_any: bool
+    publishers: dict[str, float],
+    heard: set[str],
+    last_new_s: float,
+    now: float,
+    heard_any: bool,
+    *,
+    scale: float = 1.0,
 ) -> bool:
     """Whether `--once` has heard enough: `publishers` maps each /diagnostics publisher's node name
     to when it was discovered, `heard` holds the node names heard so far."""
-    if not heard_any or now - last_new_s < SETTLE_S:
+    if not heard_any or now - last_new_s < SETTLE_S * scale:
         return False
-    return all(name in heard or now - t >= QUIET_S for name, t in publishers.items())
+    return all(name in heard or now - t >= QUIET_S * scale for name, t in publishers.items())
 
 
 def table(health: GraphHealth, rates: dict[str, float]) -> Any:
@@ -90,14 +107,14 @@ def main(namespace: str = "", once: bool = False, wait_s: float = 3.0, stale_aft
             start = time.monotonic()
             end = start + wait_s
             publishers: dict[str, float] = {}
-            last_new = start
+            last_new, scale = start, load_scale()
             while time.monotonic() < end:
                 executor.spin_once(timeout_sec=0.1)
                 now = time.monotonic()
                 for info in node.get_publishers_info_by_topic("/diagnostics"):
                     if info.node_name not in publishers:
                         publishers[info.node_name] = last_new = now
-                if settled(publishers, set(meters), last_new, now, bool(meters)):
+                if settled(publishers, set(meters), last_new, now, bool(meters), scale=scale):
                     break
             health = book.snapshot()
             if not health.nodes:
