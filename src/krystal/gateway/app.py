@@ -21,6 +21,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from krystal.ascii.engine import KERNELS, MODES
@@ -295,7 +296,10 @@ def create_app(
 
     async def image_bytes(request: Request) -> bytes:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        body = await request.body()  # the guard bounds its size and its pace
+        try:
+            body = await request.body()  # the guard bounds its size and its pace
+        except ClientDisconnect:
+            raise UploadError(400, "the client left before sending the whole body") from None
         if ctype != "multipart/form-data":
             return body
         from starlette.datastructures import UploadFile
