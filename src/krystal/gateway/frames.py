@@ -116,20 +116,27 @@ def estimated_output_bytes(req: FrameRequest) -> int:
 
 
 _JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_JPEG_HEADER_JUNK = 1024
+_JPEG_MAX_MARKERS = 2000  # real files have tens (hundreds with restart markers every few rows)
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 
 
 def _check_jpeg(data: bytes, limits: Limits) -> None:
-    """Walk the segments to the EOI marker: refuses a cut image and too many scans; bytes after EOI
-    (a Motion Photo's video, padding) are ignored."""
-    pos, scans, n = 2, 0, len(data)
-    while pos + 1 < n:
+    """Walk the segments to the EOI marker: refuses a cut image, too many scans and junk in the
+    header (Pillow would skip it byte by byte in Python, holding the GIL); bytes after EOI (a
+    Motion Photo's video, padding) are ignored."""
+    pos, scans, n, junk = 2, 0, len(data), 0
+    for _ in range(_JPEG_MAX_MARKERS):
+        if pos + 1 >= n:
+            break
         if data[pos] != 0xFF:  # stray bytes between segments: libjpeg skips them too
             m = _JPEG_MARKER.search(data, pos)
             if m is None:
                 break
+            junk += m.start() - pos
+            if scans == 0 and junk > _JPEG_HEADER_JUNK:
+                raise UploadError(422, f"malformed JPEG: over {_JPEG_HEADER_JUNK} stray bytes in its header")
             pos = m.start()
             continue
         marker = data[pos + 1]
@@ -154,6 +161,8 @@ def _check_jpeg(data: bytes, limits: Limits) -> None:
         if m is None:
             break
         pos = m.start()
+    else:
+        raise UploadError(422, f"malformed JPEG: over {_JPEG_MAX_MARKERS} markers")
     raise UploadError(422, "truncated JPEG image: the data ends before the image does")
 
 
@@ -227,7 +236,7 @@ def _check_webp(data: bytes, limits: Limits) -> None:
         raise UploadError(422, "animated WebP is not accepted (a single image only)")
 
 
-_CHECKS = {"JPEG": _check_jpeg, "PNG": _check_png, "WEBP": _check_webp}
+_CHECKS = {"PNG": _check_png, "WEBP": _check_webp}
 
 
 def probe(data: bytes, limits: Limits) -> tuple[str, int, int]:
@@ -238,8 +247,12 @@ def probe(data: bytes, limits: Limits) -> tuple[str, int, int]:
         raise UploadError(413, f"body of {len(data)} bytes is over the {limits.max_body_bytes} byte limit")
     from PIL import Image, UnidentifiedImageError
 
+    if data.startswith(b"\xff\xd8"):  # walked first: the walk is bounded, Pillow's header scan is not
+        _check_jpeg(data, limits)
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        Image.init()  # registers WEBP, so `formats` can name it (JPEG opens MPO files too)
+        # Only our formats' parsers: another plugin may scan a hostile body byte by byte in Python.
+        with Image.open(io.BytesIO(data), formats=("JPEG", "PNG", "WEBP")) as im:
             fmt, (width, height) = str(im.format), im.size
         fmt = "JPEG" if fmt == "MPO" else fmt  # a JPEG with more pictures after it (phone cameras)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -254,7 +267,8 @@ def probe(data: bytes, limits: Limits) -> tuple[str, int, int]:
         raise UploadError(
             413, f"image of {width}x{height} = {width * height} pixels is over the {limits.max_pixels} limit"
         )
-    _CHECKS[fmt](data, limits)
+    if fmt != "JPEG":
+        _CHECKS[fmt](data, limits)
     return fmt, width, height
 
 
