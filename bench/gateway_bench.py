@@ -217,7 +217,7 @@ class Abuse:
                         self.note(f"200 MB declared: {s.recv(12).decode(errors='replace')}")
                 except (httpx.HTTPError, OSError) as exc:
                     self.note(f"huge: {type(exc).__name__}")
-                self.stop.wait(0.5)
+                self.stop.wait(5.0)  # one huge request now and then, not a flood (the rate limit's job)
 
 
 def abuse_main(url: str, seconds: float, idle: int, slow: int) -> None:

@@ -179,8 +179,23 @@ def test_authorization_comes_before_the_body(served: Served) -> None:
 
 
 def test_a_stalled_body_and_slow_headers_are_cut_off() -> None:
-    s = Served(header_timeout_s=1.0, body_idle_timeout_s=1.0)
+    s = Served(header_timeout_s=1.0, body_idle_timeout_s=1.0, body_timeout_s=2.0)
     try:
+        head = (
+            b"POST /style HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+            + b"o" * 24
+            + b"\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        )
+        with socket.create_connection(("127.0.0.1", s.port), timeout=0.3) as sock:
+            t0, reply = time.monotonic(), b""
+            sock.sendall(head)
+            while not reply and time.monotonic() - t0 < 8:  # a byte every 0.3 s: never idle 1 s
+                try:
+                    reply = sock.recv(1024)
+                except TimeoutError:
+                    sock.sendall(b" ")
+            assert reply.startswith(b"HTTP/1.1 408") and b"over 2 s" in reply, reply[:200]
+            assert time.monotonic() - t0 < 5
         head = (
             b"POST /process_frame HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
             + b"v" * 24

@@ -74,6 +74,7 @@ class GatewaySettings:
     command_timeout_s: float = 5.0
     json_body_bytes: int = 16 * 1024
     body_idle_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
     max_streams: int = 32  # open WebSockets, page and Foxglove together
     max_streams_per_caller: int = 8
     send_timeout_s: float = 5.0  # a client that takes longer to read a message is closed (4408)
@@ -135,6 +136,7 @@ def create_app(
             body_limits={"/process_frame": cfg.limits.max_body_bytes},
             json_body_bytes=cfg.json_body_bytes,
             body_idle_timeout_s=cfg.body_idle_timeout_s,
+            body_timeout_s=cfg.body_timeout_s,
             allowed_hosts=frozenset(h.lower() for h in cfg.allowed_hosts),
             allowed_origins=frozenset(o.lower().rstrip("/") for o in cfg.cors_origins),
         ),

@@ -49,6 +49,7 @@ class GuardPolicy:
     body_limits: Mapping[str, int]  # route template -> bytes; absent: json_body_bytes
     json_body_bytes: int = 16 * 1024
     body_idle_timeout_s: float = 10.0  # longest wait for the next piece of a body
+    body_timeout_s: float = 30.0  # longest time for a whole body (a byte a second is not a client)
     allowed_hosts: frozenset[str] = frozenset()  # names besides localhost; IP literals always pass
     allowed_origins: frozenset[str] = frozenset()  # "scheme://host[:port]" besides the gateway's own
 
@@ -211,13 +212,16 @@ class Guard:
 
     def _bounded(self, receive: Receive, limit: int) -> Receive:
         size = [0]
-        timeout = self.policy.body_idle_timeout_s
+        idle, whole = self.policy.body_idle_timeout_s, self.policy.body_timeout_s
+        deadline = time.monotonic() + whole
 
         async def bounded() -> Message:
+            left = deadline - time.monotonic()
             try:
-                message = await asyncio.wait_for(receive(), timeout)
+                message = await asyncio.wait_for(receive(), max(0.0, min(idle, left)))
             except asyncio.TimeoutError:
-                raise BodyError(408, f"no body data for {timeout:g} s") from None
+                why = f"no body data for {idle:g} s" if left > idle else f"the body took over {whole:g} s"
+                raise BodyError(408, why) from None
             if message["type"] == "http.request":
                 size[0] += len(message.get("body", b""))
                 if size[0] > limit:
