@@ -590,26 +590,18 @@ def test_krystal_health_once_waits_for_a_late_node_and_never_calls_nothing_ok(ro
     nodes[0].create_timer(0.2, tick)
     graph = Graph(nodes)
     krystal = str(Path(shutil.which("krystal") or ROOT / "install/krystal/bin/krystal"))
+
+    def health_once(wait_s: str, env: dict[str, str] | None = None) -> Any:
+        run = [PYTHON, krystal, "health", "--once", "--wait", wait_s]
+        return subprocess.run(run, capture_output=True, text=True, timeout=60, check=False, env=env)
+
     try:
-        out = subprocess.run(
-            [PYTHON, krystal, "health", "--once", "--wait", "20"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        out = health_once("20")
         assert out.returncode == 0, out.stdout + out.stderr
         assert "quick_node" in out.stdout and "late_node" in out.stdout, out.stdout
     finally:
         graph.stop()
     env = {**os.environ, "ROS_DOMAIN_ID": str((int(os.environ["ROS_DOMAIN_ID"]) + 50) % 100 + 101)}
-    out = subprocess.run(
-        [PYTHON, krystal, "health", "--once", "--wait", "2"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=env,
-    )
+    out = health_once("2", env)
     assert out.returncode == 3, out.stdout + out.stderr
     assert "no /diagnostics heard" in out.stdout and "OK" not in out.stdout, out.stdout
