@@ -335,3 +335,20 @@ def test_metrics_follow_prometheus_conventions(served: Served) -> None:
     assert samples["krystal_audio_tempo_hertz"].value == 2.0
     assert families["krystal_gateway_request_duration_seconds"].type == "histogram"
     assert "process_cpu_seconds_total" in samples and "process_resident_memory_bytes" in samples
+
+
+def test_every_route_but_the_page_needs_a_permission() -> None:
+    """A route added later without an entry in PERMISSIONS would be open: the table must cover all."""
+    from fastapi.routing import APIRoute, APIWebSocketRoute
+
+    from krystal.gateway.app import PERMISSIONS
+
+    app = create_app(Hub(), Access({}, RateLimiter(0, 1)))
+    paths = set()
+    for router in app.router.routes:
+        for route in getattr(getattr(router, "original_router", None), "routes", [router]):
+            if isinstance(route, APIWebSocketRoute):
+                paths.add(f"WS {route.path}")
+            elif isinstance(route, APIRoute):
+                paths.add(route.path)
+    assert paths - set(PERMISSIONS) == {"/", "/static/app.js"}, paths
