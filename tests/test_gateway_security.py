@@ -38,6 +38,7 @@ class Served:
     def __init__(self, tokens: str = f"{OPERATOR},{VIEWER}", header_timeout_s: float = 10.0, **kw: Any):
         self.hub = Hub()
         self.audit: list[dict[str, Any]] = []
+        self.requests: list[tuple[str, str, str, int]] = []
         self.commands: list[CommandRequest] = []
 
         def commander(cmd: CommandRequest) -> Future[CommandResult]:
@@ -49,7 +50,15 @@ class Served:
         self.hub.device_commander = commander
         self.hub.style_setter = lambda style, who: None
         access = Access(parse_tokens(tokens, "t") if tokens else {}, RateLimiter(0, 1))
-        app = create_app(self.hub, access, GatewaySettings(**kw), audit=self.audit.append)
+        app = create_app(
+            self.hub,
+            access,
+            GatewaySettings(**kw),
+            request_log=lambda who, method, path, status, ms: self.requests.append(
+                (who, method, path, status)
+            ),
+            audit=self.audit.append,
+        )
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         sock.listen(128)
@@ -240,6 +249,10 @@ def test_refused_actions_are_audited_with_the_caller(served: Served) -> None:
     assert "lacks style:set" in refused[0]["message"] and refused[0]["client"].startswith("127.0.0.1:")
     assert "laser" in refused[2]["message"]
     assert served.audit[-1]["who"] == "olga" and served.audit[-1]["accepted"]
+    assert served.requests[:2] == [
+        ("victor", "POST", "/style", 403),
+        ("-", "POST", "/devices/fan0/command", 401),
+    ]
 
 
 # --- 5: idle WebSockets cost no thread; caps with reasons -----------------------------------------
