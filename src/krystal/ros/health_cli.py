@@ -21,13 +21,13 @@ QUIET_S = 5.0  # a publisher known this long without a word is not waited for (n
 
 
 def load_scale() -> float:
-    """1 on an idle machine, up to 3 when the run queue is longer than the cores: discovery and
+    """1 on an idle machine, up to 2 when the run queue is longer than the cores: discovery and
     first messages come later under load."""
     try:
         load = os.getloadavg()[0]
     except OSError:
         return 1.0
-    return min(3.0, max(1.0, load / (os.cpu_count() or 1)))
+    return min(2.0, max(1.0, load / (os.cpu_count() or 1)))
 
 
 def settled(
