@@ -171,7 +171,7 @@ def _parser() -> argparse.ArgumentParser:
     health = sub.add_parser("health", help="live table of the graph's health from /diagnostics")
     health.add_argument("--namespace", default="", help="namespace to listen in")
     health.add_argument("--once", action="store_true", help="listen --wait seconds, print one table, exit")
-    health.add_argument("--wait", type=float, default=5.0, help="--once: longest wait for /diagnostics")
+    health.add_argument("--wait", type=float, default=10.0, help="--once: longest wait for discovery")
     health.add_argument("--stale-after", type=float, default=5.0, help="seconds without update: STALE")
 
     sub.add_parser("nodes", help="list the nodes of the graph")
