@@ -104,3 +104,33 @@ def test_late_frames_step_down_rung_by_rung_then_pressure_then_relief(ros, tmp_p
         shed and shed[0]["decision"]["source_fps"] == 15.0 and shed[0]["decision"]["source_width_px"] == 240
     )
     assert abs(shed[0]["render_state"]["e2e_latency_ms"] - 60.0) < 5.0
+
+
+def test_the_viewer_shows_capture_to_drawn(ros) -> None:
+    """`krystal view` measures the frame as the viewer gets it: capture stamp -> drawn."""
+    import io
+
+    from krystal.ascii.node import AsciiViewNode
+
+    out = io.StringIO()
+    viewer = AsciiViewNode(out=out, colors="none")
+    pub_node = rclpy.create_node("frame_source")
+    pub = pub_node.create_publisher(AsciiFrame, "krystal/ascii", sensor_qos(1))
+    executor = SingleThreadedExecutor()
+    for n in (viewer, pub_node):
+        executor.add_node(n)
+
+    def send() -> bool:
+        msg = AsciiFrame(columns=4, rows=1, lines=["ab.."], mode="ramp", kernel="luminance", latency_ms=3.0)
+        msg.header.stamp = Time(nanoseconds=time.time_ns() - 40_000_000).to_msg()  # captured 40 ms ago
+        pub.publish(msg)
+        return viewer.frames >= 2
+
+    try:
+        assert _spin(executor, 10.0, send)
+        assert viewer.drawn_ms is not None and 40.0 <= viewer.drawn_ms < 5000.0
+        assert "drawn" in out.getvalue()
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        viewer.destroy_node()
+        pub_node.destroy_node()

@@ -452,6 +452,7 @@ class AsciiViewNode(Node):
         self._rate = RateMeter()
         self._warning = ""
         self.frames = 0
+        self.drawn_ms: float | None = None  # capture stamp -> the last frame drawn (issue 29)
         self.create_subscription(AsciiFrame, "krystal/ascii", self._on_frame, sensor_qos(depth=1))
         self.create_subscription(Log, "/rosout", self._on_log, reliable_qos(50))
 
@@ -466,6 +467,8 @@ class AsciiViewNode(Node):
         term_cols, term_rows = terminal_size()
         status = f" {msg.mode}/{msg.kernel} {columns}x{rows} | {self._rate.rate_hz():4.1f} fps"
         timing = f" | render {msg.render_time_ms:5.2f} ms | latency {msg.latency_ms:5.1f} ms"
+        if self.drawn_ms is not None:  # the previous frame's capture -> drawn: what the viewer saw
+            timing += f" | drawn {self.drawn_ms:5.1f} ms"
         if self._warning:  # the warning in the hint's place; timings give way on a narrow terminal
             status += (timing if len(status + timing) + 40 <= term_cols else "") + f" | {self._warning}"
         else:
@@ -481,6 +484,8 @@ class AsciiViewNode(Node):
             self._view.draw(ansi_lines(codes, fg, bg, self._colors), status, clip=False)
         else:
             self._view.draw(list(msg.lines), status)
+        stamp_ns = Time.from_msg(msg.header.stamp).nanoseconds
+        self.drawn_ms = (time.time_ns() - stamp_ns) / 1e6 if stamp_ns else None
 
     def destroy_node(self) -> None:
         self._view.leave()
