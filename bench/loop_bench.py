@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from bench.common import emit
 
@@ -348,10 +349,10 @@ def style_quality(style: tuple[str, str, int, int, int], width: int, reference: 
         scaled = render_copy(frame, width, 0, 0)
         render = engine.render(frame if scaled is None else scaled, "bgr8")
         if render.foreground is None:
-            luma = raster.ink(render.codes, atlas) / max(float(atlas.coverage.max()), 1e-3)
+            drawn = raster.ink(render.codes, atlas) / max(float(atlas.coverage.max()), 1e-3)
         else:
-            luma = q.luma01(raster.colour(render.codes, atlas, render.foreground, render.background), "rgb")
-        luma = cv2.resize(luma.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+            drawn = q.luma01(raster.colour(render.codes, atlas, render.foreground, render.background), "rgb")
+        luma: NDArray[np.float32] = cv2.resize(drawn.astype(np.float32), size, interpolation=cv2.INTER_AREA)  # type: ignore[assignment]
         source = q.luma01(cv2.resize(frame, size, interpolation=cv2.INTER_AREA))
         scores.append(q.blurred_ssim(luma, source, atlas.cell_w, atlas.cell_h))
     _QUALITY[key] = float(np.mean(scores))
@@ -445,7 +446,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="calm 5 s, hog 10 s; fixed and loop only")
+    parser.add_argument(
+        "--quick", action="store_true", help="warm-up 2 s, calm 3 s, hog 6 s; fixed and loop only"
+    )
     parser.add_argument("--quota", type=float, default=0.5, help="CPUs the box may use (cfs quota / period)")
     parser.add_argument("--period-ms", type=float, default=100.0, help="cfs period of the quota")
     parser.add_argument(
@@ -469,7 +472,7 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(CASES))
     args = parser.parse_args()
     if args.quick:
-        args.warmup, args.calm, args.hog, args.settle = 3.0, 5.0, 10.0, 2.0
+        args.warmup, args.calm, args.hog, args.settle = 2.0, 3.0, 6.0, 1.0
         if args.cases == ",".join(CASES):
             args.cases = "fixed,loop"
     args.cases = [c for c in args.cases.split(",") if c]

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from bench.loop_bench import CpuBox
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +28,7 @@ def _boxes() -> set[str]:
     return {p.name for p in found[1].iterdir() if p.name.startswith("krystal_loop_")}
 
 
+@pytest.mark.timeout(300)  # two cases of the graph, each started, loaded and stopped (~40 s unloaded)
 def test_the_loop_beats_the_fixed_style_in_a_quota_limited_box_with_a_hog() -> None:
     found = CpuBox.probe()
     if isinstance(found, str):
