@@ -112,6 +112,9 @@ class Stream:
 # /diagnostics (other tools publish there with their own QoS), event-driven topics (style, status).
 STREAMS: tuple[Stream, ...] = (
     Stream("camera/image_raw", "sensor_msgs/msg/Image", "video_source", "fps", 30.0),
+    # the render feed: the same frames scaled once near the capture to what the renderer needs
+    # (video_source render_width); the renderer takes it with `input: render` (the default config)
+    Stream("camera/image_render", "sensor_msgs/msg/Image", "video_source", "fps", 30.0),
     Stream("audio/features", "krystal/msg/AudioFeatures", "audio_source", "analysis_rate_hz", 20.0),
     Stream("thermal/state", "krystal/msg/ThermalState", "thermal_monitor", "rate_hz", 2.0),
     Stream("gpu/telemetry", "krystal/msg/GpuTelemetry", "gpu_telemetry", "rate_hz", 2.0),

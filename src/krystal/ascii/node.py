@@ -73,7 +73,21 @@ PARAMS = (
         validate=lambda path: _model_error(path),  # noqa: PLW0108  (defined below)
     ),
     Param("slowdown", 1.0, "Test/load knob: render stretched (sleep) to this times its cost", 1.0, 100.0),
+    Param(
+        "input",
+        "render",
+        "Images rendered: raw (camera/image_raw, full size) or render (camera/image_render, the "
+        "source's render feed: scaled once near the capture, video_source render_width)",
+        choices=("raw", "render"),
+        read_only=True,
+    ),
+    Param(
+        "follow_shed",
+        True,
+        "While a StyleDecision says shed, send no rendered Image (krystal/ascii/image): restored after",
+    ),
 )
+INPUT_TOPICS = {"raw": "camera/image_raw", "render": "camera/image_render"}
 _STYLE_PARAMS = {
     "columns", "rows", "mode", "kernel", "kernel_size", "charset", "invert", "color_depth",
     "auto_contrast", "hysteresis", "edge_threshold", "saturation", "glyph_contrast",
@@ -122,10 +136,12 @@ class AsciiRendererNode(Node):
         )
         self._image_pub = self.create_publisher(Image, "krystal/ascii/image", sensor_qos(depth=1))
         self._stats_pub = publish_stream(self, RenderStats, "krystal/render_stats", reliable_qos())
+        self.input_topic = INPUT_TOPICS[self.params["input"]]
+        self._shed = False
         subscribe_stream(
             self,
             Image,
-            "camera/image_raw",
+            self.input_topic,
             self._on_image,
             sensor_qos(depth=1),
             qos_overriding_options=overridable(),
@@ -167,6 +183,7 @@ class AsciiRendererNode(Node):
             self._stats_timer = self.create_timer(self.params["stats_period_s"], self._publish_stats)
 
     def _on_style(self, msg: StyleDecision) -> None:
+        self._shed = bool(msg.shed) and self.params["follow_shed"]
         if not self.params["follow_style"]:
             return
         updates = [
@@ -316,7 +333,7 @@ class AsciiRendererNode(Node):
         """The text drawn back to pixels for rqt_image_view, at most image_rate_hz, when someone listens."""
         rate = self.params["image_rate_hz"]
         now = time.monotonic()
-        if rate <= 0 or self.engine.atlas is None or now - self._last_image_s < 1.0 / rate:
+        if rate <= 0 or self._shed or self.engine.atlas is None or now - self._last_image_s < 1.0 / rate:
             return None
         if self._image_pub.get_subscription_count() == 0:
             return None
@@ -385,12 +402,15 @@ class AsciiRendererNode(Node):
             "frames_invalid": str(self._invalid),
             "frames_superseded": str(self._dropped),
             "frames_too_old": str(self._stale),
+            "input": self.input_topic,
+            "shedding": str(self._shed).lower(),
         }
         if self._input_error is not None:
             return Health(ERROR, self._input_error, values)
         idle_s = time.monotonic() - self._last_input_s
         if not self._last_input_s or idle_s > self.params["input_timeout_s"]:
-            return Health(WARN, "no images on camera/image_raw", values)
+            hint = " (video_source render_width is 0?)" if self.params["input"] == "render" else ""
+            return Health(WARN, f"no images on {self.input_topic}{hint}", values)
         if self._style_note:
             return Health(WARN, self._style_note, values)
         if self._fallback_note:
@@ -432,6 +452,7 @@ class AsciiViewNode(Node):
         self._rate = RateMeter()
         self._warning = ""
         self.frames = 0
+        self.drawn_ms: float | None = None  # capture stamp -> the last frame drawn (issue 29)
         self.create_subscription(AsciiFrame, "krystal/ascii", self._on_frame, sensor_qos(depth=1))
         self.create_subscription(Log, "/rosout", self._on_log, reliable_qos(50))
 
@@ -446,6 +467,8 @@ class AsciiViewNode(Node):
         term_cols, term_rows = terminal_size()
         status = f" {msg.mode}/{msg.kernel} {columns}x{rows} | {self._rate.rate_hz():4.1f} fps"
         timing = f" | render {msg.render_time_ms:5.2f} ms | latency {msg.latency_ms:5.1f} ms"
+        if self.drawn_ms is not None:  # the previous frame's capture -> drawn: what the viewer saw
+            timing += f" | drawn {self.drawn_ms:5.1f} ms"
         if self._warning:  # the warning in the hint's place; timings give way on a narrow terminal
             status += (timing if len(status + timing) + 40 <= term_cols else "") + f" | {self._warning}"
         else:
@@ -461,6 +484,8 @@ class AsciiViewNode(Node):
             self._view.draw(ansi_lines(codes, fg, bg, self._colors), status, clip=False)
         else:
             self._view.draw(list(msg.lines), status)
+        stamp_ns = Time.from_msg(msg.header.stamp).nanoseconds
+        self.drawn_ms = (time.time_ns() - stamp_ns) / 1e6 if stamp_ns else None
 
     def destroy_node(self) -> None:
         self._view.leave()
