@@ -16,15 +16,17 @@ from rcl_interfaces.msg import Log
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.time import Time
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from krystal.ascii import raster
-from krystal.ascii.engine import COLOR_DEPTHS, KERNELS, MODES, Engine, Render, Style
+from krystal.ascii.engine import COLOR_DEPTHS, KERNELS, MODES, SUB_X, SUB_Y, Engine, Render, Style
 from krystal.ascii.glitch import EnergyFollower, audio_energy
 from krystal.ascii.ramp import DEFAULT_CHARSET, check_charset
 from krystal.ascii.terminal import COLOR_MODES, TerminalView, ansi_lines, terminal_size
+from krystal.graph import IMAGE_TRANSPORTS, transport_topic
 from krystal.msg import AsciiFrame, AudioFeatures, RenderStats, StyleDecision
+from krystal.ros.compressed import CompressedFormatError, decode, reduction_for
 from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
 from krystal.ros.image import ImageFormatError, array_to_image, image_to_array
 from krystal.ros.params import Param, ParamTable
@@ -73,6 +75,14 @@ PARAMS = (
         validate=lambda path: _model_error(path),  # noqa: PLW0108  (defined below)
     ),
     Param("slowdown", 1.0, "Test/load knob: render stretched (sleep) to this times its cost", 1.0, 100.0),
+    Param(
+        "image_transport",
+        "raw",
+        "How camera images arrive: raw (sensor_msgs/Image) or compressed (<topic>/compressed, JPEG, "
+        "decoded at the size the grid needs: the choice across hosts)",
+        choices=IMAGE_TRANSPORTS,
+        read_only=True,
+    ),
 )
 _STYLE_PARAMS = {
     "columns", "rows", "mode", "kernel", "kernel_size", "charset", "invert", "color_depth",
@@ -122,14 +132,7 @@ class AsciiRendererNode(Node):
         )
         self._image_pub = self.create_publisher(Image, "krystal/ascii/image", sensor_qos(depth=1))
         self._stats_pub = publish_stream(self, RenderStats, "krystal/render_stats", reliable_qos())
-        subscribe_stream(
-            self,
-            Image,
-            "camera/image_raw",
-            self._on_image,
-            sensor_qos(depth=1),
-            qos_overriding_options=overridable(),
-        )
+        self._image_topic = self._subscribe_image("camera/image_raw")
         self.create_subscription(StyleDecision, "krystal/style", self._on_style, latched_qos())
         subscribe_stream(self, AudioFeatures, "audio/features", self._on_audio, sensor_qos(depth=5))
         self._rendered = self._invalid = self._dropped = self._stale = 0
@@ -142,6 +145,8 @@ class AsciiRendererNode(Node):
         self._last_audio_s = 0.0
         self._energy = EnergyFollower()
         self._input_error: str | None = None
+        self._undecodable = 0
+        self._source_size = (0, 0)  # full size of the compressed images: how far to reduce the decode
         self._style_note: str | None = None
         self._fallback_note: str | None = None
         self._diagnostics = Diagnostics(self)
@@ -281,6 +286,35 @@ class AsciiRendererNode(Node):
         if stamp_ns:
             self._latency_ms.add(out.latency_ms)
 
+    def _subscribe_image(self, topic: str) -> str:
+        """Subscribe to image `topic` with the configured transport; the resolved name it reads."""
+        name = transport_topic(topic, self.params["image_transport"])
+        msg_type, callback = (
+            (Image, self._on_image) if name == topic else (CompressedImage, self._on_compressed)
+        )
+        sub = subscribe_stream(
+            self, msg_type, name, callback, sensor_qos(depth=1), qos_overriding_options=overridable()
+        )
+        return str(sub.topic_name)
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        """Decode (at the size the grid needs) and render; a malformed one is counted and rejected."""
+        st = self.engine.style
+        reduce = reduction_for(*self._source_size, st.columns * SUB_X, st.rows * SUB_Y)
+        try:
+            pixels, encoding = decode(msg.format, msg.data, reduce)
+            image = array_to_image(pixels, encoding, msg.header)
+        except (CompressedFormatError, ImageFormatError) as exc:
+            self._in_rate.tick()
+            self._last_input_s = time.monotonic()
+            self._undecodable += 1
+            self._reject(
+                f"undecodable compressed image (format {msg.format!r}, {len(msg.data)} bytes): {exc}"
+            )
+            return
+        self._source_size = (image.width * reduce, image.height * reduce)
+        self._on_image(image)
+
     def _reject(self, reason: str) -> None:
         self._invalid += 1
         self._input_error = reason
@@ -385,12 +419,14 @@ class AsciiRendererNode(Node):
             "frames_invalid": str(self._invalid),
             "frames_superseded": str(self._dropped),
             "frames_too_old": str(self._stale),
+            "image_topic": self._image_topic,
+            "frames_undecodable": str(self._undecodable),
         }
         if self._input_error is not None:
             return Health(ERROR, self._input_error, values)
         idle_s = time.monotonic() - self._last_input_s
         if not self._last_input_s or idle_s > self.params["input_timeout_s"]:
-            return Health(WARN, "no images on camera/image_raw", values)
+            return Health(WARN, f"no images on {self._image_topic}", values)
         if self._style_note:
             return Health(WARN, self._style_note, values)
         if self._fallback_note:

@@ -18,6 +18,7 @@ from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
+from krystal.ros.compressed import CompressedPublisher
 from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
 from krystal.ros.image import array_to_image
 from krystal.ros.params import Param, ParamTable
@@ -80,6 +81,14 @@ PARAMS = (
     Param(
         "publish_camera_info", False, "Publish sensor_msgs/CameraInfo with each image (camera/camera_info)"
     ),
+    Param(
+        "compressed",
+        False,
+        "Also publish <image topic>/compressed (sensor_msgs/CompressedImage, JPEG, image_transport's "
+        "format) for each image topic, encoded on its own thread while someone subscribes: the stream "
+        "for other hosts",
+    ),
+    Param("jpeg_quality", 80, "JPEG quality of the compressed topics (1..100)", 1, 100),
 )
 _REOPEN = {"source_type", "source", "width", "height", "loop", "stall_timeout_s", "camera_controls"}
 
@@ -110,6 +119,7 @@ class VideoSourceNode(Node):
         self._diagnostics = Diagnostics(self, hardware_id=self._describe())
         self._diagnostics.add("source", self._source_health)
         self._diagnostics.add("camera_info", self._camera_info_health)
+        self._compressed: dict[str, CompressedPublisher] = {}  # image topic -> its compressed publisher
         self._load_calibration()
         # the session's thread wakes the executor when a frame arrives: published at once, not polled
         self._wake = self.create_guard_condition(self._step)
@@ -255,6 +265,7 @@ class VideoSourceNode(Node):
         msg = array_to_image(pixels, encoding, header)
         converted_s = time.monotonic()
         self._pub.publish(msg)
+        self._offer_compressed("camera/image_raw", pixels, encoding, header)
         published_s = time.monotonic()
         self._image_size = (msg.width, msg.height)
         if p["publish_camera_info"]:
@@ -340,6 +351,20 @@ class VideoSourceNode(Node):
             return Health(WARN, f"calibration is for {cal.width}x{cal.height}, images are {w}x{h}", values)
         return Health(OK, f"calibrated ({cal.camera_name or 'unnamed camera'})", values)
 
+    def _offer_compressed(self, topic: str, pixels: Any, encoding: str, header: Header) -> None:
+        """Hand a published frame of image `topic` to its `<topic>/compressed` encoder (when asked for)."""
+        if not self.params["compressed"]:
+            return
+        encoder = self._compressed.get(topic)
+        if encoder is None:
+            encoder = self._compressed[topic] = CompressedPublisher(
+                self, topic, sensor_qos(depth=1), lambda: int(self.params["jpeg_quality"])
+            )
+            self._diagnostics.add(f"compressed {topic}", encoder.health)
+        encoder.submit(pixels, encoding, header)
+
     def destroy_node(self) -> None:
         self._supervisor.close()
+        for encoder in self._compressed.values():
+            encoder.close()
         super().destroy_node()
