@@ -9,6 +9,7 @@ namespace) reads what this host saw, and when (`mono`: the box's monotonic clock
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -25,6 +26,19 @@ from krystal.msg import AsciiFrame, StyleDecision
 from krystal.ros.qos import latched_qos, reliable_qos, sensor_qos
 
 LATCHED = {"krystal/style": StyleDecision, "devices/registry": DiagnosticArray}
+# what may cross a link between hosts, for --bandwidth: topic -> (type, reliable)
+TRAFFIC = {
+    "camera/image_raw/compressed": ("sensor_msgs/msg/CompressedImage", False),
+    "audio/features": ("krystal/msg/AudioFeatures", False),
+    "thermal/state": ("krystal/msg/ThermalState", False),
+    "gpu/telemetry": ("krystal/msg/GpuTelemetry", False),
+    "krystal/ascii": ("krystal/msg/AsciiFrame", False),
+    "krystal/render_stats": ("krystal/msg/RenderStats", True),
+    "krystal/style": ("krystal/msg/StyleDecision", True),
+    "krystal/verdicts": ("krystal/msg/TemporalVerdict", True),
+    "devices/status": ("krystal/msg/DeviceStatus", True),
+    "/diagnostics": ("diagnostic_msgs/msg/DiagnosticArray", True),
+}
 
 
 def _print(obj: dict[str, Any]) -> None:
@@ -44,6 +58,7 @@ class Probe:
         self.diag = set(diag)
         self.latched: dict[str, float] = {}
         self.images = 0
+        self.traffic: dict[str, list[int]] = {}  # topic -> [messages, serialized bytes]
         if compressed:  # raw CompressedImage arrivals, e.g. camera/image_raw/compressed
             node.create_subscription(CompressedImage, compressed, self._on_image, sensor_qos(5))
         node.create_subscription(AsciiFrame, "krystal/ascii", self._on_frame, sensor_qos(5))
@@ -63,6 +78,20 @@ class Probe:
         if msg.latency_ms > 0:
             self.latencies.append(float(msg.latency_ms))
             self.window.append(float(msg.latency_ms))
+
+    def count_traffic(self, node: Node) -> None:
+        """Serialized bytes of each TRAFFIC topic (subscribed raw: nothing is deserialized)."""
+        for topic, (type_name, reliable) in TRAFFIC.items():
+            tally = self.traffic[topic] = [0, 0]
+
+            def on_bytes(data: bytes, tally: list[int] = tally) -> None:
+                tally[0] += 1
+                tally[1] += len(data)
+
+            qos = reliable_qos(50) if reliable else sensor_qos(5)
+            package, _, name = type_name.split("/")
+            msg_type = getattr(importlib.import_module(f"{package}.msg"), name)
+            node.create_subscription(msg_type, topic, on_bytes, qos, raw=True)
 
     def _on_image(self, _msg: CompressedImage) -> None:
         self.images += 1
@@ -90,13 +119,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--skip", type=float, default=0.0, help="seconds after the first frame left out of the summary"
     )
+    parser.add_argument(
+        "--measure", type=float, default=0.0, help="end this long after the skip (--seconds stays the limit)"
+    )
     parser.add_argument("--diag", action="append", default=[], help="/diagnostics status name to follow")
     parser.add_argument("--latched", action="append", default=[], choices=sorted(LATCHED))
+    parser.add_argument("--bandwidth", action="store_true", help="bytes/s of the topics that may cross hosts")
     parser.add_argument("--compressed", default="", help="also count CompressedImage on this topic")
     args = parser.parse_args(argv)
     rclpy.init()
     node = rclpy.create_node("krystal_probe")
     probe = Probe(node, args.diag, args.latched, args.compressed)
+    if args.bandwidth:
+        probe.count_traffic(node)
     end = time.monotonic() + args.seconds
     next_report = time.monotonic() + args.interval
     counted_from: tuple[float, int] | None = None
@@ -109,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if counted_from is None and first is not None and now - probe.t0 >= first + args.skip:
                 counted_from = (now, probe.frames)
                 probe.latencies.clear()
+                if args.measure > 0:
+                    end = min(end, now + args.measure)
             if now >= next_report:
                 _print(
                     {
@@ -121,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 probe.window.clear()
                 next_report += args.interval
         kept = list(probe.latencies)
+        elapsed = max(time.monotonic() - probe.t0, 1e-9)
         span = time.monotonic() - counted_from[0] if counted_from else 0.0
         fps = (probe.frames - counted_from[1]) / span if counted_from and span > 0 else 0.0
         _print(
@@ -134,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "first_frame_s": probe.first_frame_s,
                 "latched": probe.latched,
                 "levels": probe.levels,
+                "bytes_per_s": {t: round(n / elapsed) for t, (_, n) in probe.traffic.items()},
+                "messages": {t: m for t, (m, _) in probe.traffic.items()},
             }
         )
     finally:
