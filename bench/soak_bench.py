@@ -104,11 +104,9 @@ def graph(split: bool, log_dir: Path) -> Iterator[tuple[dict[str, subprocess.Pop
                                                   stdout=log, stderr=log)  # fmt: skip
             renderer_host = "b" if split else "a"
 
-            def probe(seconds: float) -> subprocess.Popen[str]:
-                args = probe_argv(seconds, "--interval", str(SAMPLE_S))
-                return hosts.start(
-                    renderer_host, args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-                )
+            def probe(seconds: float, *extra: str, host: str = renderer_host) -> subprocess.Popen[str]:
+                args = probe_argv(seconds, "--interval", str(SAMPLE_S), *extra)
+                return hosts.start(host, args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
             yield procs, probe
         return
@@ -126,8 +124,8 @@ def graph(split: bool, log_dir: Path) -> Iterator[tuple[dict[str, subprocess.Pop
                     argv, env=env, stdout=log, stderr=log, start_new_session=True, text=True
                 )
 
-        def probe(seconds: float) -> subprocess.Popen[str]:
-            args = probe_argv(seconds, "--interval", str(SAMPLE_S))
+        def probe(seconds: float, *extra: str, host: str = "") -> subprocess.Popen[str]:
+            args = probe_argv(seconds, "--interval", str(SAMPLE_S), *extra)
             return subprocess.Popen(
                 args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
             )
