@@ -16,15 +16,17 @@ from rcl_interfaces.msg import Log
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.time import Time
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from krystal.ascii import raster
-from krystal.ascii.engine import COLOR_DEPTHS, KERNELS, MODES, Engine, Render, Style
+from krystal.ascii.engine import COLOR_DEPTHS, KERNELS, MODES, SUB_X, SUB_Y, Engine, Render, Style
 from krystal.ascii.glitch import EnergyFollower, audio_energy
 from krystal.ascii.ramp import DEFAULT_CHARSET, check_charset
 from krystal.ascii.terminal import COLOR_MODES, TerminalView, ansi_lines, terminal_size
+from krystal.graph import IMAGE_TRANSPORTS, transport_topic
 from krystal.msg import AsciiFrame, AudioFeatures, RenderStats, StyleDecision
+from krystal.ros.compressed import CompressedFormatError, decode, reduction_for
 from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
 from krystal.ros.image import ImageFormatError, array_to_image, image_to_array
 from krystal.ros.params import Param, ParamTable
@@ -86,6 +88,14 @@ PARAMS = (
         True,
         "While a StyleDecision says shed, send no rendered Image (krystal/ascii/image): restored after",
     ),
+    Param(
+        "image_transport",
+        "raw",
+        "How camera images arrive: raw (sensor_msgs/Image) or compressed (<topic>/compressed, JPEG, "
+        "decoded at the size the grid needs: the choice across hosts)",
+        choices=IMAGE_TRANSPORTS,
+        read_only=True,
+    ),
 )
 INPUT_TOPICS = {"raw": "camera/image_raw", "render": "camera/image_render"}
 _STYLE_PARAMS = {
@@ -138,14 +148,7 @@ class AsciiRendererNode(Node):
         self._stats_pub = publish_stream(self, RenderStats, "krystal/render_stats", reliable_qos())
         self.input_topic = INPUT_TOPICS[self.params["input"]]
         self._shed = False
-        subscribe_stream(
-            self,
-            Image,
-            self.input_topic,
-            self._on_image,
-            sensor_qos(depth=1),
-            qos_overriding_options=overridable(),
-        )
+        self._image_topic = self._subscribe_image(self.input_topic)
         self.create_subscription(StyleDecision, "krystal/style", self._on_style, latched_qos())
         subscribe_stream(self, AudioFeatures, "audio/features", self._on_audio, sensor_qos(depth=5))
         self._rendered = self._invalid = self._dropped = self._stale = 0
@@ -158,6 +161,8 @@ class AsciiRendererNode(Node):
         self._last_audio_s = 0.0
         self._energy = EnergyFollower()
         self._input_error: str | None = None
+        self._undecodable = 0
+        self._source_size = (0, 0)  # full size of the compressed images: how far to reduce the decode
         self._style_note: str | None = None
         self._fallback_note: str | None = None
         self._diagnostics = Diagnostics(self)
@@ -298,6 +303,35 @@ class AsciiRendererNode(Node):
         if stamp_ns:
             self._latency_ms.add(out.latency_ms)
 
+    def _subscribe_image(self, topic: str) -> str:
+        """Subscribe to image `topic` with the configured transport; the resolved name it reads."""
+        name = transport_topic(topic, self.params["image_transport"])
+        msg_type, callback = (
+            (Image, self._on_image) if name == topic else (CompressedImage, self._on_compressed)
+        )
+        sub = subscribe_stream(
+            self, msg_type, name, callback, sensor_qos(depth=1), qos_overriding_options=overridable()
+        )
+        return str(sub.topic_name)
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        """Decode (at the size the grid needs) and render; a malformed one is counted and rejected."""
+        st = self.engine.style
+        reduce = reduction_for(*self._source_size, st.columns * SUB_X, st.rows * SUB_Y)
+        try:
+            pixels, encoding = decode(msg.format, msg.data, reduce)
+            image = array_to_image(pixels, encoding, msg.header)
+        except (CompressedFormatError, ImageFormatError) as exc:
+            self._in_rate.tick()
+            self._last_input_s = time.monotonic()
+            self._undecodable += 1
+            self._reject(
+                f"undecodable compressed image (format {msg.format!r}, {len(msg.data)} bytes): {exc}"
+            )
+            return
+        self._source_size = (image.width * reduce, image.height * reduce)
+        self._on_image(image)
+
     def _reject(self, reason: str) -> None:
         self._invalid += 1
         self._input_error = reason
@@ -402,15 +436,16 @@ class AsciiRendererNode(Node):
             "frames_invalid": str(self._invalid),
             "frames_superseded": str(self._dropped),
             "frames_too_old": str(self._stale),
-            "input": self.input_topic,
+            "input": self._image_topic,
             "shedding": str(self._shed).lower(),
+            "frames_undecodable": str(self._undecodable),
         }
         if self._input_error is not None:
             return Health(ERROR, self._input_error, values)
         idle_s = time.monotonic() - self._last_input_s
         if not self._last_input_s or idle_s > self.params["input_timeout_s"]:
             hint = " (video_source render_width is 0?)" if self.params["input"] == "render" else ""
-            return Health(WARN, f"no images on {self.input_topic}{hint}", values)
+            return Health(WARN, f"no images on {self._image_topic}{hint}", values)
         if self._style_note:
             return Health(WARN, self._style_note, values)
         if self._fallback_note:

@@ -19,6 +19,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from krystal.msg import StyleDecision
+from krystal.ros.compressed import CompressedPublisher
 from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
 from krystal.ros.image import array_to_image
 from krystal.ros.params import Param, ParamTable
@@ -102,6 +103,14 @@ PARAMS = (
         True,
         "Apply source_width_px (as render_width, when the feed is on) and source_fps of StyleDecision",
     ),
+    Param(
+        "compressed",
+        False,
+        "Also publish <image topic>/compressed (sensor_msgs/CompressedImage, JPEG, image_transport's "
+        "format) for each image topic, encoded on its own thread while someone subscribes: the stream "
+        "for other hosts",
+    ),
+    Param("jpeg_quality", 80, "JPEG quality of the compressed topics (1..100)", 1, 100),
 )
 _REOPEN = {"source_type", "source", "width", "height", "loop", "stall_timeout_s", "camera_controls"}
 
@@ -137,6 +146,7 @@ class VideoSourceNode(Node):
         self._diagnostics = Diagnostics(self, hardware_id=self._describe())
         self._diagnostics.add("source", self._source_health)
         self._diagnostics.add("camera_info", self._camera_info_health)
+        self._compressed: dict[str, CompressedPublisher] = {}  # image topic -> its compressed publisher
         self._load_calibration()
         # the session's thread wakes the executor when a frame arrives: published at once, not polled
         self._wake = self.create_guard_condition(self._step)
@@ -297,11 +307,15 @@ class VideoSourceNode(Node):
         header = Header(stamp=Time(nanoseconds=frame.stamp_ns).to_msg(), frame_id=p["frame_id"])
         converted_s = published_s = start_s
         if frame.render is not None:
-            small = array_to_image(_encoded(frame.render, encoding), encoding, header)
+            small_pixels = _encoded(frame.render, encoding)
+            small = array_to_image(small_pixels, encoding, header)
             converted_s = time.monotonic()
             self._render_pub.publish(small)
+            self._offer_compressed("camera/image_render", small_pixels, encoding, header)
             published_s = time.monotonic()  # the stages time the frame the renderer takes
-        if frame.render is None or self._pub.get_subscription_count() > 0:
+        if frame.render is None or self._pub.get_subscription_count() > 0 or self._compressed_wanted(
+            "camera/image_raw"
+        ):
             try:
                 pixels = _encoded(fit(to_bgr8(frame.pixels), p["width"], p["height"]), encoding)
             except ValueError as exc:
@@ -315,6 +329,7 @@ class VideoSourceNode(Node):
             if frame.render is None:
                 converted_s = time.monotonic()
             self._pub.publish(msg)
+            self._offer_compressed("camera/image_raw", pixels, encoding, header)
             if frame.render is None:
                 published_s = time.monotonic()
         else:
@@ -404,8 +419,29 @@ class VideoSourceNode(Node):
             return Health(WARN, f"calibration is for {cal.width}x{cal.height}, images are {w}x{h}", values)
         return Health(OK, f"calibrated ({cal.camera_name or 'unnamed camera'})", values)
 
+    def _offer_compressed(self, topic: str, pixels: Any, encoding: str, header: Header) -> None:
+        """Hand a published frame of image `topic` to its `<topic>/compressed` encoder (when asked for)."""
+        if not self.params["compressed"]:
+            return
+        encoder = self._compressed.get(topic)
+        if encoder is None:
+            encoder = self._compressed[topic] = CompressedPublisher(
+                self, topic, sensor_qos(depth=1), lambda: int(self.params["jpeg_quality"])
+            )
+            self._diagnostics.add(f"compressed {topic}", encoder.health)
+        encoder.submit(pixels, encoding, header)
+
+    def _compressed_wanted(self, topic: str) -> bool:
+        """Whether `<topic>/compressed` has an encoder (it is made on first offer) with a subscriber."""
+        if not self.params["compressed"]:
+            return False
+        encoder = self._compressed.get(topic)
+        return encoder is None or encoder.wanted()
+
     def destroy_node(self) -> None:
         self._supervisor.close()
+        for encoder in self._compressed.values():
+            encoder.close()
         super().destroy_node()
 
 
