@@ -313,8 +313,10 @@ class VideoSourceNode(Node):
             self._render_pub.publish(small)
             self._offer_compressed("camera/image_render", small_pixels, encoding, header)
             published_s = time.monotonic()  # the stages time the frame the renderer takes
-        if frame.render is None or self._pub.get_subscription_count() > 0 or self._compressed_wanted(
-            "camera/image_raw"
+        if (
+            frame.render is None
+            or self._pub.get_subscription_count() > 0
+            or self._compressed_wanted("camera/image_raw")
         ):
             try:
                 pixels = _encoded(fit(to_bgr8(frame.pixels), p["width"], p["height"]), encoding)
