@@ -138,7 +138,7 @@ def _renderer(**params: object) -> AsciiRendererNode:
 
 
 def test_renderer_reads_the_compressed_transport_and_rejects_malformed(ros) -> None:
-    renderer = _renderer(image_transport="compressed", columns=40, rows=12)
+    renderer = _renderer(image_transport="compressed", input="raw", columns=40, rows=12)
     probe = Probe()
     pub = probe.node.create_publisher(CompressedImage, TOPIC, stream_qos(TOPIC, sensor_qos(1)))
     nodes = [renderer, probe.node]
