@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 ENV := tools/krystal-env
 
-.PHONY: setup run test test-stress bench lint clean distclean test-compat
+.PHONY: setup run test test-stress bench lint clean distclean test-compat test-hosts
 
 setup:
 	@tools/setup.sh
@@ -32,3 +32,9 @@ distclean: clean
 # The ROS-free cores on Humble's (Python 3.10) and Jazzy's (Python 3.12) library versions; no ROS needed.
 test-compat:
 	@tools/test_compat.sh
+
+# The graph across test hosts (network namespaces; root): discovery, partition, kill -9, and the
+# multi-host and soak benchmarks' quick runs (about 6 minutes). Skips with the reason elsewhere.
+test-hosts: setup
+	@KRYSTAL_TEST_HOSTS=1 $(ENV) python -m pytest tests/test_hosts.py $(PYTEST_ARGS)
+	@KRYSTAL_TEST_HOSTS=1 $(ENV) python -m pytest tests/test_bench.py -k "hosts_bench or soak_bench" $(PYTEST_ARGS)

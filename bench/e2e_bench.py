@@ -14,6 +14,13 @@ the renderer's capture-to-publication latency less its render time and the video
 difference of medians); `render` (AsciiFrame.render_time_ms); `ascii_delivery` (AsciiFrame
 publication to this probe's receipt). `copy_1080p` is the cost of one memcpy of the frame, the floor.
 
+The render feed (issue 29): video_source scales each frame once on its capture thread to
+`render_width` (columns x 4 px here) and publishes it on camera/image_render; the renderer takes it
+(`input: render`, the default config). Measured across two processes and composed in one
+(`krystal run --nodes video_source,ascii_renderer`), beside the full 1080p path, with the floor of
+each: a bare rclpy pub/sub across two processes of the same bytes (an Image of that size at 30 Hz,
+stamp to receipt). The load average is printed with them: the machine is shared.
+
     python -m bench.e2e_bench [--seconds 10] [--mode edges] [--quick]
 """
 
@@ -108,6 +115,50 @@ def probe(seconds: float, check_stamps: float) -> dict[str, Any]:
     }
 
 
+def _probe_with(
+    env: dict[str, str], commands: list[list[str]], probe_args: list[str], timeout_s: float
+) -> Any:
+    """Start `commands` (each in its own session), run the probe, stop them as Ctrl-C would."""
+    procs = [
+        subprocess.Popen(
+            c, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        for c in commands
+    ]
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.e2e_bench", *probe_args],
+            env=env, capture_output=True, text=True, check=True, timeout=timeout_s,
+        )  # fmt: skip
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        for p in reversed(procs):
+            os.killpg(p.pid, signal.SIGINT)
+        for p in reversed(procs):
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+
+def _video_args(render_width: int) -> list[str]:
+    return [
+        "-p",
+        "width:=1920",
+        "-p",
+        "height:=1080",
+        "-p",
+        "fps:=30.0",
+        "-p",
+        f"render_width:={render_width}",
+    ]
+
+
+def _renderer_args(mode: str, columns: int, rows: int, render: bool) -> list[str]:
+    return ["-p", f"mode:={mode}", "-p", f"columns:={columns}", "-p", f"rows:={rows}",
+            "-p", "max_frame_age_ms:=0.0", "-p", f"input:={'render' if render else 'raw'}"]  # fmt: skip
+
+
 def run_graph(
     env: dict[str, str],
     seconds: float,
@@ -117,32 +168,109 @@ def run_graph(
     rows: int,
     qos: list[str],
     check_stamps: float = 3.0,
+    render_width: int = 0,
 ) -> dict[str, Any]:
-    video = subprocess.Popen(
-        [_executable("video_source"), "--ros-args", "-p", "width:=1920", "-p", "height:=1080",
-         "-p", "fps:=30.0", *qos],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    renderer = subprocess.Popen(
-        [_executable("ascii_renderer"), "--ros-args", "-p", f"mode:={mode}", "-p", f"columns:={columns}",
-         "-p", f"rows:={rows}", "-p", "max_frame_age_ms:=0.0", *qos],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+    """video_source and ascii_renderer as two processes; render_width > 0: the render feed."""
+    video = [_executable("video_source"), "--ros-args", *_video_args(render_width), *qos]
+    renderer = [
+        _executable("ascii_renderer"), "--ros-args",
+        *_renderer_args(mode, columns, rows, render_width > 0), *qos,
+    ]  # fmt: skip
+    probe_args = ["--probe", str(seconds), "--check-stamps", str(check_stamps)]
+    return _probe_with(env, [video, renderer], probe_args, seconds + 60)  # type: ignore[no-any-return]
+
+
+def run_composed(
+    env: dict[str, str], seconds: float, *, mode: str, columns: int, rows: int, render_width: int, tmp: Path
+) -> dict[str, Any]:
+    """The same two nodes composed in one process on one executor, as `krystal run` starts them."""
+    params = tmp / "composed.yaml"
+    video = dict(width=1920, height=1080, fps=30.0, render_width=render_width)
+    renderer = dict(mode=mode, columns=columns, rows=rows, max_frame_age_ms=0.0,
+                    input="render" if render_width else "raw")  # fmt: skip
+    params.write_text(
+        json.dumps(
+            {
+                "/**/video_source": {"ros__parameters": video},
+                "/**/ascii_renderer": {"ros__parameters": renderer},
+            }
+        )
+    )  # JSON is YAML
+    command = [sys.executable, "-m", "krystal.cli", "run", "--nodes", "video_source,ascii_renderer",
+               "--params-file", str(params), "--log-level", "warn"]  # fmt: skip
+    probe_args = ["--probe", str(seconds), "--check-stamps", "0"]
+    return _probe_with(env, [command], probe_args, seconds + 60)  # type: ignore[no-any-return]
+
+
+def floor_publisher(width: int, height: int) -> None:
+    """Runs in its own process: an Image of width x height at 30 Hz, stamped at publication."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import Image
+
+    from krystal.ros.image import array_to_image
+    from krystal.ros.qos import sensor_qos
+
+    rclpy.init()
+    node = rclpy.create_node("e2e_floor_pub")
+    pub = node.create_publisher(Image, "e2e_floor/image", sensor_qos(1))
+    msg: Image = array_to_image(
+        np.random.default_rng(0).integers(0, 255, (height, width, 3), np.uint8), "bgr8"
+    )
+
+    def tick() -> None:
+        msg.header.stamp = node.get_clock().now().to_msg()
+        pub.publish(msg)
+
+    node.create_timer(1 / 30, tick)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
-        out = subprocess.run(
-            [sys.executable, "-m", "bench.e2e_bench", "--probe", str(seconds),
-             "--check-stamps", str(check_stamps)],
-            env=env, capture_output=True, text=True, check=True, timeout=seconds + 60,
-        )  # fmt: skip
-        return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+        executor.spin()
+    except (KeyboardInterrupt, Exception):
+        pass
     finally:
-        for p in (renderer, video):
-            os.killpg(p.pid, signal.SIGINT)
-        for p in (renderer, video):
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+        rclpy.try_shutdown()
+
+
+def floor_probe(seconds: float) -> list[float]:
+    """Runs in its own process: stamp -> receipt (ms) of the floor publisher's images."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.time import Time
+    from sensor_msgs.msg import Image
+
+    from krystal.ros.qos import sensor_qos
+
+    rclpy.init()
+    node = rclpy.create_node("e2e_floor_sub")
+    ages: list[float] = []
+    node.create_subscription(
+        Image,
+        "e2e_floor/image",
+        lambda m: ages.append((time.time_ns() - Time.from_msg(m.header.stamp).nanoseconds) / 1e6),
+        sensor_qos(1),
+    )
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    start = time.monotonic()
+    while not ages and time.monotonic() - start < 30:
+        executor.spin_once(timeout_sec=0.1)
+    ages.clear()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        executor.spin_once(timeout_sec=0.1)
+    rclpy.try_shutdown()
+    return ages
+
+
+def run_floor(env: dict[str, str], seconds: float, width: int, height: int) -> list[float]:
+    publisher = [sys.executable, "-m", "bench.e2e_bench", "--floor-pub", f"{width}x{height}"]
+    return _probe_with(env, [publisher], ["--floor-probe", str(seconds)], seconds + 60)  # type: ignore[no-any-return]
+
+
+def _p(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
 
 
 def summarize(result: dict[str, Any], period_ms: float) -> dict[str, Any]:
@@ -250,6 +378,54 @@ def camera_wakeup(seconds: float) -> tuple[list[float], list[float]]:
     return ours, anchor
 
 
+def render_cases(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    tmp: Path,
+    period_ms: float,
+    full: dict[str, Any] | None = None,
+) -> None:
+    """The render feed, two processes and composed, against the full 1080p path (`full`: already
+    measured in this run) and the floors."""
+    width = args.columns * 4  # what the reasoning node asks for (source_width_per_column 4)
+    height = round(width * 1080 / 1920)
+    load_before = os.getloadavg()
+    kw: dict[str, Any] = dict(mode=args.mode, columns=args.columns, rows=args.rows)
+    if full is None:
+        full = summarize(run_graph(env, args.seconds, qos=[], check_stamps=0, **kw), period_ms)
+    feed = summarize(
+        run_graph(env, args.seconds, qos=[], check_stamps=0, render_width=width, **kw), period_ms
+    )
+    floor_feed = run_floor(env, args.seconds, width, height)
+    composed: dict[str, Any] = {}
+    floor_full: list[float] = []
+    if not args.quick:  # CI's --quick keeps the first row's cases (its time limit is 120 s in all)
+        composed = summarize(run_composed(env, args.seconds, render_width=width, tmp=tmp, **kw), period_ms)
+        floor_full = run_floor(env, args.seconds, 1920, 1080)
+    load = [round(x, 2) for x in (*load_before, *os.getloadavg())]
+    case = f"1080p30 -> {args.columns}x{args.rows} {args.mode}"
+    floors: dict[str, Any] = {
+        "floor_1080p_pubsub_p50_p99_ms": [round(_p(floor_full, q), 2) for q in (50, 99)],
+        f"floor_{width}x{height}_pubsub_p50_p99_ms": [round(_p(floor_feed, q), 2) for q in (50, 99)],
+        "loadavg_before_after": load,
+    }
+    emit("e2e", f"{case} capture-to-AsciiFrame p99, render feed {width}x{height} (two processes)",
+         feed.get("publish_p99_ms", float("nan")), full.get("publish_p99_ms", float("nan")), "ms",
+         anchor_name="the same graph on the full 1080p frame (input raw)",
+         ratio_to_floor=round(feed.get("publish_p99_ms", float("nan")) / _p(floor_feed, 99), 2),
+         ours_detail=feed, anchor_detail=full, **floors)  # fmt: skip
+    if args.quick:
+        return
+    emit("e2e", f"{case} capture-to-AsciiFrame p99, render feed {width}x{height} (composed, krystal run)",
+         composed.get("publish_p99_ms", float("nan")), full.get("publish_p99_ms", float("nan")), "ms",
+         anchor_name="two processes on the full 1080p frame (input raw)",
+         ours_detail=composed, **floors)  # fmt: skip
+    emit("e2e", f"{case} capture-to-AsciiFrame p99 vs a bare 1080p pub/sub (two processes)",
+         feed.get("publish_p99_ms", float("nan")), _p(floor_full, 99), "ms",
+         anchor_name="bare rclpy pub/sub of a 1080p Image across two processes (the old path's floor)",
+         frames=[feed.get("frames", 0), len(floor_full)], **floors)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -259,7 +435,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2.5 s per graph, for CI (< 20 s in all)")
     parser.add_argument("--probe", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--check-stamps", type=float, default=3.0, help=argparse.SUPPRESS)
+    parser.add_argument("--floor-pub", help=argparse.SUPPRESS)
+    parser.add_argument("--floor-probe", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--render-only", action="store_true", help="only the render feed cases and floors")
     args = parser.parse_args()
+    if args.floor_pub:
+        w, h = (int(x) for x in args.floor_pub.split("x"))
+        floor_publisher(w, h)
+        return
+    if args.floor_probe is not None:
+        print(json.dumps(floor_probe(args.floor_probe)))
+        return
     if args.quick:
         args.seconds, args.check_stamps = 2.5, 0.3
     if args.probe is not None:
@@ -272,6 +458,9 @@ def main() -> None:
     base = dict(os.environ, ROS_DOMAIN_ID=domain, **localhost_discovery_env())
     period_ms = 1000 / 30
     with tempfile.TemporaryDirectory() as tmp:
+        if args.render_only:
+            render_cases(args, {**base, PROFILES_ENV: str(transport_profile())}, Path(tmp), period_ms)
+            return
         defaults = Path(tmp) / "defaults.xml"
         defaults.write_text(DEFAULTS_PROFILE)
         reliable = [
@@ -283,6 +472,7 @@ def main() -> None:
                       columns=args.columns, rows=args.rows, qos=[], check_stamps=args.check_stamps),
             period_ms,
         )  # fmt: skip
+        render_cases(args, {**base, PROFILES_ENV: str(transport_profile())}, Path(tmp), period_ms, full=ours)
         anchor = summarize(
             run_graph({**base, PROFILES_ENV: str(defaults)}, args.seconds, mode=args.mode,
                       columns=args.columns, rows=args.rows, qos=reliable, check_stamps=args.check_stamps),

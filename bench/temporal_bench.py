@@ -3,7 +3,10 @@
 Monitor: our online monitor per sample against rtamt's online monitor (discrete time, bounded
 future rewritten to past by rtamt) and Reelay's robustness monitor on the past-time specs it can
 express. DTW: SPRING per sample and batch subsequence search against dtaidistance's C code.
-Lyapunov: our Rosenstein estimate against nolds' lyap_r with the same (tuned) parameters.
+`until` at windows of 10 to 10,000 samples: flat cost (anchor: ours at 10 samples, and rtamt where
+it finishes). Lyapunov: our Rosenstein estimate against nolds' lyap_r with the same (tuned)
+parameters. Chaos table: our three-criteria chaos test on chaotic, noisy, periodic and
+quasi-periodic signals, with nolds' lyap_r (and what a positive exponent alone would say) beside it.
 `--quick` is a smoke run (fewer samples, one repeat) that finishes in a few seconds.
 """
 
@@ -11,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import sys
 import time
 import warnings
 
 import numpy as np
+from tests.test_temporal_chaos import CHAOTIC, signals
 
 from bench.common import emit, time_ms
 from krystal.temporal import chaos, dtw
@@ -59,7 +64,7 @@ def _ours_us(text: str, xs: list[float], ys: list[float], repeat: int) -> float:
         up = mon.update
         t0 = time.perf_counter()
         for i, row in enumerate(rows):
-            up(float(i), row)
+            up(i * 1_000_000_000, row)
         best = min(best, (time.perf_counter() - t0) / len(rows) * 1e6)
     return best
 
@@ -117,6 +122,88 @@ def bench_monitor(quick: bool) -> None:
         if reelay_text is not None:
             re = _reelay_us(reelay_text, xs, ys, repeat)
             emit("temporal", f"monitor {case}", ours, re, "us/sample", anchor_name="reelay robustness (C++)")
+
+
+def bench_until(quick: bool) -> None:
+    """`left until[0:W] right` in the ordinary case (left true, right rarely), W = 10 .. 10,000
+    samples on a 10 ms grid at ROS-sized stamps: the cost per sample stays flat."""
+    rng = random.Random(1)
+    windows = (10, 100, 1000, 10000)
+    n = 12000 if quick else 60000
+    xs = [rng.uniform(-1, 1) for _ in range(n)]
+    ys = [rng.uniform(-1, 1) for _ in range(n)]
+    t0 = 1_700_000_000 * 10**9
+    costs: dict[int, float] = {}
+    for w in windows:
+        f = parse(f"(a.x > -2) until[0:{w * 10}ms] (a.y > 0.999)")
+        best = math.inf
+        for _ in range(1 if quick else 3):
+            mon = Monitor(f, ["a.x", "a.y"])
+            up = mon.update
+            start = time.perf_counter()
+            for i in range(n):
+                up(t0 + i * 10_000_000, [xs[i], ys[i]])
+            best = min(best, (time.perf_counter() - start) / n * 1e6)
+        costs[w] = best
+    for w in windows:
+        emit(
+            "temporal",
+            f"monitor until[0:{w}] (window {w} samples)",
+            costs[w],
+            costs[windows[0]],
+            "us/sample",
+            anchor_name="ours at a 10-sample window (flat cost: ratio near 1)",
+        )
+    for w in windows[:1] if quick else windows[:3]:  # rtamt's cost grows with the window
+        text = f"(x > -2) until[0:{w}] (y > 0.999)"
+        rt = _rtamt_us(text, xs[: w + 200], ys[: w + 200], w)
+        emit(
+            "temporal",
+            f"monitor until[0:{w}] (window {w} samples)",
+            costs[w],
+            rt,
+            "us/sample",
+            anchor_name="rtamt online (discrete time)",
+        )
+
+
+def bench_chaos_table(quick: bool) -> None:
+    """Each signal of tests/test_temporal_chaos.py: our verdict and exponent, nolds' exponent and the
+    verdict of its sign alone; time for ours (the whole test) against nolds' lyap_r."""
+    import nolds
+
+    n = 512 if quick else 2000
+    for name, x in signals(n, 0).items():
+        v = chaos.chaos_test(x)
+        est: list[float] = []
+
+        def ours(x: chaos.F64 = x) -> None:
+            chaos.chaos_test(x)
+
+        def theirs(x: chaos.F64 = x, est: list[float] = est) -> None:
+            est.append(float(nolds.lyap_r(x, emb_dim=2, lag=1, min_tsep=10, trajectory_len=8, fit="poly")))
+
+        o, _ = time_ms(ours, repeat=1 if quick else 3, warmup=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t, _ = time_ms(theirs, repeat=1 if quick else 3, warmup=0)
+        emit(
+            "temporal",
+            f"chaos table: {name} ({n} samples)",
+            o,
+            t,
+            "ms",
+            anchor_name="nolds lyap_r (tuned)",
+            chaotic_truth=name in CHAOTIC,
+            ours_flag=v.chaotic,
+            ours_exponent=round(v.exponent_per_sample, 4),
+            ours_k=round(v.k, 3),
+            ours_error_ratio=round(v.prediction_error / v.surrogate_error_min, 3)
+            if v.surrogate_error_min > 0
+            else None,
+            nolds_exponent=round(est[0], 4),
+            nolds_flag_by_sign=est[0] > 0.01,
+        )
 
 
 def bench_dtw(quick: bool) -> None:
@@ -210,11 +297,11 @@ def bench_lyapunov(quick: bool) -> None:
     x[0] = 0.1234
     for i in range(1, 2000):
         x[i] = 4 * x[i - 1] * (1 - x[i - 1])
-    params = dict(emb_dim=2, lag=1, min_tsep=10, trajectory_len=6)
+    params = dict(emb_dim=2, lag=1, min_tsep=10, trajectory_len=8)
     repeat, warm = (1, 0) if quick else (10, 1)
-    ours_est = chaos.lyapunov_r(x, dim=2, lag=1, min_tsep=10, trajectory_len=6).exponent_per_sample
+    ours_est = chaos.lyapunov_r(x, dim=2, lag=1, min_tsep=10, trajectory_len=8).exponent_per_sample
     o, _ = time_ms(
-        lambda: chaos.lyapunov_r(x, dim=2, lag=1, min_tsep=10, trajectory_len=6), repeat=repeat, warmup=warm
+        lambda: chaos.lyapunov_r(x, dim=2, lag=1, min_tsep=10, trajectory_len=8), repeat=repeat, warmup=warm
     )
     theirs: list[float] = []
     with warnings.catch_warnings():
@@ -251,9 +338,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer samples and repeats (a few seconds)")
     args = parser.parse_args(argv)
+    print(f"# load average {os.getloadavg()}", file=sys.stderr)
     bench_monitor(args.quick)
+    bench_until(args.quick)
     bench_dtw(args.quick)
     bench_lyapunov(args.quick)
+    bench_chaos_table(args.quick)
     return 0
 
 

@@ -71,7 +71,7 @@ def _solver(poll_period_s: float) -> Any:
         from krystal.temporal.node import TemporalSolverNode
 
         class Counting(TemporalSolverNode):
-            def _on_message(self, topic: str, msg: Any, t: float | None = None) -> None:
+            def _on_message(self, topic: str, msg: Any, t: int | None = None) -> None:
                 counter.received += 1
                 super()._on_message(topic, msg, t)
 

@@ -69,6 +69,7 @@ def _video(**params: object) -> VideoSourceNode:
 
 
 def _renderer(**params: object) -> AsciiRendererNode:
+    params = {"input": "raw", **params}  # these tests feed camera/image_raw themselves
     return AsciiRendererNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
 
 

@@ -81,11 +81,18 @@ def _run(executor, seconds: float, until=None) -> bool:
 
 def test_closed_loop_slow_renderer_steps_down_fast_and_back_up(ros, tmp_path: Path) -> None:
     renderer = _node(
-        AsciiRendererNode, mode="edges", columns=120, rows=45, max_frame_age_ms=0.0, image_rate_hz=0.0
+        AsciiRendererNode,
+        mode="edges",
+        columns=120,
+        rows=45,
+        max_frame_age_ms=0.0,
+        image_rate_hz=0.0,
+        input="raw",
     )
     reasoner = _node(
         ReasoningNode,
         budget_ms=BUDGET_MS,
+        objective="render",  # the render time is what this test loads (tests/test_loop_node.py: e2e)
         modes=["edges", "ramp"],
         kernel_sizes=[3],
         grid_scales=[0.5],
@@ -109,10 +116,15 @@ def test_closed_loop_slow_renderer_steps_down_fast_and_back_up(ros, tmp_path: Pa
     first_over = min(t for t, f in w.frames if t >= t_load and f.render_time_ms > BUDGET_MS)
     downgrade = next(t for t, d in w.decisions[n_decisions:] if d.policy == "rules")
     assert downgrade - first_over < 1.0, f"decision {downgrade - first_over:.2f} s after the first slow frame"
-    t_down = time.monotonic()
-    assert _run(executor, 5.0, lambda: sum(t > t_down + 0.3 for t, _ in w.frames) >= 8)
-    after = [f.render_time_ms for t, f in w.frames if t > t_down + 0.3]
-    assert statistics.median(after) < BUDGET_MS, after
+
+    # one rung at a time (never measured rungs are not skipped), each within the down dwell and
+    # K frames, until the frames fit
+    def fits() -> bool:
+        recent = [f.render_time_ms for _, f in w.frames[-8:]]
+        return len(recent) == 8 and statistics.median(recent) < BUDGET_MS
+
+    assert _run(executor, 8.0, fits), [f.render_time_ms for _, f in w.frames[-8:]]
+    assert time.monotonic() - t_load < 10.0
     # load removed: back up to the full style, then steady
     renderer.set_parameters([Parameter("slowdown", value=1.0)])
     assert _run(executor, 12.0, full), [d.reason for _, d in w.decisions]

@@ -63,6 +63,7 @@ def test_no_image_message_kills_the_renderer(ros) -> None:
             Parameter("rows", value=6),
             Parameter("max_frame_age_ms", value=0.0),
             Parameter("image_rate_hz", value=60.0),
+            Parameter("input", value="raw"),
         ]
     )
     probe = Probe()

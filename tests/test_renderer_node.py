@@ -28,6 +28,7 @@ FRAME = cv2.resize(synthetic(), (640, 360), interpolation=cv2.INTER_AREA)
 
 
 def _renderer(**params: object) -> AsciiRendererNode:
+    params = {"input": "raw", **params}  # these tests feed camera/image_raw themselves
     return AsciiRendererNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
 
 

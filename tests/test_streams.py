@@ -46,7 +46,11 @@ def _spin(executor: DeadlineExecutor, until, timeout_s: float) -> bool:
 def test_graph_streams_match_and_a_stalled_publisher_counts_misses(ros, tmp_path) -> None:
     video = VideoSourceNode(parameter_overrides=[Parameter("width", value=64), Parameter("height", value=48)])
     renderer = AsciiRendererNode(
-        parameter_overrides=[Parameter("columns", value=16), Parameter("rows", value=4)]
+        parameter_overrides=[
+            Parameter("columns", value=16),
+            Parameter("rows", value=4),
+            Parameter("input", value="raw"),
+        ]
     )
     audio = AudioSourceNode()
     thermal = ThermalMonitorNode()
@@ -112,7 +116,11 @@ def test_a_publisher_offering_no_deadline_is_named_and_can_be_let_in(ros) -> Non
     plain = probe.node.create_publisher(Image, "camera/image_raw", sensor_qos(1))
     image = array_to_image(np.full((24, 32, 3), 90, np.uint8), "bgr8")
     strict = AsciiRendererNode(
-        parameter_overrides=[Parameter("columns", value=8), Parameter("rows", value=2)]
+        parameter_overrides=[
+            Parameter("columns", value=8),
+            Parameter("rows", value=2),
+            Parameter("input", value="raw"),
+        ]
     )
     try:
         counter = _counter(strict, "subscription", "camera/image_raw")
@@ -130,6 +138,7 @@ def test_a_publisher_offering_no_deadline_is_named_and_can_be_let_in(ros) -> Non
         parameter_overrides=[
             Parameter("columns", value=8),
             Parameter("rows", value=2),
+            Parameter("input", value="raw"),
             Parameter("qos_overrides./camera/image_raw.subscription.deadline", value=0),
         ]
     )

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from krystal.temporal import chaos, dtw
-from krystal.temporal.monitor import Monitor, OnlineError, evaluate
+from krystal.temporal.monitor import Monitor, OnlineError, evaluate, to_ns
 from krystal.temporal.spec import SpecError, parse, to_text
 from krystal.temporal.watch import (
     SATISFIED,
@@ -22,6 +22,8 @@ from krystal.temporal.watch import (
     parse_spec_file,
     parse_spec_line,
 )
+from tests.test_temporal_exact import _gen as gen_formula
+from tests.test_temporal_exact import rtamt_robustness
 
 
 def test_parse_errors_point_at_line_and_column() -> None:
@@ -46,67 +48,24 @@ def test_parse_errors_point_at_line_and_column() -> None:
 
 def test_units_fields_and_roundtrip() -> None:
     f = parse("historically[0:10s](gpu/telemetry.utilization_ratio < 0.9) since[0:200ms] (a/b.c[2].d == 1)")
-    assert f.lo == 0.0 and f.hi == pytest.approx(0.2)  # type: ignore[union-attr]
+    assert f.lo_ns == 0 and f.hi_ns == 200_000_000  # type: ignore[union-attr]
     assert parse(to_text(f)) == f
 
 
 def _gen(rng: random.Random, depth: int, past_only: bool) -> tuple[str, str]:
-    """(our text, the anchor's text) of a random formula over a.x, a.y."""
-    if depth == 0 or rng.random() < 0.25:
-        v = rng.choice("xy")
-        op = rng.choice(["<", ">"] if past_only else ["<", ">", "<=", ">="])
-        c = f"{rng.uniform(-1, 1):.3f}"
-        if not past_only and rng.random() < 0.3:
-            w = "y" if v == "x" else "x"
-            return f"(a.{v} {op} a.{w})", f"({v} {op} {w})"
-        return f"(a.{v} {op} {c})", ("{" + f"{v} {op} {c}" + "}") if past_only else f"({v} {op} {c})"
-    kinds = ["not", "and", "or", "implies", "H", "O", "S", "Hu", "Ou", "Su", "P"]
-    if not past_only:
-        kinds += ["G", "F", "U", "Gu", "Fu", "Uu"]
-    k = rng.choice(kinds)
-    a = rng.randint(0, 3)
-    b = a + rng.randint(0, 4)
-    if past_only:
-        b = max(b, 1)  # Reelay reads [a:0] as unbounded
-    names = {"G": "always", "F": "eventually", "H": "historically", "O": "once"}
-    one = lambda: _gen(rng, depth - 1, past_only)  # noqa: E731
-    if k == "not":
-        o, r = one()
-        return f"(not {o})", f"(not {r})"
-    if k in ("and", "or", "implies"):
-        (o1, r1), (o2, r2) = one(), one()
-        return f"({o1} {k} {o2})", f"({r1} {k if past_only or k != 'implies' else '->'} {r2})"
-    if k in names:
-        o, r = one()
-        return f"({names[k]}[{a}:{b}] {o})", f"({names[k]}[{a}:{b}] {r})"
-    if k[0] in names:
-        o, r = one()
-        return f"({names[k[0]]} {o})", f"({names[k[0]]} {r})"
-    if k == "P":
-        o, r = one()
-        return (f"(pre {o})", f"(pre {r})") if past_only else (f"(prev {o})", f"(prev {r})")
-    (o1, r1), (o2, r2) = one(), one()
-    op = {"S": "since", "U": "until", "Su": "since", "Uu": "until"}[k]
-    bound = f"[{a}:{b}]" if len(k) == 1 else ""
-    return f"({o1} {op}{bound} {o2})", f"({r1} {op}{bound} {r2})"
+    """A random formula with bounds in whole seconds (1 s sampling), ours and the anchor's text."""
+    return gen_formula(rng, depth, past_only, str, str)
 
 
 def test_robustness_equals_rtamt_discrete_offline() -> None:
-    import rtamt
-
     rng = random.Random(7)
     for _ in range(150):
         ours, theirs = _gen(rng, 3, past_only=False)
         n = rng.randint(2, 25)
         xs = [rng.uniform(-1, 1) for _ in range(n)]
         ys = [rng.uniform(-1, 1) for _ in range(n)]
-        spec = rtamt.StlDiscreteTimeSpecification()
-        spec.declare_var("x", "float")
-        spec.declare_var("y", "float")
-        spec.spec = theirs
-        spec.parse()
-        ref = [r for _, r in spec.evaluate({"time": list(range(n)), "x": xs, "y": ys})]
-        got = evaluate(parse(ours), list(range(n)), {"a.x": xs, "a.y": ys})
+        ref = rtamt_robustness(theirs, xs, ys)
+        got = evaluate(parse(ours), [i * 10**9 for i in range(n)], {"a.x": xs, "a.y": ys})
         assert len(got) == len(ref)
         for g, r in zip(got, ref, strict=False):
             assert g == r or abs(g - r) <= 1e-9, (ours, got, ref)
@@ -123,7 +82,7 @@ def test_verdicts_equal_reelay_on_past_time() -> None:
         ys = [rng.uniform(-1, 1) for _ in range(n)]
         mon = reelay.discrete_timed_monitor(pattern=theirs, semantics="boolean", condense=False)
         ref = [bool(mon.update({"x": xs[i], "y": ys[i]})["value"]) for i in range(n)]
-        got = [r > 0 for r in evaluate(parse(ours), list(range(n)), {"a.x": xs, "a.y": ys})]
+        got = [r > 0 for r in evaluate(parse(ours), [i * 10**9 for i in range(n)], {"a.x": xs, "a.y": ys})]
         assert got == ref, (ours, theirs)
 
 
@@ -139,7 +98,7 @@ bounds = st.tuples(st.floats(0, 3), st.floats(0, 3)).map(lambda ab: (min(ab), ma
 
 def _eval(text: str, trace: tuple[list[float], list[float], list[float]]) -> list[float]:
     gaps, xs, ys = trace
-    times = list(np.cumsum(gaps))
+    times = [to_ns(t) for t in np.cumsum(gaps)]
     return evaluate(parse(text), times, {"a.x": xs, "a.y": ys})
 
 
@@ -174,23 +133,23 @@ def test_online_equals_offline_and_early_verdicts_are_sound(
         "since": f"(a.x < 2) since[{a!r}:{b!r}] (a.y > 1)",
     }.get(op, f"(a.x > 1) -> {op}[{a!r}:{b!r}] (a.y > 0)")
     gaps, xs, ys = trace
-    times = [float(t) for t in np.cumsum(gaps)]
+    times = [to_ns(t) for t in np.cumsum(gaps)]
     offline = evaluate(parse(text), times, {"a.x": xs, "a.y": ys})
-    out: list[tuple[float, float, float]] = []  # (sample time, robustness, stamp of the newest sample)
-    newest = [0.0]
+    out: list[tuple[int, int, int]] = []  # (sample time, robustness, stamp of the newest sample)
+    newest = [0]
     mon = Monitor(parse(text), ["a.x", "a.y"], on_output=lambda t, r: out.append((t, r, newest[0])))
-    early: dict[float, bool] = {}
+    early: dict[int, bool] = {}
     for t, x, y in zip(times, xs, ys, strict=False):
         newest[0] = t
         mon.update(t, [x, y])
         e = mon.early()
         if e is not None:
-            early[e.time_s] = e.satisfied
+            early[e.time_ns] = e.satisfied
     decided = len(out)
     mon.finish()
     assert [r for _, r, _ in out] == offline
     for t, r, seen in out[:decided]:
-        assert seen >= t + (b if op != "since" else 0.0) or seen == t  # never before its window closed
+        assert seen >= t + (to_ns(b) if op != "since" else 0) or seen == t  # never before its window closed
         if t in early:
             assert early[t] == (r > 0)  # an early verdict is never contradicted
 
@@ -202,18 +161,18 @@ def test_bounded_future_decided_at_the_bound_and_not_before() -> None:
         ["a.x", "a.y"],
         on_output=lambda t, r: out.append((t, r)),
     )
-    mon.update(0.0, [2.0, 1.0])  # trigger, no reaction yet
-    mon.update(0.5, [0.0, 1.0])
+    mon.update(0, [2.0, 1.0])  # trigger, no reaction yet
+    mon.update(500_000_000, [0.0, 1.0])
     assert out == [] and mon.early() is None  # undecided: never premature
-    mon.advance(0.999)
+    mon.advance(999_999_999)
     assert out == []
-    mon.advance(1.0)  # the bound has passed without a reaction: violated, at the bound
-    assert out[0][0] == 0.0 and out[0][1] < 0
+    mon.advance(10**9)  # the bound has passed without a reaction: violated, at the bound
+    assert out[0][0] == 0 and out[0][1] < 0
     mon2 = Monitor(parse("(a.x > 1) -> eventually[0:1s](a.y < 0)"), ["a.x", "a.y"])
-    mon2.update(0.0, [2.0, 1.0])
-    mon2.update(0.3, [0.0, -1.0])  # the reaction: satisfied at once, before the bound
+    mon2.update(0, [2.0, 1.0])
+    mon2.update(300_000_000, [0.0, -1.0])  # the reaction: satisfied at once, before the bound
     e = mon2.early()
-    assert e is not None and e.time_s == 0.0 and e.satisfied
+    assert e is not None and e.time_ns == 0 and e.satisfied
     with pytest.raises(OnlineError):
         Monitor(parse("eventually (a.x > 1)"), ["a.x"])
     assert not Monitor(parse("always (a.x > 1)"), ["a.x"]).late  # root always: checked at every sample
@@ -225,16 +184,16 @@ def test_late_samples_are_dropped_and_counted() -> None:
     class Msg:
         x = 1.0
 
-    assert w.on_message("a", 1.0, Msg())
-    assert not w.on_message("a", 0.5, Msg())
-    assert not w.on_message("a", 1.0, Msg())
+    assert w.on_message("a", 10**9, Msg())
+    assert not w.on_message("a", 5 * 10**8, Msg())
+    assert not w.on_message("a", 10**9, Msg())
     assert w.late == 2 and w.decided == 1 and w.last is not None and w.last.verdict == SATISFIED
 
 
 def test_check_trace() -> None:
-    r = check_trace(parse("always (a.x < 3)"), ["a.x"], [0.0, 1.0, 2.0], [[1.0], [4.0], [2.0]])
-    assert r.ok and r.verdict == VIOLATED and r.first_violation_s == 0.0 and r.robustness == -1.0
-    r = check_trace(parse("always (a.x < 3)"), ["a.x"], [0.0, 0.0], [[1.0], [1.0]])
+    r = check_trace(parse("always (a.x < 3)"), ["a.x"], [0, 10**9, 2 * 10**9], [[1.0], [4.0], [2.0]])
+    assert r.ok and r.verdict == VIOLATED and r.first_violation_ns == 0 and r.robustness == -1.0
+    r = check_trace(parse("always (a.x < 3)"), ["a.x"], [0, 0], [[1.0], [1.0]])
     assert not r.ok
 
 
@@ -393,7 +352,8 @@ def test_fuzz_messages(samples: list[tuple[float, object, int]]) -> None:
             " -> eventually[0:1](thermal/state.temperatures_c[1] < 40)"
         )
     )
-    for t, value, length in samples:
+    for ts, value, length in samples:
+        t = to_ns(ts)
         msg = ThermalState()
         if isinstance(value, float):
             msg.max_temperature_c = value
@@ -404,8 +364,8 @@ def test_fuzz_messages(samples: list[tuple[float, object, int]]) -> None:
             max_temperature_c = value
             temperatures_c = [value] * length
 
-        w.on_message("thermal/state", t + 0.5, Odd())
-    w.advance(math.inf)
+        w.on_message("thermal/state", t + 500_000_000, Odd())
+    w.advance(2**62)
 
 
 def test_dtw_numpy_path_equals_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -413,6 +373,8 @@ def test_dtw_numpy_path_equals_compiled(monkeypatch: pytest.MonkeyPatch) -> None
     q, x = rng.normal(size=25), rng.normal(size=300)
     x[100:125] += 4 * q
     compiled = dtw.matching_function(q, x)
+    pairs = [(q, x[:40], None), (q, x[:40], 5), (x[:60], q, 3), (q, q[::-1], 1)]
+    compiled_distances = [dtw.distance(a, b, window=w) for a, b, w in pairs]
     data = [*x, *np.zeros(30)]
     s1 = dtw.Spring(q, 6.0, band=4)
     first = [m for m in (s1.push(float(v)) for v in data) if m is not None]
@@ -421,6 +383,8 @@ def test_dtw_numpy_path_equals_compiled(monkeypatch: pytest.MonkeyPatch) -> None
     assert first and normalized
     monkeypatch.setattr(dtw, "_matching", None)
     monkeypatch.setattr(dtw, "_spring_push", None)
+    monkeypatch.setattr(dtw, "_distance", None)
+    assert [dtw.distance(a, b, window=w) for a, b, w in pairs] == pytest.approx(compiled_distances, rel=1e-12)
     np.testing.assert_allclose(dtw.matching_function(q, x), compiled, rtol=1e-9)
     s2 = dtw.Spring(q, 6.0, band=4)
     second = [m for m in (s2.push(float(v)) for v in data) if m is not None]

@@ -172,7 +172,7 @@ def _parser() -> argparse.ArgumentParser:
     health = sub.add_parser("health", help="live table of the graph's health from /diagnostics")
     health.add_argument("--namespace", default="", help="namespace to listen in")
     health.add_argument("--once", action="store_true", help="listen --wait seconds, print one table, exit")
-    health.add_argument("--wait", type=float, default=5.0, help="--once: longest wait for /diagnostics")
+    health.add_argument("--wait", type=float, default=10.0, help="--once: longest wait for discovery")
     health.add_argument("--stale-after", type=float, default=5.0, help="seconds without update: STALE")
 
     sub.add_parser("nodes", help="list the nodes of the graph")
@@ -484,26 +484,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return health_main(args.namespace, args.once, args.wait, args.stale_after)
     if args.command == "check":
-        from krystal.record.mcapio import ReadNotes
-        from krystal.temporal.offline import check as check_specs
-        from krystal.temporal.offline import mcap_messages, print_reports
-        from krystal.temporal.watch import VIOLATED, parse_spec_file
+        from krystal.temporal.offline import run_check
 
-        try:
-            with open(args.spec_file, encoding="utf-8") as f:
-                specs = parse_spec_file(f.read())
-            notes = ReadNotes()
-            reports = check_specs(specs, mcap_messages(args.recording, notes), args.namespace)
-            if notes.text(args.recording):
-                print(f"krystal check: {notes.text(args.recording)}", file=sys.stderr)
-        except (OSError, ValueError) as exc:
-            print(f"krystal check: {exc}", file=sys.stderr)
-            return 2
-        except Exception as exc:  # the MCAP readers raise their own errors on a damaged file
-            print(f"krystal check: cannot read {args.recording}: {exc!r}", file=sys.stderr)
-            return 2
-        print_reports(reports, sys.stdout)
-        return 1 if any(r.verdict == VIOLATED for r in reports) else 0
+        return run_check(args.spec_file, args.recording, args.namespace, sys.stdout, sys.stderr)
     if args.command == "view":
         from krystal.ascii.node import AsciiViewNode
         from krystal.ros import spin

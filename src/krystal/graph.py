@@ -112,6 +112,9 @@ class Stream:
 # /diagnostics (other tools publish there with their own QoS), event-driven topics (style, status).
 STREAMS: tuple[Stream, ...] = (
     Stream("camera/image_raw", "sensor_msgs/msg/Image", "video_source", "fps", 30.0),
+    # the render feed: the same frames scaled once near the capture to what the renderer needs
+    # (video_source render_width); the renderer takes it with `input: render` (the default config)
+    Stream("camera/image_render", "sensor_msgs/msg/Image", "video_source", "fps", 30.0),
     Stream("audio/features", "krystal/msg/AudioFeatures", "audio_source", "analysis_rate_hz", 20.0),
     Stream("thermal/state", "krystal/msg/ThermalState", "thermal_monitor", "rate_hz", 2.0),
     Stream("gpu/telemetry", "krystal/msg/GpuTelemetry", "gpu_telemetry", "rate_hz", 2.0),
@@ -119,11 +122,41 @@ STREAMS: tuple[Stream, ...] = (
 )
 
 
+# image_transport's `compressed` transport: beside each image stream `<topic>`, publishers that are asked
+# to (video_source `compressed: true`) offer `<topic>/compressed` (sensor_msgs/CompressedImage, JPEG)
+# at the same rate and QoS, and its deadline; that is the stream meant to cross a link between hosts
+# (docs/scale.md). Not listed in STREAMS (it is off by default); `stream()` derives it.
+COMPRESSED_SUFFIX = "compressed"
+COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+IMAGE_TRANSPORTS = ("raw", COMPRESSED_SUFFIX)
+
+
+def compressed_topic(topic: str) -> str:
+    """`<topic>/compressed`, the name image_transport's compressed plugin uses."""
+    return f"{topic.rstrip('/')}/{COMPRESSED_SUFFIX}"
+
+
+def transport_topic(topic: str, transport: str) -> str:
+    """The topic a subscriber of image `topic` reads with `transport` (one of IMAGE_TRANSPORTS)."""
+    if transport not in IMAGE_TRANSPORTS:
+        raise ValueError(f"image transport {transport!r} is not one of {', '.join(IMAGE_TRANSPORTS)}")
+    return topic if transport == "raw" else compressed_topic(topic)
+
+
 def stream(topic: str) -> Stream:
-    """The declared stream of a relative topic name; KeyError names the declared ones."""
+    """The declared stream of a relative topic name (or the compressed form of a declared image
+    stream); KeyError names the declared ones."""
     for s in STREAMS:
         if s.topic == topic:
             return s
+    base, _, suffix = topic.rpartition("/")
+    if suffix == COMPRESSED_SUFFIX:
+        for s in STREAMS:
+            if s.topic == base and s.msg_type == IMAGE_TYPE:
+                return Stream(
+                    topic, COMPRESSED_TYPE, s.publisher, s.rate_param, s.rate_hz, s.deadline_periods
+                )
     raise KeyError(
         f"{topic!r} is not a declared stream; graph.STREAMS has {', '.join(s.topic for s in STREAMS)}"
     )

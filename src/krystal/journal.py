@@ -6,12 +6,27 @@ record is optional, for power loss. Readers skip a torn last line.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+def append_whole(fd: int, line: bytes) -> None:
+    """Append `line` to an O_APPEND descriptor whole or not at all.
+
+    On a nearly full disk write() can store part of a line and return the count: that torn tail
+    would glue the next record onto it (both lost to readers). The file is cut back and ENOSPC
+    raised instead, so the writer reports the full disk and the next line starts clean.
+    """
+    before = os.fstat(fd).st_size
+    written = os.write(fd, line)
+    if written != len(line):
+        os.ftruncate(fd, before)
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (wrote {written} of {len(line)} bytes)")
 
 
 def state_dir() -> Path:
@@ -40,7 +55,7 @@ class JsonLines:
         with self._lock:
             if self.max_bytes and os.fstat(self._fd).st_size + len(line) > self.max_bytes:
                 self._rotate()
-            os.write(self._fd, line)
+            append_whole(self._fd, line)
             if self.fsync:
                 os.fsync(self._fd)
 

@@ -16,15 +16,17 @@ from rcl_interfaces.msg import Log
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.time import Time
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from krystal.ascii import raster
-from krystal.ascii.engine import COLOR_DEPTHS, KERNELS, MODES, Engine, Render, Style
+from krystal.ascii.engine import COLOR_DEPTHS, KERNELS, MODES, SUB_X, SUB_Y, Engine, Render, Style
 from krystal.ascii.glitch import EnergyFollower, audio_energy
 from krystal.ascii.ramp import DEFAULT_CHARSET, check_charset
 from krystal.ascii.terminal import COLOR_MODES, TerminalView, ansi_lines, terminal_size
+from krystal.graph import IMAGE_TRANSPORTS, transport_topic
 from krystal.msg import AsciiFrame, AudioFeatures, RenderStats, StyleDecision
+from krystal.ros.compressed import CompressedFormatError, decode, reduction_for
 from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
 from krystal.ros.image import ImageFormatError, array_to_image, image_to_array
 from krystal.ros.params import Param, ParamTable
@@ -73,7 +75,29 @@ PARAMS = (
         validate=lambda path: _model_error(path),  # noqa: PLW0108  (defined below)
     ),
     Param("slowdown", 1.0, "Test/load knob: render stretched (sleep) to this times its cost", 1.0, 100.0),
+    Param(
+        "input",
+        "render",
+        "Images rendered: raw (camera/image_raw, full size) or render (camera/image_render, the "
+        "source's render feed: scaled once near the capture, video_source render_width)",
+        choices=("raw", "render"),
+        read_only=True,
+    ),
+    Param(
+        "follow_shed",
+        True,
+        "While a StyleDecision says shed, send no rendered Image (krystal/ascii/image): restored after",
+    ),
+    Param(
+        "image_transport",
+        "raw",
+        "How camera images arrive: raw (sensor_msgs/Image) or compressed (<topic>/compressed, JPEG, "
+        "decoded at the size the grid needs: the choice across hosts)",
+        choices=IMAGE_TRANSPORTS,
+        read_only=True,
+    ),
 )
+INPUT_TOPICS = {"raw": "camera/image_raw", "render": "camera/image_render"}
 _STYLE_PARAMS = {
     "columns", "rows", "mode", "kernel", "kernel_size", "charset", "invert", "color_depth",
     "auto_contrast", "hysteresis", "edge_threshold", "saturation", "glyph_contrast",
@@ -122,14 +146,9 @@ class AsciiRendererNode(Node):
         )
         self._image_pub = self.create_publisher(Image, "krystal/ascii/image", sensor_qos(depth=1))
         self._stats_pub = publish_stream(self, RenderStats, "krystal/render_stats", reliable_qos())
-        subscribe_stream(
-            self,
-            Image,
-            "camera/image_raw",
-            self._on_image,
-            sensor_qos(depth=1),
-            qos_overriding_options=overridable(),
-        )
+        self.input_topic = INPUT_TOPICS[self.params["input"]]
+        self._shed = False
+        self._image_topic = self._subscribe_image(self.input_topic)
         self.create_subscription(StyleDecision, "krystal/style", self._on_style, latched_qos())
         subscribe_stream(self, AudioFeatures, "audio/features", self._on_audio, sensor_qos(depth=5))
         self._rendered = self._invalid = self._dropped = self._stale = 0
@@ -142,6 +161,8 @@ class AsciiRendererNode(Node):
         self._last_audio_s = 0.0
         self._energy = EnergyFollower()
         self._input_error: str | None = None
+        self._undecodable = 0
+        self._source_size = (0, 0)  # full size of the compressed images: how far to reduce the decode
         self._style_note: str | None = None
         self._fallback_note: str | None = None
         self._diagnostics = Diagnostics(self)
@@ -167,6 +188,7 @@ class AsciiRendererNode(Node):
             self._stats_timer = self.create_timer(self.params["stats_period_s"], self._publish_stats)
 
     def _on_style(self, msg: StyleDecision) -> None:
+        self._shed = bool(msg.shed) and self.params["follow_shed"]
         if not self.params["follow_style"]:
             return
         updates = [
@@ -281,6 +303,35 @@ class AsciiRendererNode(Node):
         if stamp_ns:
             self._latency_ms.add(out.latency_ms)
 
+    def _subscribe_image(self, topic: str) -> str:
+        """Subscribe to image `topic` with the configured transport; the resolved name it reads."""
+        name = transport_topic(topic, self.params["image_transport"])
+        msg_type, callback = (
+            (Image, self._on_image) if name == topic else (CompressedImage, self._on_compressed)
+        )
+        sub = subscribe_stream(
+            self, msg_type, name, callback, sensor_qos(depth=1), qos_overriding_options=overridable()
+        )
+        return str(sub.topic_name)
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        """Decode (at the size the grid needs) and render; a malformed one is counted and rejected."""
+        st = self.engine.style
+        reduce = reduction_for(*self._source_size, st.columns * SUB_X, st.rows * SUB_Y)
+        try:
+            pixels, encoding = decode(msg.format, msg.data, reduce)
+            image = array_to_image(pixels, encoding, msg.header)
+        except (CompressedFormatError, ImageFormatError) as exc:
+            self._in_rate.tick()
+            self._last_input_s = time.monotonic()
+            self._undecodable += 1
+            self._reject(
+                f"undecodable compressed image (format {msg.format!r}, {len(msg.data)} bytes): {exc}"
+            )
+            return
+        self._source_size = (image.width * reduce, image.height * reduce)
+        self._on_image(image)
+
     def _reject(self, reason: str) -> None:
         self._invalid += 1
         self._input_error = reason
@@ -316,7 +367,7 @@ class AsciiRendererNode(Node):
         """The text drawn back to pixels for rqt_image_view, at most image_rate_hz, when someone listens."""
         rate = self.params["image_rate_hz"]
         now = time.monotonic()
-        if rate <= 0 or self.engine.atlas is None or now - self._last_image_s < 1.0 / rate:
+        if rate <= 0 or self._shed or self.engine.atlas is None or now - self._last_image_s < 1.0 / rate:
             return None
         if self._image_pub.get_subscription_count() == 0:
             return None
@@ -385,12 +436,16 @@ class AsciiRendererNode(Node):
             "frames_invalid": str(self._invalid),
             "frames_superseded": str(self._dropped),
             "frames_too_old": str(self._stale),
+            "input": self._image_topic,
+            "shedding": str(self._shed).lower(),
+            "frames_undecodable": str(self._undecodable),
         }
         if self._input_error is not None:
             return Health(ERROR, self._input_error, values)
         idle_s = time.monotonic() - self._last_input_s
         if not self._last_input_s or idle_s > self.params["input_timeout_s"]:
-            return Health(WARN, "no images on camera/image_raw", values)
+            hint = " (video_source render_width is 0?)" if self.params["input"] == "render" else ""
+            return Health(WARN, f"no images on {self._image_topic}{hint}", values)
         if self._style_note:
             return Health(WARN, self._style_note, values)
         if self._fallback_note:
@@ -432,6 +487,7 @@ class AsciiViewNode(Node):
         self._rate = RateMeter()
         self._warning = ""
         self.frames = 0
+        self.drawn_ms: float | None = None  # capture stamp -> the last frame drawn (issue 29)
         self.create_subscription(AsciiFrame, "krystal/ascii", self._on_frame, sensor_qos(depth=1))
         self.create_subscription(Log, "/rosout", self._on_log, reliable_qos(50))
 
@@ -446,6 +502,8 @@ class AsciiViewNode(Node):
         term_cols, term_rows = terminal_size()
         status = f" {msg.mode}/{msg.kernel} {columns}x{rows} | {self._rate.rate_hz():4.1f} fps"
         timing = f" | render {msg.render_time_ms:5.2f} ms | latency {msg.latency_ms:5.1f} ms"
+        if self.drawn_ms is not None:  # the previous frame's capture -> drawn: what the viewer saw
+            timing += f" | drawn {self.drawn_ms:5.1f} ms"
         if self._warning:  # the warning in the hint's place; timings give way on a narrow terminal
             status += (timing if len(status + timing) + 40 <= term_cols else "") + f" | {self._warning}"
         else:
@@ -461,6 +519,8 @@ class AsciiViewNode(Node):
             self._view.draw(ansi_lines(codes, fg, bg, self._colors), status, clip=False)
         else:
             self._view.draw(list(msg.lines), status)
+        stamp_ns = Time.from_msg(msg.header.stamp).nanoseconds
+        self.drawn_ms = (time.time_ns() - stamp_ns) / 1e6 if stamp_ns else None
 
     def destroy_node(self) -> None:
         self._view.leave()

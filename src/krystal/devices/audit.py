@@ -19,13 +19,16 @@ class AuditLog:
         self._log = JsonLines(path, fsync=fsync)
         self.path = self._log.path
         self._clock = clock
+        self.error: str | None = None  # why the last write failed (a full disk); None once one succeeds
 
     def write(self, record: dict[str, Any]) -> bool:
         """Append one record (a `time` field is added); False, never an exception, if it failed."""
         try:
             self._log.append({"time": round(self._clock(), 6), **record})
-        except (OSError, ValueError):  # a full disk or a closed log must not fail a command
+        except (OSError, ValueError) as exc:  # a full disk or a closed log must not fail a command
+            self.error = f"audit log {self.path} write failed: {exc}"
             return False
+        self.error = None
         return True
 
     def close(self) -> None:

@@ -351,6 +351,7 @@ class DeviceAgentsNode(Node):
         p = self.params
         folder = state_dir(p["state_dir"])
         self.audit = AuditLog(p["audit_log"] or folder / "audit.jsonl", fsync=p["audit_fsync"])
+        self._audit_error_logged: str | None = None
         uuids = UuidStore(folder / "uuids.json")
         timing = Timing(
             call_timeout_s=p["call_timeout_s"],
@@ -505,6 +506,12 @@ class DeviceAgentsNode(Node):
         states = {a.agent.config.name: a.agent.state for a in self.agents}
         stale = [e.device_id for e in self.registry.entries() if self.registry.is_stale(e.device_id)]
         values = {**states, "audit_log": str(self.audit.path)}
+        if self.audit.error is not None:  # commands still run; their record is what is lost
+            if self.audit.error != self._audit_error_logged:
+                self.get_logger().error(f"{self.audit.error}; commands still run, unaudited")
+            self._audit_error_logged = self.audit.error
+            return Health(bytes([2]), f"{self.audit.error}; commands still run, unaudited", values)
+        self._audit_error_logged = None
         if stale:
             return Health(bytes([1]), f"no heartbeat from {', '.join(stale)}", values)
         if not self.agents:

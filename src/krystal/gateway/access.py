@@ -146,6 +146,11 @@ class Access:
 
     def require(self, authorization: str | None, permission: str) -> Principal:
         who = self.principal(authorization)
+        self.authorize(who, permission)
+        return who
+
+    def authorize(self, who: Principal, permission: str) -> None:
+        """Refuses (403, 429) unless `who` holds `permission` within its rate."""
         if not who.may(permission):
             if not self.tokens:
                 raise AccessError(403, f"{permission} needs an operator token; no tokens are configured")
@@ -153,4 +158,3 @@ class Access:
         wait = self.limiter.take(who.name)
         if wait > 0:
             raise AccessError(429, f"rate limit of {self.limiter.rate_hz:g} requests/s exceeded", wait)
-        return who

@@ -7,41 +7,84 @@ name closures of create_app.
 """
 
 import asyncio
-import json
+import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, WebSocket
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 from krystal.ascii.engine import KERNELS, MODES
 from krystal.gateway.access import Access, AccessError, Principal
-from krystal.gateway.frames import CONTENT_TYPES, EnginePool, FrameRequest, Limits, UploadError, process_frame
+from krystal.gateway.foxglove_ws import SUBPROTOCOLS
+from krystal.gateway.foxglove_ws import serve as serve_foxglove
+from krystal.gateway.frames import (
+    CONTENT_TYPES,
+    EnginePool,
+    FrameRequest,
+    Limits,
+    UploadError,
+    check_request,
+    process_frame,
+)
+from krystal.gateway.guard import AuditLog, Guard, GuardPolicy, RequestLog
 from krystal.gateway.health import as_dict
 from krystal.gateway.hub import CommandRequest, CommandResult, Hub
+from krystal.gateway.streams import discard, dumps, run_stream, strict
 
-RequestLog = Callable[[str, str, str, int, float], None]  # (who, method, path, status, ms)
-AuditLog = Callable[[dict[str, Any]], None]
+# A device id becomes a ROS name token (devices/<id>/command): ASCII letters, digits and '_',
+# starting with a letter, no '__' (reserved by ROS), at most 63 characters.
+DEVICE_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,62}$"
+DEVICE_ID_RULE = "a letter, then letters, digits or '_' (no '__'), at most 63 characters: a ROS name token"
+
+PERMISSIONS = {
+    "/status": "status:read",
+    "/metrics": "metrics:read",
+    "/process_frame": "frames:process",
+    "/devices/{device_id}/command": "devices:command",
+    "/style": "style:set",
+    "WS /ws": "stream:read",
+    "WS /": "stream:read",  # Foxglove
+}
+
+
+class StrictJSON(JSONResponse):
+    """JSON without NaN or infinities (they become null): every client's parser reads it."""
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content).encode()
 
 
 @dataclass(frozen=True)
 class GatewaySettings:
     limits: Limits = field(default_factory=Limits)
     cors_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()  # names (besides localhost and IP literals) this gateway answers to
     stream_hz: float = 10.0  # ASCII frames per second to each page
     command_timeout_s: float = 5.0
+    json_body_bytes: int = 16 * 1024
+    body_idle_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    max_streams: int = 32  # open WebSockets, page and Foxglove together
+    max_streams_per_caller: int = 8
+    send_timeout_s: float = 5.0  # a client that takes longer to read a message is closed (4408)
+    render_concurrency: int = 2  # /process_frame renders at once; more wait their turn
 
 
 class DeviceCommandBody(BaseModel):
     command: str = Field(min_length=1, max_length=128, description="a capability of the device")
     arguments: dict[str, str] = Field(default_factory=dict, description="named arguments, units in keys")
-    timeout_s: float = Field(0.0, ge=0.0, le=60.0, description="0: the agent's default")
+    timeout_s: float = Field(0.0, ge=0.0, le=60.0, allow_inf_nan=False, description="0: the agent's default")
     command_id: str = Field("", max_length=128, description="idempotency key: a repeat is not re-applied")
 
 
@@ -67,12 +110,42 @@ def create_app(
 ) -> FastAPI:
     cfg = settings or GatewaySettings()
     pool = EnginePool()
+    hub.streams.max_total = cfg.max_streams
+    hub.streams.max_per_principal = cfg.max_streams_per_caller
     app = FastAPI(
         title="Krystal gateway",
         description="The running Krystal graph over HTTP: health, metrics, ASCII frames, operator actions.",
         version="0.1.0",
+        default_response_class=StrictJSON,
     )
-    if cfg.cors_origins:
+
+    routers: list[APIRouter] = []  # filled below; included without prefixes
+
+    def route_of(scope: dict[str, Any]) -> str | None:
+        for route in (r for router in routers for r in router.routes):
+            if route.matches(scope)[0] == Match.FULL:
+                path = str(getattr(route, "path", ""))
+                return f"WS {path}" if scope["type"] == "websocket" else path
+        return None
+
+    app.add_middleware(
+        Guard,
+        access=access,
+        policy=GuardPolicy(
+            permissions=PERMISSIONS,
+            body_limits={"/process_frame": cfg.limits.max_body_bytes},
+            json_body_bytes=cfg.json_body_bytes,
+            body_idle_timeout_s=cfg.body_idle_timeout_s,
+            body_timeout_s=cfg.body_timeout_s,
+            allowed_hosts=frozenset(h.lower() for h in cfg.allowed_hosts),
+            allowed_origins=frozenset(o.lower().rstrip("/") for o in cfg.cors_origins),
+        ),
+        routes=route_of,
+        request_log=request_log,
+        audit=audit,
+        observe=hub.metrics.observe_request,
+    )
+    if cfg.cors_origins:  # outside the guard: a preflight carries no token
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(cfg.cors_origins),
@@ -85,44 +158,32 @@ def create_app(
         headers = {"Retry-After": f"{max(1, round(exc.retry_after_s))}"} if exc.status == 429 else {}
         if exc.status == 401:
             headers["WWW-Authenticate"] = "Bearer"
-        return JSONResponse({"detail": exc.reason}, status_code=exc.status, headers=headers)
+        return StrictJSON({"detail": exc.reason}, status_code=exc.status, headers=headers)
 
     @app.exception_handler(UploadError)
-    async def _upload_error(_: Request, exc: UploadError) -> JSONResponse:
-        return JSONResponse({"detail": exc.reason}, status_code=exc.status)
+    async def _upload_error(request: Request, exc: UploadError) -> JSONResponse:
+        request.state.detail = exc.reason
+        return StrictJSON({"detail": exc.reason}, status_code=exc.status)
 
-    @app.middleware("http")
-    async def _log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        hub.metrics.requests.labels(route=path, status=str(response.status_code)).inc()
-        if request_log is not None:
-            who: Principal | None = getattr(request.state, "principal", None)
-            request_log(
-                who.name if who else "-",
-                request.method,
-                request.url.path,
-                response.status_code,
-                (time.perf_counter() - t0) * 1e3,
-            )
-        return response
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = strict(jsonable_encoder(exc.errors()))
+        request.state.detail = "; ".join(str(e.get("msg", "")) for e in errors if isinstance(e, dict))
+        return StrictJSON({"detail": errors}, status_code=422)
 
     def need(permission: str) -> Callable[..., Principal]:
         def dependency(
             request: Request,
             authorization: Annotated[str | None, Header(description="Bearer <token>")] = None,
         ) -> Principal:
-            who = access.require(authorization, permission)
-            request.state.principal = who
-            return who
+            who: Principal | None = getattr(request.state, "principal", None)
+            return who if who is not None else access.require(authorization, permission)
 
         return dependency
 
     viewer = Depends(need("status:read"))
 
-    # --- page and stream ----------------------------------------------------------------------
+    # --- page and streams ---------------------------------------------------------------------
     page = APIRouter(tags=["page"])
 
     # The page and its script hold no data (a browser cannot send a bearer header on navigation);
@@ -135,28 +196,58 @@ def create_app(
     def script() -> Response:
         return Response(_page("app.js"), media_type="text/javascript")
 
+    pump: list[asyncio.Task[None]] = []
+
+    async def pump_pages() -> None:
+        """One task for every page: each frame and status is serialized once, then offered."""
+        seq, last_status, period = 0, 0.0, 1.0 / max(cfg.stream_hz, 0.1)
+        while hub.streams.count("page"):
+            if hub.frame_seq > seq and hub.frame is not None:
+                seq = hub.frame_seq
+                hub.streams.publish("page", dumps({"type": "frame", "seq": seq, **hub.frame}))
+            now = time.monotonic()
+            if now - last_status >= 1.0:
+                last_status = now
+                hub.streams.publish("page", dumps({"type": "status", **status_body()}))
+            await asyncio.sleep(period)
+
+    async def refuse_stream(ws: WebSocket, exc: AccessError, subprotocol: str | None = None) -> None:
+        ws.scope["state"]["refusal"] = exc
+        await ws.accept(subprotocol)
+        await ws.close(4429 if exc.status == 429 else 4403, exc.reason[:120])
+
     @page.websocket("/ws")
-    async def stream(ws: WebSocket, token: str = "") -> None:
+    async def stream(ws: WebSocket) -> None:
+        who: Principal = ws.state.principal
         try:
-            access.require(f"Bearer {token}" if token else ws.headers.get("authorization"), "stream:read")
+            sub = hub.streams.open("page", who.name)
         except AccessError as exc:
-            await ws.close(code=4401 if exc.status == 401 else 4403, reason=exc.reason)
+            await refuse_stream(ws, exc)
             return
-        await ws.accept()
-        seq, period = 0, 1.0 / max(cfg.stream_hz, 0.1)
-        last_status = 0.0
         try:
-            while True:
-                seq, frame = await run_in_threadpool(hub.wait_frame, seq, 1.0)
-                if frame is not None:
-                    await ws.send_text(json.dumps({"type": "frame", "seq": seq, **frame}))
-                now = time.monotonic()
-                if now - last_status >= 1.0:
-                    last_status = now
-                    await ws.send_text(json.dumps({"type": "status", **status_body()}))
-                await asyncio.sleep(period)
-        except (WebSocketDisconnect, RuntimeError):
+            await ws.accept()
+            sub.offer(dumps({"type": "status", **status_body()}))
+            if not pump or pump[0].done():
+                pump[:] = [asyncio.ensure_future(pump_pages())]
+            await run_stream(ws, sub, discard(ws), cfg.send_timeout_s)
+        finally:
+            hub.streams.close(sub)
+
+    @page.websocket("/")
+    async def foxglove(ws: WebSocket) -> None:
+        who: Principal = ws.state.principal
+        offered = list(ws.scope.get("subprotocols") or [])
+        subprotocol = next((p for p in offered if p in SUBPROTOCOLS), None)
+        try:
+            sub = hub.streams.open("foxglove", who.name, queue_size=64)
+        except AccessError as exc:
+            await refuse_stream(ws, exc, subprotocol)
             return
+        try:
+            await ws.accept(subprotocol)
+            await serve_foxglove(ws, sub, hub.foxglove, cfg.send_timeout_s)
+        finally:
+            hub.streams.close(sub)
 
     # --- status and metrics -------------------------------------------------------------------
     info = APIRouter(tags=["status"])
@@ -178,7 +269,6 @@ def create_app(
 
     @info.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     def metrics(_: Annotated[Principal, Depends(need("metrics:read"))]) -> Response:
-        hub.refresh_metrics()
         return Response(hub.metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     # --- frames -------------------------------------------------------------------------------
@@ -206,22 +296,12 @@ def create_app(
         },
     }
 
-    async def read_body(request: Request) -> bytes:
-        limit = cfg.limits.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise UploadError(413, f"body of {declared} bytes is over the {limit} byte limit")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise UploadError(413, f"body is over the {limit} byte limit")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
     async def image_bytes(request: Request) -> bytes:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        body = await read_body(request)
+        try:
+            body = await request.body()  # the guard bounds its size and its pace
+        except ClientDisconnect:
+            raise UploadError(400, "the client left before sending the whole body") from None
         if ctype != "multipart/form-data":
             return body
         from starlette.datastructures import UploadFile
@@ -238,6 +318,8 @@ def create_app(
         if upload is None:
             raise UploadError(400, "multipart body has no file field (send it as 'image')")
         return await upload.read()
+
+    renders: list[asyncio.Semaphore] = []  # made on the server's loop
 
     @frames.post("/process_frame", summary="Render an uploaded image as ASCII", openapi_extra=body_doc)
     async def process(
@@ -256,26 +338,31 @@ def create_app(
         if format not in ("json", "text"):
             raise UploadError(422, f"format {format!r} is not json or text")
         req = FrameRequest(mode, kernel, kernel_size, columns, rows, color_depth, colors)
+        check_request(req, cfg.limits)  # an absurd grid costs nothing, not even reading the body
         data = await image_bytes(request)
-        result = await run_in_threadpool(process_frame, data, req, cfg.limits, pool)
+        if not renders:
+            renders.append(asyncio.Semaphore(cfg.render_concurrency))
+        async with renders[0]:
+            result = await run_in_threadpool(process_frame, data, req, cfg.limits, pool)
         wants_text = format == "text" or request.headers.get("accept", "").startswith("text/plain")
         if wants_text:
             return PlainTextResponse("\n".join(result.lines) + "\n")
-        return JSONResponse(asdict(result))
+        return StrictJSON(asdict(result))
 
     # --- operator actions ---------------------------------------------------------------------
     ops = APIRouter(tags=["operator"])
 
     @ops.post("/devices/{device_id}/command", summary="Send a DeviceCommand to a device agent")
     async def device_command(
-        device_id: str,
+        request: Request,
+        device_id: Annotated[str, Path(pattern=DEVICE_ID_PATTERN, description=DEVICE_ID_RULE)],
         body: DeviceCommandBody,
         who: Annotated[Principal, Depends(need("devices:command"))],
     ) -> JSONResponse:
+        if "__" in device_id or not re.fullmatch(DEVICE_ID_PATTERN, device_id):
+            raise UploadError(422, f"device id {device_id!r} is not {DEVICE_ID_RULE}")
         if hub.device_commander is None:
             raise UploadError(409, "device commands are not available in this gateway")
-        if not device_id.replace("-", "").replace("_", "").isalnum():
-            raise UploadError(422, f"device id {device_id!r} must be letters, digits, - and _")
         timeout = body.timeout_s or cfg.command_timeout_s
         command = CommandRequest(device_id, body.command, body.arguments, timeout, who.name, body.command_id)
         future = hub.device_commander(command)
@@ -296,11 +383,14 @@ def create_app(
         }
         if audit is not None:
             audit(record)
+            request.state.audited = True
         status = 200 if result.accepted else 409
-        return JSONResponse(asdict(result), status_code=status)
+        return StrictJSON(asdict(result), status_code=status)
 
     @ops.post("/style", summary="Override the rendering style (a manual StyleDecision)")
-    def set_style(body: StyleBody, who: Annotated[Principal, Depends(need("style:set"))]) -> dict[str, Any]:
+    def set_style(
+        request: Request, body: StyleBody, who: Annotated[Principal, Depends(need("style:set"))]
+    ) -> dict[str, Any]:
         if body.mode not in MODES:
             raise UploadError(422, f"mode {body.mode!r} is not one of {', '.join(MODES)}")
         if body.kernel not in KERNELS:
@@ -314,10 +404,12 @@ def create_app(
         style = body.model_dump()
         hub.style_setter(style, who.name)
         if audit is not None:
-            audit({"who": who.name, "role": who.role, "action": "style:set", **style})
+            audit({"who": who.name, "role": who.role, "action": "style:set", "accepted": True, **style})
+            request.state.audited = True
         return {"accepted": True, "style": style}
 
-    for router in (page, info, frames, ops):
+    routers.extend((page, info, frames, ops))
+    for router in routers:
         app.include_router(router)
     return app
 

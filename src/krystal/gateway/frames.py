@@ -1,16 +1,22 @@
 """POST /process_frame's core: an uploaded image, checked before it is decoded, rendered as ASCII.
 
 Every bad input is an UploadError carrying the HTTP status and the reason, so the API answers 4xx
-with a sentence, never 500. The header is read first (Pillow, lazily) so a decompression bomb is
-refused before any pixel is allocated; the pixels are decoded by OpenCV, reduced at decode time
-when the grid needs far fewer samples than the image has.
+with a sentence, never 500. The container is walked first (JPEG segments, PNG chunks, the WebP
+RIFF header) so that work is bounded before any pixel is decoded: pixels, decoded bytes (bit depth
+and channels counted), frames, JPEG scans, and the PNG inflate ratio (its zlib stream may not hold
+more data than the header's image needs). Bytes after the image's end (Motion Photos, phone
+cameras) are ignored. The pixels are decoded by OpenCV, reduced at decode time when the grid needs
+far fewer samples than the image has.
 """
 
 from __future__ import annotations
 
 import io
+import math
+import re
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +45,11 @@ class Limits:
     max_pixels: int = 40_000_000  # 8K is 33 MP
     max_columns: int = 1000
     max_rows: int = 500
+    max_cells: int = 40_000  # columns x rows: bounds render time and the answer's size
+    max_output_bytes: int = 2 * 1024 * 1024  # the answer's estimated size (colours add ~34 B a cell)
+    max_decoded_bytes: int = 128 * 1024 * 1024  # raw pixel data the decoder would produce
+    max_frames: int = 1  # animated images are refused
+    max_jpeg_scans: int = 64  # progressive JPEGs have ~10; each scan is a pass over the image
 
 
 @dataclass(frozen=True)
@@ -85,17 +96,147 @@ def check_request(req: FrameRequest, limits: Limits) -> None:
             f"grid {req.columns}x{req.rows} is outside 1..{limits.max_columns} columns "
             f"and 1..{limits.max_rows} rows",
         )
+    cells = req.columns * req.rows
+    if cells > limits.max_cells:
+        raise UploadError(
+            422, f"grid {req.columns}x{req.rows} has {cells} cells, over the {limits.max_cells} cell limit"
+        )
+    size = estimated_output_bytes(req)
+    if size > limits.max_output_bytes:
+        raise UploadError(
+            422, f"the answer would be about {size} bytes, over the {limits.max_output_bytes} byte limit"
+        )
 
 
-def _complete(data: bytes, fmt: str) -> bool:
-    """Whether the container ends where its format says it must (truncated uploads do not)."""
-    if fmt == "JPEG":
-        return data.rstrip(b"\x00").endswith(b"\xff\xd9")
-    if fmt == "PNG":
-        return b"IEND" in data[-16:]
-    if fmt == "WEBP":
-        return len(data) >= 12 and int.from_bytes(data[4:8], "little") + 8 <= len(data)
-    return True
+def estimated_output_bytes(req: FrameRequest) -> int:
+    """An upper estimate of the JSON answer: a character (up to 4 UTF-8 bytes) per cell, plus two
+    `[r, g, b]` lists per cell when colours are asked for."""
+    per_cell = 4 + (2 * len("[255, 255, 255], ") if req.colors else 0)
+    return req.columns * req.rows * per_cell + 1024
+
+
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_JPEG_HEADER_JUNK = 1024
+_JPEG_MAX_MARKERS = 2000  # real files have tens (hundreds with restart markers every few rows)
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _check_jpeg(data: bytes, limits: Limits) -> None:
+    """Walk the segments to the EOI marker: refuses a cut image, too many scans and junk in the
+    header (Pillow would skip it byte by byte in Python, holding the GIL); bytes after EOI (a
+    Motion Photo's video, padding) are ignored."""
+    pos, scans, n, junk = 2, 0, len(data), 0
+    for _ in range(_JPEG_MAX_MARKERS):
+        if pos + 1 >= n:
+            break
+        if data[pos] != 0xFF:  # stray bytes between segments: libjpeg skips them too
+            m = _JPEG_MARKER.search(data, pos)
+            if m is None:
+                break
+            junk += m.start() - pos
+            if scans == 0 and junk > _JPEG_HEADER_JUNK:
+                raise UploadError(422, f"malformed JPEG: over {_JPEG_HEADER_JUNK} stray bytes in its header")
+            pos = m.start()
+            continue
+        marker = data[pos + 1]
+        if marker == 0xD9:
+            return
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if 0xD0 <= marker <= 0xD7 or marker in (0x01, 0xD8):
+            pos += 2
+            continue
+        if pos + 4 > n:
+            break
+        seg_end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker != 0xDA:
+            pos = seg_end
+            continue
+        scans += 1
+        if scans > limits.max_jpeg_scans:
+            raise UploadError(422, f"JPEG with more than {limits.max_jpeg_scans} scans is not accepted")
+        m = _JPEG_MARKER.search(data, seg_end)
+        if m is None:
+            break
+        pos = m.start()
+    else:
+        raise UploadError(422, f"malformed JPEG: over {_JPEG_MAX_MARKERS} markers")
+    raise UploadError(422, "truncated JPEG image: the data ends before the image does")
+
+
+def _png_raw_bytes(width: int, height: int, bits_per_pixel: int, interlaced: bool) -> int:
+    """Bytes the PNG's zlib stream must inflate to: filter byte + packed samples per row (per pass)."""
+
+    def rows(w: int, h: int) -> int:
+        return h * (1 + math.ceil(w * bits_per_pixel / 8)) if w and h else 0
+
+    if not interlaced:
+        return rows(width, height)
+    return sum(
+        rows(max(0, math.ceil((width - x0) / dx)), max(0, math.ceil((height - y0) / dy)))
+        for x0, y0, dx, dy in _ADAM7
+    )
+
+
+def _check_png(data: bytes, limits: Limits) -> None:
+    """Walk the chunks to IEND: refuses a cut image, too many decoded bytes (16-bit and alpha
+    count), animation, and an IDAT stream that inflates to more than the image needs (a zlib bomb
+    hidden behind a small image: libpng would inflate all of it)."""
+    pos, n = 8, len(data)
+    header: tuple[int, int, int, int, int] | None = None
+    idat: list[bytes] = []
+    ended = False
+    while pos + 8 <= n and not ended:
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
+        if len(body) < length:
+            break
+        pos += 12 + length
+        if kind == b"IHDR" and length >= 13:
+            width, height = int.from_bytes(body[0:4], "big"), int.from_bytes(body[4:8], "big")
+            header = (width, height, body[8], body[9], body[12])
+        elif kind == b"acTL" and length >= 8 and int.from_bytes(body[0:4], "big") > limits.max_frames:
+            frames = int.from_bytes(body[0:4], "big")
+            raise UploadError(422, f"animated PNG with {frames} frames is not accepted (a single image only)")
+        elif kind == b"IDAT":
+            idat.append(body)
+        ended = kind == b"IEND"
+    if not ended or header is None:
+        raise UploadError(422, "truncated PNG image: the data ends before the image does")
+    width, height, depth, color, interlace = header
+    if color not in _PNG_CHANNELS or depth not in (1, 2, 4, 8, 16):
+        raise UploadError(422, f"PNG colour type {color} with bit depth {depth} is not valid")
+    raw = _png_raw_bytes(width, height, _PNG_CHANNELS[color] * depth, interlace == 1)
+    if raw > limits.max_decoded_bytes:
+        raise UploadError(
+            413,
+            f"{width}x{height} PNG at {depth} bits x {_PNG_CHANNELS[color]} channels decodes to {raw} bytes, "
+            f"over the {limits.max_decoded_bytes} byte limit",
+        )
+    inflater = zlib.decompressobj()
+    try:
+        produced = 0
+        for chunk in idat:  # inflate at most what the image needs (+1 byte to see any excess)
+            produced += len(inflater.decompress(chunk, raw + 1 - produced))
+            if inflater.unconsumed_tail or produced > raw:
+                raise UploadError(
+                    413, f"PNG data inflates to more than the {raw} bytes its {width}x{height} image needs"
+                )
+    except zlib.error as exc:
+        raise UploadError(422, f"PNG image data is corrupt ({exc})") from None
+
+
+def _check_webp(data: bytes, limits: Limits) -> None:
+    if len(data) < 12 or int.from_bytes(data[4:8], "little") + 8 > len(data):
+        raise UploadError(422, "truncated WEBP image: the data ends before the image does")
+    if data[12:16] == b"VP8X" and len(data) > 20 and data[20] & 0x02 and limits.max_frames <= 1:
+        raise UploadError(422, "animated WebP is not accepted (a single image only)")
+
+
+_CHECKS = {"PNG": _check_png, "WEBP": _check_webp}
 
 
 def probe(data: bytes, limits: Limits) -> tuple[str, int, int]:
@@ -106,9 +247,14 @@ def probe(data: bytes, limits: Limits) -> tuple[str, int, int]:
         raise UploadError(413, f"body of {len(data)} bytes is over the {limits.max_body_bytes} byte limit")
     from PIL import Image, UnidentifiedImageError
 
+    if data.startswith(b"\xff\xd8"):  # walked first: the walk is bounded, Pillow's header scan is not
+        _check_jpeg(data, limits)
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        Image.init()  # registers WEBP, so `formats` can name it (JPEG opens MPO files too)
+        # Only our formats' parsers: another plugin may scan a hostile body byte by byte in Python.
+        with Image.open(io.BytesIO(data), formats=("JPEG", "PNG", "WEBP")) as im:
             fmt, (width, height) = str(im.format), im.size
+        fmt = "JPEG" if fmt == "MPO" else fmt  # a JPEG with more pictures after it (phone cameras)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UploadError(415, f"not a JPEG, PNG or WebP image ({type(exc).__name__})") from None
     except Image.DecompressionBombError as exc:  # Pillow's own guard, before ours
@@ -121,8 +267,8 @@ def probe(data: bytes, limits: Limits) -> tuple[str, int, int]:
         raise UploadError(
             413, f"image of {width}x{height} = {width * height} pixels is over the {limits.max_pixels} limit"
         )
-    if not _complete(data, fmt):
-        raise UploadError(422, f"truncated {fmt} image: the data ends before the image does")
+    if fmt != "JPEG":
+        _CHECKS[fmt](data, limits)
     return fmt, width, height
 
 

@@ -10,14 +10,25 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, Metric
 
+from krystal.gateway.foxglove_ws import Channels
 from krystal.gateway.health import HealthBook
+from krystal.gateway.streams import Streams
 from krystal.sched.metrics import RateMeter
 
 SERIES = ("render_time_ms", "temperature_c", "tempo_bpm")
@@ -45,37 +56,78 @@ DeviceCommander = Callable[[CommandRequest], "Future[CommandResult]"]
 StyleSetter = Callable[[dict[str, Any], str], None]  # (style fields, caller)
 
 
+class _Totals:
+    """Counters whose totals arrive from elsewhere (RenderStats, /diagnostics), read at scrape time."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.hub.render_stats or {}
+        for name, key, doc in (
+            (
+                "krystal_frames_dropped",
+                "frames_dropped",
+                "Frames superseded or too old, since the renderer started",
+            ),
+            ("krystal_frames_invalid", "frames_invalid", "Malformed frames, since the renderer started"),
+        ):
+            family = CounterMetricFamily(name, doc)
+            if key in stats:
+                family.add_metric([], float(stats[key]))
+            yield family
+        misses = CounterMetricFamily(
+            "krystal_deadline_misses", "Callback deadline misses reported on /diagnostics", labels=["node"]
+        )
+        for node, value in self.hub.health.values("deadline_misses").items():
+            try:
+                misses.add_metric([node], float(value))
+            except ValueError:
+                continue
+        yield misses
+
+
 class Metrics:
-    """The Prometheus view of the graph, one registry per gateway (tests make their own)."""
+    """The Prometheus view of the graph, one registry per gateway (tests make their own). Names
+    follow Prometheus conventions: base units (seconds, celsius, hertz), `_total` on counters."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.render_ms = Histogram(
-            "krystal_render_time_ms",
-            "ASCII render time per frame, ms",
-            buckets=(1, 2, 5, 10, 15, 20, 25, 33, 50, 100, 250),
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        self.render_seconds = Histogram(
+            "krystal_render_time_seconds",
+            "ASCII render time per frame",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.033, 0.05, 0.1, 0.25),
             registry=r,
         )
-        self.frames_dropped = Gauge(
-            "krystal_frames_dropped", "Frames superseded or too old since the renderer started", registry=r
-        )
-        self.frames_invalid = Gauge("krystal_frames_invalid", "Malformed frames since start", registry=r)
-        self.deadline_misses = Gauge(
-            "krystal_deadline_misses",
-            "Callback deadline misses reported on /diagnostics",
-            ["node"],
-            registry=r,
-        )
-        self.temperature = Gauge("krystal_temperature_c", "Sensor temperature, C", ["sensor"], registry=r)
+        self.temperature = Gauge("krystal_temperature_celsius", "Sensor temperature", ["sensor"], registry=r)
         self.gpu_util = Gauge("krystal_gpu_utilization_ratio", "GPU busy fraction", ["device"], registry=r)
-        self.bpm = Gauge("krystal_audio_tempo_bpm", "Tempo of the room's audio", registry=r)
+        self.tempo = Gauge(
+            "krystal_audio_tempo_hertz", "Tempo of the room's audio, beats per second", registry=r
+        )
         self.decisions = Counter(
             "krystal_style_decisions", "Style decisions received, by policy", ["policy"], registry=r
         )
         self.requests = Counter(
-            "krystal_gateway_requests", "HTTP requests, by route and status", ["route", "status"], registry=r
+            "krystal_gateway_requests",
+            "HTTP requests and WebSockets, by route and status",
+            ["route", "status"],
+            registry=r,
         )
+        self.request_seconds = Histogram(
+            "krystal_gateway_request_duration_seconds",
+            "HTTP request duration, from the first byte seen to the last byte sent",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+            registry=r,
+        )
+
+    def observe_request(self, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(route=route, status=str(status)).inc()
+        if not route.startswith("WS "):  # a WebSocket's duration is its whole session
+            self.request_seconds.labels(route=route).observe(seconds)
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
@@ -93,6 +145,9 @@ class Hub:
         self._frame_cond = threading.Condition(self._lock)
         self.health = HealthBook(stale_after_s, clock)
         self.metrics = Metrics()
+        self.metrics.registry.register(_Totals(self))
+        self.streams = Streams()
+        self.foxglove = Channels(self.streams)
         self.history_s = history_s
         self.frame: dict[str, Any] | None = None
         self.frame_seq = 0
@@ -129,7 +184,9 @@ class Hub:
             self.frame = frame
             self.frame_seq += 1
             self._frame_cond.notify_all()
-        self.metrics.render_ms.observe(float(frame.get("render_time_ms", 0.0)))
+        render_ms = float(frame.get("render_time_ms", math.nan))
+        if math.isfinite(render_ms):
+            self.metrics.render_seconds.observe(render_ms / 1e3)
         self.add_point("render_time_ms", float(frame.get("render_time_ms", math.nan)))
 
     def set_style(self, style: dict[str, Any]) -> None:
@@ -140,8 +197,6 @@ class Hub:
     def set_render_stats(self, stats: dict[str, Any]) -> None:
         with self._lock:
             self.render_stats = stats
-        self.metrics.frames_dropped.set(float(stats.get("frames_dropped", 0)))
-        self.metrics.frames_invalid.set(float(stats.get("frames_invalid", 0)))
 
     def set_temperatures(self, sensors: dict[str, float], hottest_c: float) -> None:
         for name, t in sensors.items():
@@ -155,7 +210,7 @@ class Hub:
 
     def set_tempo(self, bpm: float) -> None:
         if math.isfinite(bpm) and bpm > 0:
-            self.metrics.bpm.set(bpm)
+            self.metrics.tempo.set(bpm / 60.0)
             self.add_point("tempo_bpm", bpm)
 
     def set_nodes(self, nodes: list[str]) -> None:
@@ -178,10 +233,3 @@ class Hub:
         now = self._clock()
         with self._lock:
             return {k: [(round(t - now, 2), v) for t, v in pts] for k, pts in self._series.items()}
-
-    def refresh_metrics(self) -> None:
-        for node, value in self.health.values("deadline_misses").items():
-            try:
-                self.metrics.deadline_misses.labels(node=node).set(float(value))
-            except ValueError:
-                continue

@@ -1,7 +1,9 @@
 """gateway: the running graph over HTTP (API, live page, metrics) and, optionally, Foxglove.
 
 uvicorn serves the app on its own thread and event loop; ROS callbacks only convert messages to
-plain values and hand them to the Hub, so no HTTP client can stall the executor.
+plain values and hand them to the Hub, so no HTTP client can stall the executor. Foxglove's
+WebSocket protocol is served by the same app (behind the same tokens and Host/Origin checks) on
+`foxglove_port` as well as on the HTTP port.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from krystal.gateway.access import Access, RateLimiter, check_bind, load_tokens
 from krystal.gateway.app import GatewaySettings, create_app
 from krystal.gateway.frames import Limits
 from krystal.gateway.hub import CommandRequest, CommandResult, Hub
+from krystal.gateway.server import make_server
 from krystal.journal import JsonLines, state_dir
 from krystal.msg import AsciiFrame, AudioFeatures, GpuTelemetry, RenderStats, StyleDecision, ThermalState
 from krystal.record.msgdefs import message_definition
 from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
+from krystal.ros.entry import StartRefused
 from krystal.ros.msgdef import message_class
 from krystal.ros.params import Param, ParamTable
 from krystal.ros.qos import latched_qos, reliable_qos, sensor_qos
@@ -75,7 +79,14 @@ PARAMS = (
     Param(
         "cors_origins",
         [],
-        "Origins allowed by CORS, read at start; empty: CORS off",
+        "Origins allowed by CORS (and by the Origin check), read at start; empty: CORS off",
+        read_only=True,
+        param_type=Parameter.Type.STRING_ARRAY,
+    ),
+    Param(
+        "allowed_hosts",
+        [],
+        "Host names the gateway answers to besides localhost and IP addresses (DNS rebinding guard)",
         read_only=True,
         param_type=Parameter.Type.STRING_ARRAY,
     ),
@@ -94,7 +105,12 @@ PARAMS = (
         "Every request, JSON Lines; empty: $XDG_STATE_HOME/krystal/gateway_requests.jsonl",
         read_only=True,
     ),
-    Param("foxglove", False, "Serve the graph's topics to Foxglove (WebSocket protocol)", read_only=True),
+    Param(
+        "foxglove",
+        False,
+        "Serve the graph's topics to Foxglove (WebSocket protocol, same tokens: ?token=)",
+        read_only=True,
+    ),
     Param("foxglove_port", 8765, "Foxglove WebSocket port (0: any free port)", 0, 65535, read_only=True),
     Param("foxglove_topics", list(FOXGLOVE_TOPICS), "Topics bridged to Foxglove", read_only=True),
 )
@@ -123,15 +139,24 @@ def _fields(msg: Any, names: tuple[str, ...]) -> dict[str, Any]:
 
 
 class GatewayNode(Node):
+    # Set before anything can fail in __init__, so destroy_node works on a node that refused to start.
+    _server: Any = None
+    _thread: threading.Thread | None = None
+    _audit: JsonLines | None = None
+    _requests: JsonLines | None = None
+
     def __init__(self, node_name: str = "gateway", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self.params = ParamTable(self, PARAMS)
         p = self.params
-        tokens = load_tokens(p["token_file"])
+        try:
+            tokens = load_tokens(p["token_file"])
+        except ValueError as exc:
+            raise StartRefused(str(exc)) from None
         self._open = not tokens
         refusal = check_bind(p["host"], tokens)
         if refusal:
-            raise RuntimeError(refusal)
+            raise StartRefused(refusal)
         self.hub = Hub(stale_after_s=p["stale_after_s"])
         self.hub.device_commander = self._device_command
         self.hub.style_setter = self._set_style
@@ -141,6 +166,9 @@ class GatewayNode(Node):
         settings = GatewaySettings(
             limits=Limits(max_body_bytes=p["max_body_bytes"], max_pixels=p["max_pixels"]),
             cors_origins=tuple(o for o in p["cors_origins"] if o),
+            allowed_hosts=tuple(
+                h for h in (*p["allowed_hosts"], socket.gethostname(), socket.getfqdn()) if h
+            ),
             stream_hz=p["stream_hz"],
             command_timeout_s=p["command_timeout_s"],
         )
@@ -154,15 +182,12 @@ class GatewayNode(Node):
         self.requests_served = 0
         self.port = 0
         self.url = ""
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        self._start_http(p["host"], p["port"], p["tls_cert_file"], p["tls_key_file"])
-        self._foxglove: Any = None
-        self._fox_channels: dict[str, Any] = {}
+        self._fox_channels: dict[str, int | None] = {}
         self.foxglove_port = 0
         self._fox_error = ""
+        self._start_http(p["host"], p["port"], p["tls_cert_file"], p["tls_key_file"], p["foxglove"])
         if p["foxglove"]:
-            self._start_foxglove()
+            self._bridge_new_topics()
         self._diagnostics = Diagnostics(self)
         self._diagnostics.add("http", self._http_health)
         if p["foxglove"]:
@@ -251,7 +276,7 @@ class GatewayNode(Node):
     def _refresh(self) -> None:
         names = [f"{ns.rstrip('/')}/{n}" for n, ns in self.get_node_names_and_namespaces()]
         self.hub.set_nodes(names)
-        if self._foxglove is not None:
+        if self.params["foxglove"]:
             self._bridge_new_topics()
 
     # --- operator actions (called from the HTTP thread) -------------------------------------
@@ -315,6 +340,8 @@ class GatewayNode(Node):
 
     def _log_request(self, who: str, method: str, path: str, status: int, ms: float) -> None:
         self.requests_served += 1
+        if self._requests is None:
+            return
         self._requests.append(
             {
                 "t": time.time(),
@@ -329,13 +356,12 @@ class GatewayNode(Node):
             self.get_logger().info(f"{who} {method} {path} -> {status}", throttle_duration_sec=1.0)
 
     def _log_audit(self, record: dict[str, Any]) -> None:
-        self._audit.append({"t": time.time(), **record})
+        if self._audit is not None:
+            self._audit.append({"t": time.time(), **record})
         self.get_logger().info(f"operator action: {record}")
 
     # --- servers ----------------------------------------------------------------------------
-    def _start_http(self, host: str, port: int, cert: str, key: str) -> None:
-        import uvicorn
-
+    def _bind(self, host: str, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -343,82 +369,68 @@ class GatewayNode(Node):
             sock.bind((host, port))
         except OSError as exc:
             sock.close()
-            raise RuntimeError(f"cannot bind {host}:{port}: {exc.strerror or exc}") from None
+            raise StartRefused(f"cannot bind {host}:{port}: {exc.strerror or exc}") from None
         sock.listen(128)
-        self.port = sock.getsockname()[1]
+        return sock
+
+    def _start_http(self, host: str, port: int, cert: str, key: str, foxglove: bool) -> None:
         tls = bool(cert and key)
         if bool(cert) != bool(key):
-            sock.close()
-            raise RuntimeError("TLS needs both tls_cert_file and tls_key_file")
+            raise StartRefused("TLS needs both tls_cert_file and tls_key_file")
         for f in (cert, key):
             if f and not Path(f).is_file():
-                sock.close()
-                raise RuntimeError(f"TLS file {f} does not exist")
-        config = uvicorn.Config(
-            self.app,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            ssl_certfile=cert or None,
-            ssl_keyfile=key or None,
-        )
-        self._server = uvicorn.Server(config)
-        self.url = (
-            f"{'https' if tls else 'http'}://{host if family == socket.AF_INET else f'[{host}]'}:{self.port}/"
-        )
+                raise StartRefused(f"TLS file {f} does not exist")
+        sockets = [self._bind(host, port)]
+        self.port = sockets[0].getsockname()[1]
+        if foxglove:
+            try:
+                sockets.append(self._bind(host, self.params["foxglove_port"]))
+            except StartRefused:
+                sockets[0].close()
+                raise
+            self.foxglove_port = sockets[1].getsockname()[1]
+        self._server = make_server(self.app, ssl_certfile=cert or None, ssl_keyfile=key or None)
+        shown = host if ":" not in host else f"[{host}]"
+        self.url = f"{'https' if tls else 'http'}://{shown}:{self.port}/"
 
         def serve() -> None:
             try:
-                self._server.run(sockets=[sock])
+                self._server.run(sockets=sockets)
             except Exception as exc:  # shown on /diagnostics, never fatal for the node
                 self._http_error = f"HTTP server stopped: {exc!r}"
             finally:
-                sock.close()
+                for sock in sockets:
+                    sock.close()
 
         self._thread = threading.Thread(target=serve, name="gateway-http", daemon=True)
         self._thread.start()
         note = " (no tokens: viewer endpoints open, operator endpoints closed)" if self._open else ""
         self.get_logger().info(f"serving {self.url}{note}")
-
-    def _start_foxglove(self) -> None:
-        try:
-            import foxglove
-
-            self._foxglove = foxglove.start_server(
-                name="krystal", host=self.params["host"], port=self.params["foxglove_port"]
-            )
-            self.foxglove_port = int(self._foxglove.port)
-            self.get_logger().info(f"Foxglove bridge on ws://{self.params['host']}:{self.foxglove_port}")
-        except Exception as exc:
-            self._fox_error = f"Foxglove bridge cannot start: {exc}"
-            self.get_logger().error(self._fox_error)
-            self._foxglove = None
-            return
-        self._bridge_new_topics()
+        if foxglove:
+            scheme = "wss" if tls else "ws"
+            self.get_logger().info(f"Foxglove on {scheme}://{shown}:{self.foxglove_port}/ (token: ?token=)")
 
     def _bridge_new_topics(self) -> None:
         """Bridge each configured topic once its type is known from the graph."""
-        import foxglove
-
         wanted = {self.resolve_topic_name(t): t for t in self.params["foxglove_topics"] if t}
         for name, types in self.get_topic_names_and_types():
             if name not in wanted or name in self._fox_channels or not types:
                 continue
             try:
                 cls = message_class(types[0])
-                schema = foxglove.Schema(
-                    name=types[0], encoding="ros2msg", data=message_definition(types[0]).encode()
-                )
-                channel = foxglove.Channel(name, message_encoding="cdr", schema=schema)
+                schema = message_definition(types[0])
             except (LookupError, OSError, ValueError) as exc:
                 self._fox_error = f"cannot bridge {name}: {exc}"
                 self._fox_channels[name] = None
                 continue
-            self._fox_channels[name] = channel
+            cid = self.hub.foxglove.add(name, types[0], schema)
+            self._fox_channels[name] = cid
             qos = reliable_qos(10) if name == "/diagnostics" else sensor_qos(depth=5)
-            self.create_subscription(
-                cls, name, lambda raw, c=channel: c.log(raw, log_time=time.time_ns()), qos, raw=True
-            )
+            self.create_subscription(cls, name, self._fox_forwarder(cid), qos, raw=True)
+
+    def _fox_forwarder(self, cid: int) -> Any:
+        log = self.hub.foxglove.log
+        return lambda raw: log(cid, raw, time.time_ns())
 
     # --- health -----------------------------------------------------------------------------
     def _http_health(self) -> Health:
@@ -430,8 +442,7 @@ class GatewayNode(Node):
     def _fox_health(self) -> Health:
         bridged = sorted(n for n, c in self._fox_channels.items() if c is not None)
         values = {"port": str(self.foxglove_port), "topics": ", ".join(bridged)}
-        if self._foxglove is None:
-            return Health(ERROR, self._fox_error or "Foxglove bridge not running", values)
+        values["clients"] = str(self.hub.streams.count("foxglove"))
         if self._fox_error:
             return Health(WARN, self._fox_error, values)
         return Health(OK, f"bridging {len(bridged)} topics", values)
@@ -441,8 +452,7 @@ class GatewayNode(Node):
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=2.0)
-        if self._foxglove is not None:
-            self._foxglove.stop()
-        self._audit.close()
-        self._requests.close()
+        for journal in (self._audit, self._requests):
+            if journal is not None:
+                journal.close()
         super().destroy_node()

@@ -23,6 +23,8 @@ class Context:
     render_time_ms: float = NAN
     render_fps: float = NAN
     cpu_ratio: float = NAN
+    e2e_latency_ms: float = NAN  # the newest frame's capture stamp -> AsciiFrame published
+    delivered_fps: float = NAN  # AsciiFrames per second reaching the reasoning node
     # temporal_solver's surrogate-tested chaos flag on the render time: its Lyapunov exponent (1/s)
     # while the flag stands and is fresh; NaN otherwise
     render_chaos_per_s: float = NAN

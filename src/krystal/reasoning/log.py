@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from krystal.journal import append_whole
+
 FSYNC_POLICIES = ("always", "interval", "never")
 SCHEMA_VERSION = 2  # 1: no schema_version/run_id/boot_id/mono_s (still read)
 BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
@@ -126,7 +128,7 @@ class DecisionLog:
         size = os.fstat(self._fd).st_size
         if self.max_bytes > 0 and size > 0 and size + len(line) > self.max_bytes:
             self._rotate()
-        os.write(self._fd, line)  # one call: the line is whole in the file or not there at all
+        append_whole(self._fd, line)  # the line is whole in the file or not there at all
         self.lines += 1
         now = time.monotonic()
         if self.fsync == "always" or (

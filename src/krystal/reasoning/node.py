@@ -29,7 +29,15 @@ from krystal.msg import (
 from krystal.reasoning.context import NAN, Inputs
 from krystal.reasoning.delivery import FrameBook, e2e_ms
 from krystal.reasoning.log import FSYNC_POLICIES, DecisionIds, DecisionLog, default_log_dir
-from krystal.reasoning.policy import POLICIES, Decision, Outcome, Reasoner, ReasonerConfig, log_record
+from krystal.reasoning.policy import (
+    POLICIES,
+    Decision,
+    Outcome,
+    Reasoner,
+    ReasonerConfig,
+    SourceConfig,
+    log_record,
+)
 from krystal.reasoning.predictor import FramePredictor
 from krystal.reasoning.promotion import (
     ACTING,
@@ -47,6 +55,7 @@ from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
 from krystal.ros.params import Param, ParamTable
 from krystal.ros.qos import latched_qos, reliable_qos, sensor_qos
 from krystal.ros.streams import subscribe_stream
+from krystal.sched.metrics import RateMeter, Window
 
 
 def _policy_model_problem(path: str) -> str | None:
@@ -126,7 +135,38 @@ PARAMS = (
         "($XDG_STATE_HOME/krystal/devices/audit.jsonl)",
         read_only=True,
     ),
-    Param("budget_ms", 33.0, "Render time per frame to stay under (33 ms at 30 fps)", 1.0, 1000.0),
+    Param(
+        "budget_ms",
+        33.0,
+        "Frame budget (33 ms at 30 fps): capture -> AsciiFrame published under objective e2e",
+        1.0,
+        1000.0,
+    ),
+    Param(
+        "objective",
+        "e2e",
+        "What a frame is judged by: e2e (its capture stamp -> AsciiFrame published, as the viewer "
+        "gets it) or render (the renderer's time alone)",
+        choices=("e2e", "render"),
+    ),
+    Param(
+        "source_width_per_column",
+        4.0,
+        "Render feed width asked of video_source per grid column (the renderer samples 2 px a "
+        "cell; 4 keeps 2x of that); 0: the width is not driven",
+        0.0,
+        32.0,
+    ),
+    Param("source_width_min_px", 160, "Narrowest render feed asked for", 16, 3840),
+    Param("source_width_max_px", 1280, "Widest render feed asked for", 16, 3840),
+    Param("source_fps", 30.0, "Source frame rate asked for normally", 1.0, 240.0),
+    Param(
+        "source_fps_min",
+        15.0,
+        "Source frame rate asked for under pressure (the cheapest style still over budget)",
+        1.0,
+        240.0,
+    ),
     Param("over_frames", 3, "Frames in a row over budget before a step down", 1, 1000),
     Param("headroom_ratio", 0.5, "A frame under budget times this counts as headroom", 0.05, 1.0),
     Param("headroom_frames", 30, "Headroom frames in a row before a step up", 1, 10000),
@@ -272,6 +312,16 @@ def rule_config(v: dict[str, Any]) -> RuleConfig:
     return RuleConfig(**{k: v[k] for k in _RULE_PARAMS})
 
 
+def source_config(v: dict[str, Any]) -> SourceConfig:
+    return SourceConfig(
+        width_per_column_px=v["source_width_per_column"],
+        width_min_px=v["source_width_min_px"],
+        width_max_px=v["source_width_max_px"],
+        fps=v["source_fps"],
+        fps_min=v["source_fps_min"],
+    )
+
+
 def td_config(v: dict[str, Any]) -> TdConfig:
     return TdConfig(**{k: v[f"td_{k}"] for k in TdConfig.__dataclass_fields__})
 
@@ -307,6 +357,9 @@ def decision_msg(d: Decision, stamp: Any) -> StyleDecision:
         confidence=d.confidence,
         predicted_frame_time_ms=d.predicted_ms,
         budget_ms=d.budget_ms,
+        source_width_px=d.source_width_px,
+        source_fps=d.source_fps,
+        shed=d.shed,
         gpu_utilization_ratio=c.gpu_utilization_ratio,
         gpu_memory_used_ratio=c.gpu_memory_used_ratio,
         temperature_c=c.temperature_c,
@@ -315,6 +368,8 @@ def decision_msg(d: Decision, stamp: Any) -> StyleDecision:
         audio_tempo_bpm=c.audio_tempo_bpm,
         render_time_ms=c.render_time_ms,
         render_fps=c.render_fps,
+        e2e_latency_ms=c.e2e_latency_ms,
+        delivered_fps=c.delivered_fps,
     )
 
 
@@ -343,6 +398,7 @@ class ReasoningNode(Node):
                 outcome_frames=v["outcome_frames"],
                 outcome_timeout_s=v["outcome_timeout_s"],
                 learned_period_s=v["learned_period_s"],
+                source=source_config(v),
             ),
             ladders_of(v),
             FramePredictor(),
@@ -382,6 +438,9 @@ class ReasoningNode(Node):
         self.create_subscription(StyleDecision, "krystal/style", self._on_style, latched_qos(5))
         self.create_subscription(TemporalVerdict, "krystal/verdicts", self._on_verdict, reliable_qos(20))
         self._manual_until = 0.0
+        self._delivered = RateMeter()
+        self._step_late_ms = Window(600)  # the step's start after its due time: is the controller starved?
+        self._step_due_s = 0.0
         self.published = 0
         self._last_cpu_s = 0.0
         self._last_save_s = time.monotonic()
@@ -412,6 +471,8 @@ class ReasoningNode(Node):
             self.reasoner.config = _replace(self.reasoner.config, rules=rule_config(v))
         if changed & _TD_PARAMS:
             self.reasoner.q.config = td_config(v)
+        if changed & {n for n in v if n.startswith("source_")}:
+            self.reasoner.config = _replace(self.reasoner.config, source=source_config(v))
         if changed & {"policy", "td_period_s", "outcome_frames", "outcome_timeout_s", "learned_period_s"}:
             self.reasoner.config = _replace(
                 self.reasoner.config,
@@ -517,7 +578,16 @@ class ReasoningNode(Node):
             ms = _f(msg.render_time_ms)
             stamp_ns = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
             self.book.add(now, e2e_ms(self.get_clock().now().nanoseconds, stamp_ns), ms)
-            self.inputs.update("render", now, render_time_ms=ms, render_fps=getattr(self, "_render_fps", NAN))
+            e2e = _f(msg.latency_ms) if msg.latency_ms > 0 else NAN  # 0: the frame had no stamp
+            self._delivered.tick(now)
+            self.inputs.update(
+                "render",
+                now,
+                render_time_ms=ms,
+                render_fps=getattr(self, "_render_fps", NAN),
+                e2e_latency_ms=e2e,
+                delivered_fps=self._delivered.rate_hz(),
+            )
             fields = {
                 "mode": str(msg.mode),
                 "kernel_size": int(msg.kernel_size),
@@ -525,7 +595,7 @@ class ReasoningNode(Node):
                 "rows": int(msg.rows),
                 "render_ms": ms,
             }
-            self.reasoner.frame(now, **fields)  # type: ignore[arg-type]
+            self.reasoner.frame(now, e2e_ms=e2e, **fields)  # type: ignore[arg-type]
             if self.gate is not None and math.isfinite(ms) and ms >= 0:
                 self.gate.observe(self.inputs.context(now), **fields)  # in shadow the model sees every frame
 
@@ -559,6 +629,10 @@ class ReasoningNode(Node):
     # -- decisions -----------------------------------------------------------------------------
     def _step(self) -> None:
         now = time.monotonic()
+        period_s = 1.0 / self.params["decision_rate_hz"]
+        if self._step_due_s:  # lateness: the gap since the previous step beyond one period
+            self._step_late_ms.add(max(0.0, now - self._step_due_s) * 1e3)
+        self._step_due_s = now + period_s
         if now < self._manual_until:
             return
         if now - self._last_cpu_s >= 0.5:
@@ -739,6 +813,7 @@ class ReasoningNode(Node):
 
     def _decisions_health(self) -> Health:
         d = self.reasoner.current
+        late = self._step_late_ms.summary()
         values = {
             "style": d.style.label() if d else "none",
             "decisions": str(self.reasoner.next_id - self._first_id),
@@ -746,6 +821,9 @@ class ReasoningNode(Node):
             "policy": self.params["policy"],
             "td_table": self._table_note,
             "log": str(self.log.path) if self.log else "disabled",
+            "step_lateness_ms_p50": f"{late.p50:.2f}",
+            "step_lateness_ms_p99": f"{late.p99:.2f}",
+            "step_lateness_ms_max": f"{late.max:.2f}",
         }
         if self._log_error:
             return Health(ERROR, self._log_error, values)

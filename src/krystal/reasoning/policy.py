@@ -33,6 +33,23 @@ class Chooser(Protocol):
 
 
 @dataclass(frozen=True)
+class SourceConfig:
+    """The source actuators: render feed width from the grid, frame rate lowered under pressure."""
+
+    width_per_column_px: float = 4.0  # render feed px per grid column (2 samples a cell, 2x); 0: not driven
+    width_min_px: int = 160
+    width_max_px: int = 1920
+    fps: float = 30.0  # the rate sent normally
+    fps_min: float = 15.0  # the rate sent under pressure (the cheapest style still over budget)
+
+    def width_px(self, columns: int) -> int:
+        if self.width_per_column_px <= 0:
+            return 0
+        px = round(columns * self.width_per_column_px / 2) * 2
+        return int(min(self.width_max_px, max(self.width_min_px, px)))
+
+
+@dataclass(frozen=True)
 class ReasonerConfig:
     rules: RuleConfig = field(default_factory=RuleConfig)
     policy: str = "rules"  # "rules", "rules_td" or "learned"
@@ -41,6 +58,7 @@ class ReasonerConfig:
     outcome_frames: int = 30  # frames after a decision that make its outcome
     outcome_timeout_s: float = 3.0  # outcome closed with what arrived by then
     learned_period_s: float = 0.5  # how often a learned policy is asked
+    source: SourceConfig = field(default_factory=SourceConfig)
 
 
 @dataclass(frozen=True)
@@ -55,6 +73,9 @@ class Decision:
     budget_ms: float
     context: Context
     time_s: float
+    source_width_px: int = 0  # render feed width video_source is asked for; 0: keep its own
+    source_fps: float = 0.0  # source frame rate asked for; 0: keep its own
+    shed: bool = False  # non-critical work shed (pressure)
 
 
 @dataclass(frozen=True)
@@ -109,9 +130,17 @@ class Reasoner:
 
     # -- inputs --------------------------------------------------------------------------------
     def frame(
-        self, now_s: float, *, mode: str, kernel_size: int, columns: int, rows: int, render_ms: float
+        self,
+        now_s: float,
+        *,
+        mode: str,
+        kernel_size: int,
+        columns: int,
+        rows: int,
+        render_ms: float,
+        e2e_ms: float = math.nan,
     ) -> None:
-        """A frame the renderer published (AsciiFrame fields)."""
+        """A frame the renderer published (AsciiFrame fields; e2e_ms: capture stamp -> published)."""
         if not math.isfinite(render_ms) or render_ms < 0:
             return
         if self.chooser is not None:
@@ -124,7 +153,7 @@ class Reasoner:
         self.predictor.observe(seen, self._load, render_ms)
         if not matches:
             return
-        self.rules.frame(render_ms)
+        self.rules.frame(render_ms, e2e_ms)
         self._epoch_ms.append(render_ms)
         p = self._pending
         if p is not None and p.decision.style == style:
@@ -172,6 +201,7 @@ class Reasoner:
                 policy="rules",
                 rule=proposal.rule,
                 reason=proposal.reason,
+                pressure=proposal.pressure,
             )
         if self.config.policy == "rules_td" and now_s - self._epoch_start >= self.config.td_period_s:
             return self._td_step(now_s, ctx, predict)
@@ -251,8 +281,9 @@ class Reasoner:
         rule: str,
         reason: str,
         confidence: float | None = None,
+        pressure: bool | None = None,
     ) -> Decision | None:
-        changed = self.rules.apply(now_s, family, level)
+        changed = self.rules.apply(now_s, family, level, pressure)
         if not changed and self.current is not None:
             return None
         self._epoch_switched = True
@@ -271,6 +302,7 @@ class Reasoner:
             budget_ms=self.config.rules.budget_ms,
             context=ctx,
             time_s=now_s,
+            **self.actuators(style),  # type: ignore[arg-type]
         )
         self.next_id += 1
         if self._pending is not None:
@@ -278,6 +310,16 @@ class Reasoner:
         self._pending = _Pending(decision)
         self.current = decision
         return decision
+
+    def actuators(self, style: Style) -> dict[str, object]:
+        """What the decision asks of the source and of non-critical work, besides the style."""
+        src = self.config.source
+        pressed = self.rules.pressure
+        return {
+            "source_width_px": src.width_px(style.columns),
+            "source_fps": src.fps_min if pressed else src.fps,
+            "shed": pressed,
+        }
 
     # -- outcomes ------------------------------------------------------------------------------
     def _close(self, p: _Pending) -> None:
@@ -325,7 +367,13 @@ def log_record(decision: Decision, timestamp: float, outcome: Outcome | None = N
         },
         "thermal_state": {"cpu_temp": c.temperature_c, "penalty": c.throttle_penalty},
         "audio_state": {"bpm": c.audio_tempo_bpm, "rms_dbfs": c.audio_rms_dbfs},
-        "render_state": {"render_time_ms": c.render_time_ms, "fps": c.render_fps, "cpu_use": c.cpu_ratio},
+        "render_state": {
+            "render_time_ms": c.render_time_ms,
+            "fps": c.render_fps,
+            "cpu_use": c.cpu_ratio,
+            "e2e_latency_ms": c.e2e_latency_ms,
+            "delivered_fps": c.delivered_fps,
+        },
         "stale": list(c.stale),
         "decision": {
             "decision_id": decision.decision_id,
@@ -339,6 +387,9 @@ def log_record(decision: Decision, timestamp: float, outcome: Outcome | None = N
             "reason": decision.reason,
             "predicted_ms": decision.predicted_ms,
             "budget_ms": decision.budget_ms,
+            "source_width_px": decision.source_width_px,
+            "source_fps": decision.source_fps,
+            "shed": decision.shed,
         },
         "outcome": None
         if outcome is None

@@ -38,6 +38,7 @@ class RuleConfig:
     fit_ratio: float = 0.75  # a target style must be predicted under budget * fit_ratio
     probe_factor: float = 3.0  # a step up predicted not to fit is tried after this many up dwells
     act_on_chaos: bool = True  # a chaotic render time (surrogate-tested): one step down, no step up
+    objective: str = "e2e"  # "e2e": frames judged by capture -> AsciiFrame published; "render": render time
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ class Proposal:
     family: str
     level: int
     reason: str
-    rule: str  # "budget", "predict", "headroom", "tempo", "thermal", "chaos", "start"
+    rule: str  # "budget", "predict", "headroom", "tempo", "thermal", "chaos", "start", "pressure", "relief"
+    pressure: bool | None = None  # "pressure"/"relief": shed work and lower the source rate, or restore
 
 
 class Rules:
@@ -65,6 +67,8 @@ class Rules:
         self.over = 0
         self.headroom = 0
         self.chaotic = False  # the render time is flagged chaotic now (and act_on_chaos)
+        self.pressure = False  # at the bottom and still over: non-critical work shed, source rate lowered
+        self.overhead_ms = 0.0  # frame time outside the render (capture, transport), smoothed
         self._chaos_acted = False  # this chaos episode had its step down
 
     @property
@@ -78,19 +82,33 @@ class Rules:
     def floor(self, family: str | None = None) -> int:
         return mode_floor(self.ladders[family or self.family]) if self.hot else 0
 
-    def frame(self, render_ms: float) -> None:
-        """One frame rendered in the current style."""
+    def frame(self, render_ms: float, e2e_ms: float = math.nan) -> None:
+        """One frame rendered in the current style: its render time and, when the frame's capture
+        stamp is known, its capture -> AsciiFrame time, which is what the objective judges."""
         c = self.config
-        self.over = self.over + 1 if render_ms > c.budget_ms else 0
-        self.headroom = self.headroom + 1 if render_ms < c.budget_ms * c.headroom_ratio else 0
+        cost = e2e_ms if c.objective == "e2e" and math.isfinite(e2e_ms) else render_ms
+        if math.isfinite(e2e_ms) and math.isfinite(render_ms):
+            self.overhead_ms += 0.1 * (max(0.0, e2e_ms - render_ms) - self.overhead_ms)
+        self.over = self.over + 1 if cost > c.budget_ms else 0
+        self.headroom = self.headroom + 1 if cost < c.budget_ms * c.headroom_ratio else 0
+
+    def fit_limit_ms(self) -> float:
+        """A render time predicted under this fits: the budget's fit share less the time outside
+        the render (under objective e2e)."""
+        c = self.config
+        overhead = self.overhead_ms if c.objective == "e2e" else 0.0
+        return c.budget_ms * c.fit_ratio - overhead
 
     def _fitting(self, styles: tuple[Style, ...], start: int, predict: Predict | None) -> int:
-        """First level from `start` down whose predicted time fits; the bottom when none does."""
+        """One rung (`start`) unless its prediction is known not to fit: then further down, past
+        rungs known not to fit, to the first known to fit or never measured; the bottom when all
+        are known not to fit. A rung never measured is never skipped."""
         if predict is None or not self.config.predict:
             return min(start, len(styles) - 1)
-        limit = self.config.budget_ms * self.config.fit_ratio
+        limit = self.fit_limit_ms()
         for i in range(start, len(styles)):
-            if predict(styles[i]).ms <= limit:
+            p = predict(styles[i])
+            if not p.known or p.ms <= limit:
                 return i
         return len(styles) - 1
 
@@ -181,8 +199,32 @@ class Rules:
                         "predict",
                     )
         if (
+            self.level == bottom
+            and not self.pressure
+            and self.over >= c.over_frames
+            and since >= c.down_dwell_s
+        ):
+            return Proposal(
+                self.family,
+                self.level,
+                f"frames still over the {c.budget_ms:.0f} ms budget at the cheapest style: "
+                "shedding non-critical work, lowering the source rate",
+                "pressure",
+                pressure=True,
+            )
+        if self.pressure and self.headroom >= c.headroom_frames and since >= self.up_dwell_s:
+            return Proposal(
+                self.family,
+                self.level,
+                f"headroom: {self.headroom} frames under {c.headroom_ratio:.0%} of the budget; "
+                "restoring shed work and the source rate",
+                "relief",
+                pressure=False,
+            )
+        if (
             step_up
             and not self.chaotic
+            and not self.pressure
             and self.level > floor
             and self.headroom >= c.headroom_frames
             and since >= self.up_dwell_s
@@ -192,7 +234,7 @@ class Rules:
                 p = predict(self.styles[target])
                 # a prediction can be stale (that style was last seen under load): it holds the
                 # step up back for at most probe_factor dwells, then the style is tried again
-                if p.known and p.ms > c.budget_ms * c.fit_ratio and since < c.probe_factor * self.up_dwell_s:
+                if p.known and p.ms > self.fit_limit_ms() and since < c.probe_factor * self.up_dwell_s:
                     return None
             return Proposal(
                 self.family,
@@ -202,9 +244,21 @@ class Rules:
             )
         return None
 
-    def apply(self, now_s: float, family: str, level: int) -> bool:
+    def apply(self, now_s: float, family: str, level: int, pressure: bool | None = None) -> bool:
         """Commit a change (from the rules or a policy they bounded); False if nothing changed."""
         level = max(0, min(level, len(self.ladders[family]) - 1))
+        if pressure is not None and pressure != self.pressure:
+            self.pressure = pressure
+            self.last_change_s = now_s
+            self.over = self.headroom = 0
+            if pressure:  # undone soon after a relief: the relief waits longer next time
+                if now_s - self.last_up_s < self.config.backoff_window_s:
+                    self.up_dwell_s = min(
+                        self.config.max_dwell_s, self.up_dwell_s * self.config.backoff_factor
+                    )
+            else:
+                self.last_up_s = now_s
+            return True
         if family == self.family and level == self.level:
             return False
         c = self.config
@@ -230,7 +284,7 @@ class Rules:
         for lv in range(self.floor(), len(self.styles)):
             if lv == self.level:
                 continue
-            if lv < self.level and (since < self.up_dwell_s or self.chaotic):
+            if lv < self.level and (since < self.up_dwell_s or self.chaotic or self.pressure):
                 continue
             if lv > self.level and since < c.down_dwell_s:
                 continue
@@ -243,7 +297,7 @@ class Rules:
                     and (lv < self.level - 1 or self.headroom < c.headroom_frames)
                 ):
                     continue
-                if p.known and p.ms > c.budget_ms * c.fit_ratio:
+                if p.known and p.ms > self.fit_limit_ms():
                     continue
             out.append(lv)
         return sorted(out)

@@ -10,6 +10,10 @@ from krystal.graph import by_executable, load_node_class
 from krystal.ros import spin
 
 
+class StartRefused(RuntimeError):
+    """A node declines to start for a reason the user can fix (printed as one line, no traceback)."""
+
+
 def main(executable: str, argv: Sequence[str]) -> int:
     entry = by_executable(executable)
     spin.init(argv)
@@ -17,6 +21,12 @@ def main(executable: str, argv: Sequence[str]) -> int:
         node = load_node_class(entry)(node_name=entry.name)
     except KeyboardInterrupt:
         return 0
+    except StartRefused as exc:
+        print(f"[{entry.name}] refusing to start: {exc}", file=sys.stderr)
+        import rclpy
+
+        rclpy.try_shutdown()
+        return 1
     except Exception as exc:
         # The traceback, then one line that says who failed: a respawned node must not crash silently.
         traceback.print_exc()

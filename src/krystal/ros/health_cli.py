@@ -1,12 +1,14 @@
 """`krystal health`: the graph's /diagnostics in the terminal, aggregated as the gateway does.
 
-A live Rich table of nodes, levels, messages and update rates; `--once` prints one table after
-listening for `--wait` seconds. The exit status is 1 when any node is ERROR (usable in scripts),
-3 when nothing was heard, else 0.
+A live Rich table of nodes, levels, messages and update rates; `--once` listens until discovery
+has settled (every /diagnostics publisher heard from, or known for a while without a word, and no
+new one for `SETTLE_S`) or `--wait` seconds pass, then prints one table. The exit status is 1 when
+any node is ERROR (usable in scripts), 3 when nothing was heard (no table then), else 0.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -14,6 +16,34 @@ from krystal.gateway.health import ERROR, GraphHealth, HealthBook
 from krystal.sched.metrics import RateMeter
 
 _STYLE = {"OK": "green", "WARN": "yellow", "ERROR": "bold red", "STALE": "dim"}
+SETTLE_S = 1.5  # no new publisher for this long: discovery has settled
+QUIET_S = 5.0  # a publisher known this long without a word is not waited for (nodes publish at 1 Hz)
+
+
+def load_scale() -> float:
+    """1 on an idle machine, up to 2 when the run queue is longer than the cores: discovery and
+    first messages come later under load."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return 1.0
+    return min(2.0, max(1.0, load / (os.cpu_count() or 1)))
+
+
+def settled(
+    publishers: dict[str, float],
+    heard: set[str],
+    last_new_s: float,
+    now: float,
+    heard_any: bool,
+    *,
+    scale: float = 1.0,
+) -> bool:
+    """Whether `--once` has heard enough: `publishers` maps each /diagnostics publisher's node name
+    to when it was discovered, `heard` holds the node names heard so far."""
+    if not heard_any or now - last_new_s < SETTLE_S * scale:
+        return False
+    return all(name in heard or now - t >= QUIET_S * scale for name, t in publishers.items())
 
 
 def table(health: GraphHealth, rates: dict[str, float]) -> Any:
@@ -72,23 +102,27 @@ def main(namespace: str = "", once: bool = False, wait_s: float = 3.0, stale_aft
     executor.add_node(node)
     console = Console()
     status = 3
-    heard_at: list[float] = []
     try:
         if once:
-            # Every node publishes at 1 Hz: once one is heard, 1.5 s more hears the rest.
-            end = time.monotonic() + wait_s
+            start = time.monotonic()
+            end = start + wait_s
+            publishers: dict[str, float] = {}
+            last_new, scale = start, load_scale()
             while time.monotonic() < end:
                 executor.spin_once(timeout_sec=0.1)
-                if meters and not heard_at:
-                    heard_at.append(time.monotonic())
-                if heard_at and time.monotonic() - heard_at[0] > 1.5:
+                now = time.monotonic()
+                for info in node.get_publishers_info_by_topic("/diagnostics"):
+                    if info.node_name not in publishers:
+                        publishers[info.node_name] = last_new = now
+                if settled(publishers, set(meters), last_new, now, bool(meters), scale=scale):
                     break
             health = book.snapshot()
-            console.print(table(health, {n: m.rate_hz() for n, m in meters.items()}))
             if not health.nodes:
                 console.print(
                     f"no /diagnostics heard in {wait_s:g} s (is the graph running, same ROS_DOMAIN_ID?)"
                 )
+                return exit_status(health)
+            console.print(table(health, {n: m.rate_hz() for n, m in meters.items()}))
             return exit_status(health)
         with Live(console=console, refresh_per_second=2, screen=False) as live:
             last = 0.0

@@ -17,7 +17,7 @@ from rclpy.qos import QoSPolicyKind, QoSProfile
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.subscription import Subscription
 
-from krystal.graph import STREAMS, Stream, stream
+from krystal.graph import Stream, stream
 from krystal.ros.compat import PublisherEventCallbacks, SubscriptionEventCallbacks
 from krystal.ros.diagnostics import OK, WARN, Health, add_task
 from krystal.ros.qos import with_deadline
@@ -35,9 +35,12 @@ def stream_qos(topic: str, profile: QoSProfile) -> QoSProfile:
 def declared_qos(full_name: str, profile: QoSProfile) -> QoSProfile:
     """`profile` with the deadline of the stream a resolved name ends in, else `profile` as it is:
     for generic publishers (`krystal play`) whose subscribers may be the graph's."""
-    for s in STREAMS:
-        if full_name == s.topic or full_name.endswith("/" + s.topic):
-            return stream_qos(s.topic, profile)
+    parts = full_name.strip("/").split("/")
+    for first in range(len(parts)):  # longest tail first: camera/image_raw/compressed before ...
+        try:
+            return stream_qos("/".join(parts[first:]), profile)
+        except KeyError:
+            continue
     return profile
 
 

@@ -5,7 +5,7 @@ At 1 kHz, taking a RenderStats as a Python object costs 30-45 µs (rmw's C struc
 and the nested Header and Time objects converted); the same message taken raw costs 6-7 µs. The
 monitors read two or three numbers of it, so `FieldReader` walks the bytes to the last field it
 needs and returns only those, as attributes (`view.header.stamp.sec`), which is all
-`watch.field_getter` and `watch.stamp_s` use.
+`watch.field_getter` and `watch.stamp_ns` use.
 
 Encoding: XCDR1 (plain CDR, encapsulation 0x0000 big endian / 0x0001 little endian), as rmw_fastrtps
 and rmw_cyclonedds publish ROS 2 types: primitives aligned to their size (at most 8) from the byte

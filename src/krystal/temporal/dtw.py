@@ -125,6 +125,30 @@ def _matching_py(q: F64, x: F64, out: F64) -> None:
         out[j] = math.sqrt(d[m - 1])
 
 
+def _distance_py(s1: F64, s2: F64, w: int, prev: F64, cur: F64) -> float:
+    """Squared DTW distance, two rows of the DP with dtaidistance's band (the kernel numba compiles;
+    the same cells and order of minima as `distance`'s NumPy rows)."""
+    r, c = len(s1), len(s2)
+    for j in range(c + 1):
+        prev[j] = INF
+    prev[0] = 0.0
+    for i in range(r):
+        js = max(0, i - max(0, r - c) - w + 1)
+        je = min(c, i + max(0, c - r) + w)
+        for j in range(c + 1):
+            cur[j] = INF
+        left = INF
+        x = s1[i]
+        for j in range(js, je):
+            a = min(prev[j], prev[j + 1], left)
+            d = x - s2[j]
+            left = a + d * d
+            cur[j + 1] = left
+        for j in range(c + 1):
+            prev[j] = cur[j]
+    return float(prev[c])
+
+
 # WindowMatcher's buffer: a header, then q (z-normalised), the ring of the last m samples, the
 # window z-normalised, two DP rows of m + 1.
 _W_T, _W_W, _W_THR2, _W_M, _W_BEST, _W_BEST_END, _W_LAST_END, _W_DIST = 0, 1, 2, 3, 4, 5, 6, 7
@@ -223,6 +247,7 @@ _window_push = _jit(_window_push_py) if _jit is not None else None
 _WSTEP: Any = _window_push if _window_push is not None else _window_push_py  # what _window_many calls
 _window_many = _jit(_window_many_py) if _jit is not None else None
 _matching = _jit(_matching_py) if _jit is not None else None
+_distance = _jit(_distance_py) if _jit is not None else None
 COMPILED = _jit is not None
 
 
@@ -251,6 +276,9 @@ def distance(s1: F64, s2: F64, window: int | None = None) -> float:
     if r == 0 or c == 0:
         return INF
     w = max(r, c) if window is None else int(window)
+    if _distance is not None:  # compiled: faster than dtaidistance's C (docs/temporal.md)
+        d2 = float(_distance(s1, s2, w, np.empty(c + 1), np.empty(c + 1)))
+        return math.sqrt(d2) if d2 < INF else INF
     prev = np.full(c + 1, INF)  # prev[j + 1]: D[i-1, j]; prev[0]: D[i-1, -1]
     prev[0] = 0.0
     for i in range(r):

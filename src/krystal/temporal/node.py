@@ -3,17 +3,20 @@
 Topics are found by name at run time and their message class imported from the type string, so any
 message type works. Verdicts go to krystal/verdicts (TemporalVerdict, reliable) on every change and
 at `verdict_rate_hz`; a violated spec turns its /diagnostics status WARN or ERROR with the sample
-that decided it. `krystal/check_trace` (CheckTrace) checks a candidate sequence against a spec.
+that decided it. `krystal/check_trace` (CheckTrace) checks a candidate sequence against a spec, on
+its own thread.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import deque
 from typing import Any
 
 import numpy as np
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.serialization import deserialize_message
@@ -29,10 +32,11 @@ from krystal.srv import CheckTrace
 from krystal.temporal.cdr import FieldReader, Unsupported
 from krystal.temporal.chaos import chaos_test
 from krystal.temporal.dtw import WindowMatcher
-from krystal.temporal.monitor import OnlineError
+from krystal.temporal.monitor import OnlineError, to_ns
 from krystal.temporal.patterns import PatternLine, parse_pattern_line
 from krystal.temporal.spec import Signal, SpecError, parse, parse_signal
 from krystal.temporal.watch import (
+    MAX_TRACE_CELLS,
     SATISFIED,
     UNKNOWN,
     VERDICT_NAMES,
@@ -41,8 +45,9 @@ from krystal.temporal.watch import (
     SpecWatch,
     check_trace,
     field_getter,
+    format_robustness,
     parse_spec_line,
-    stamp_s,
+    stamp_ns,
 )
 
 DEFAULT_SPECS = [
@@ -179,7 +184,7 @@ class TemporalSolverNode(Node):
         self._match_counts: dict[str, int] = {}
         self._chaos_getter: Any = None
         self._chaos_values: deque[float] = deque()
-        self._chaos_stamps: deque[float] = deque()
+        self._chaos_stamps: deque[int] = deque()  # ns
         self._chaos_result = "waiting for samples"
         self._chaos_flag = False
         self._callback_errors = 0
@@ -193,7 +198,7 @@ class TemporalSolverNode(Node):
         self._diagnostics.add("specs", self._specs_health)
         self._diagnostics.add("patterns", self._patterns_health)
         self._diagnostics.add("chaos", lambda: Health(WARN if self._chaos_flag else OK, self._chaos_result))
-        self._service = self.create_service(CheckTrace, "krystal/check_trace", self._check_trace)
+        self._serve_check_trace()
         self._discovery = self.create_timer(self.params["discovery_period_s"], self._discover)
         poll = self.params["input_poll_period_s"]
         self._tick_timer = self.create_timer(poll if poll > 0 else 0.02, self._tick)
@@ -293,26 +298,29 @@ class TemporalSolverNode(Node):
 
     # ---- data path --------------------------------------------------------------------------------
 
-    def _now_s(self) -> float:
-        return float(self.get_clock().now().nanoseconds) * 1e-9
+    def _now_ns(self) -> int:
+        return int(self.get_clock().now().nanoseconds)
+
+    def _helper_node(self, suffix: str) -> Node:
+        return Node(
+            f"{self.get_name()}_{suffix}",
+            namespace=self.get_namespace(),
+            context=self.context,
+            start_parameter_services=False,
+            enable_rosout=False,
+            use_global_arguments=False,  # a global __node:= would give it this node's name
+        )
 
     def _inputs(self) -> Node:
         if self._input_node is None:
-            self._input_node = Node(
-                f"{self.get_name()}_input",
-                namespace=self.get_namespace(),
-                context=self.context,
-                start_parameter_services=False,
-                enable_rosout=False,
-                use_global_arguments=False,  # a global __node:= would give it this node's name
-            )
+            self._input_node = self._helper_node("input")
         return self._input_node
 
     def _take_inputs(self) -> None:
         """Every message waiting on the watched topics (at most input_depth each), in stamp order."""
-        batch: list[tuple[float, int, str, Any]] = []
+        batch: list[tuple[int, int, str, Any]] = []
         limit = self.params["input_depth"]
-        now = self._now_s()
+        now = self._now_ns()
         for topic, sub in list(self._subs.items()):
             taken_all: list[Any] = []
             try:
@@ -330,11 +338,11 @@ class TemporalSolverNode(Node):
                 msg = self._decode(topic, sub.msg_type, taken[0]) if sub.raw else taken[0]
                 if msg is None:
                     continue
-                t = stamp_s(msg)
+                t = stamp_ns(msg)
                 if t is None:  # no header: when it arrived (received_timestamp, ns, system clock)
                     info = taken[1] if len(taken) > 1 and isinstance(taken[1], dict) else {}
                     received = info.get("received_timestamp", 0)
-                    t = received * 1e-9 if received and not self._sim_time() else now
+                    t = int(received) if received and not self._sim_time() else now
                 batch.append((t, len(batch), topic, msg))
         batch.sort(key=lambda item: (item[0], item[1]))
         for t, _, topic, msg in batch:
@@ -381,19 +389,22 @@ class TemporalSolverNode(Node):
         return bool(self.get_parameter("use_sim_time").value)
 
     def destroy_node(self) -> None:
+        self._service_executor.shutdown(timeout_sec=1.0)
+        self._service_thread.join(timeout=5.0)
+        self._service_node.destroy_node()
         if self._input_node is not None:
             self._input_node.destroy_node()
             self._input_node = None
         super().destroy_node()
 
-    def _on_message(self, topic: str, msg: Any, t: float | None = None) -> None:
-        """One message of `topic`; `t`: its sample time when the caller has it (else its stamp,
-        else now)."""
+    def _on_message(self, topic: str, msg: Any, t: int | None = None) -> None:
+        """One message of `topic`; `t`: its sample time (int ns) when the caller has it (else its
+        stamp, else now)."""
         try:
             if t is None:
-                t = stamp_s(msg)
+                t = stamp_ns(msg)
                 if t is None:
-                    t = self._now_s()
+                    t = self._now_ns()
             self._last_seen[topic] = time.monotonic()
             for w in self._watch_routes.get(topic, ()):
                 w.on_message(topic, t, msg)
@@ -415,7 +426,7 @@ class TemporalSolverNode(Node):
         if self._input_node is not None:
             self._take_inputs()
         try:
-            horizon = self._now_s() - self.params["max_latency_s"]
+            horizon = self._now_ns() - round(self.params["max_latency_s"] * 1e9)
             for w in self._watches:
                 if w.horizon_s > 0:
                     w.advance(horizon)
@@ -435,12 +446,12 @@ class TemporalSolverNode(Node):
             missing = [n for n, v in zip(w.names, w.held, strict=False) if math.isnan(v)]
             msg.message = f"waiting for {', '.join(missing)}" if missing else "waiting for the bound to pass"
             return msg
-        msg.header.stamp = Time(nanoseconds=int(d.time_s * 1e9)).to_msg()
+        msg.header.stamp = Time(nanoseconds=d.time_ns).to_msg()
         msg.verdict, msg.robustness, msg.value = d.verdict, d.robustness, d.decided_by_s
         sample = ", ".join(f"{k}={v:.6g}" for k, v in d.sample.items())
         how = "decided early, robustness bound" if d.early else "robustness"
         msg.message = (
-            f"{VERDICT_NAMES[d.verdict]}: {how} {d.robustness:.6g}; "
+            f"{VERDICT_NAMES[d.verdict]}: {how} {format_robustness(d.robustness)}; "
             f"deciding sample t={d.decided_by_s:.3f} {sample}"
         )
         return msg
@@ -456,9 +467,9 @@ class TemporalSolverNode(Node):
         for w in self._watches:
             self._pub.publish(self._verdict_msg(w, w.last))
 
-    def _publish_pattern(self, p: PatternLine, distance: float, start: int, end: int, t: float) -> None:
+    def _publish_pattern(self, p: PatternLine, distance: float, start: int, end: int, t: int) -> None:
         msg = TemporalVerdict()
-        msg.header.stamp = Time(nanoseconds=int(t * 1e9)).to_msg()
+        msg.header.stamp = Time(nanoseconds=t).to_msg()
         msg.evaluated_stamp = self.get_clock().now().to_msg()
         msg.monitor, msg.kind, msg.formula, msg.topics = p.name, "pattern", p.signal.name, [p.signal.topic]
         msg.verdict, msg.robustness, msg.value = SATISFIED, p.threshold - distance, distance
@@ -476,12 +487,12 @@ class TemporalSolverNode(Node):
                 )
                 return
             x = np.fromiter(self._chaos_values, dtype=np.float64, count=n)
-            stamps = np.fromiter(self._chaos_stamps, dtype=np.float64, count=n)
-            period = float(np.median(np.diff(stamps))) if n > 1 else 1.0
+            stamps = np.fromiter(self._chaos_stamps, dtype=np.int64, count=n)
+            period = float(np.median(np.diff(stamps))) * 1e-9 if n > 1 else 1.0
             v = chaos_test(x, sample_period_s=period if period > 0 else 1.0)
             self._chaos_flag, self._chaos_result = v.chaotic, v.reason
             msg = TemporalVerdict()
-            msg.header.stamp = Time(nanoseconds=int(stamps[-1] * 1e9)).to_msg()
+            msg.header.stamp = Time(nanoseconds=int(stamps[-1])).to_msg()
             msg.evaluated_stamp = self.get_clock().now().to_msg()
             msg.monitor, msg.kind, msg.formula = "chaos", "chaos", self.params["chaos_signal"]
             msg.topics = [self._chaos_topic]
@@ -495,8 +506,37 @@ class TemporalSolverNode(Node):
 
     # ---- service ----------------------------------------------------------------------------------
 
-    def _check_trace(self, request: Any, response: Any) -> Any:
+    def _serve_check_trace(self) -> None:
+        """CheckTrace on its own node, executor and thread: a long request shares the CPU (and the
+        GIL) with the monitoring thread but never holds its executor, so the input tick keeps time."""
+        self._service_node = self._helper_node("check_trace")
+        self._service = self._service_node.create_service(
+            CheckTrace, "krystal/check_trace", self._check_trace
+        )
+        self._service_executor = SingleThreadedExecutor(context=self.context)
+        self._service_executor.add_node(self._service_node)
+        self._service_thread = threading.Thread(
+            target=self._service_spin, name=f"{self.get_name()}_check_trace", daemon=True
+        )
+        self._service_thread.start()
+
+    def _service_spin(self) -> None:
         try:
+            self._service_executor.spin()
+        except Exception as exc:  # shutdown while waiting: the thread ends
+            if self.context.ok():
+                self.get_logger().error(f"check_trace thread stopped: {exc!r}")
+
+    def _check_trace(self, request: Any, response: Any) -> Any:
+        response.first_violation_ns = -1
+        try:
+            names = list(request.signals)
+            n = len(request.times_ns) or len(request.times_s)
+            if n * max(1, len(names)) > MAX_TRACE_CELLS:
+                raise ValueError(
+                    f"too large: {n} samples x {len(names)} signals;"
+                    f" at most {MAX_TRACE_CELLS} values per request"
+                )
             if request.spec:
                 formula = parse(request.spec)
             else:
@@ -504,8 +544,10 @@ class TemporalSolverNode(Node):
                 if not found:
                     raise ValueError(f"no spec named {request.monitor!r}")
                 formula = found[0].spec.formula
-            names = list(request.signals)
-            times = list(request.times_s)
+            if len(request.times_ns):
+                times = [int(t) for t in request.times_ns]
+            else:
+                times = [to_ns(float(t)) for t in request.times_s]
             values = list(request.values)
             if len(values) != len(times) * len(names):
                 raise ValueError(f"values has {len(values)} numbers, expected {len(times)} x {len(names)}")
@@ -514,7 +556,9 @@ class TemporalSolverNode(Node):
             result = check_trace(formula, names, times, rows)
             response.ok, response.verdict, response.robustness = result.ok, result.verdict, result.robustness
             response.first_violation_s, response.message = result.first_violation_s, result.message
-        except (ValueError, SpecError) as exc:
+            if result.first_violation_ns is not None:
+                response.first_violation_ns = result.first_violation_ns
+        except (ValueError, OverflowError, SpecError) as exc:
             response.ok, response.verdict, response.robustness = False, UNKNOWN, math.nan
             response.first_violation_s, response.message = math.nan, str(exc)
         return response

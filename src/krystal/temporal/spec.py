@@ -5,7 +5,9 @@
     historically[0:10s](gpu/telemetry.utilization_ratio < 0.9) since[0:2s] (audio/features.onset == 1)
 
 A signal is `topic.field` (a field path, array elements by index: `thermal/state.temperatures_c[0]`).
-Bounds are seconds unless a unit follows (`ms`, `us`, `s`, `min`); `inf` leaves a bound open.
+Bounds are seconds unless a unit follows (`ns`, `us`, `ms`, `s`, `min`); `inf` leaves a bound open.
+Bounds are held as integer nanoseconds (the decimal text is converted exactly, then rounded to the
+nearest nanosecond), so that a window compares integer stamps without rounding.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
 
 INF = math.inf
 
@@ -74,27 +77,30 @@ class Binary:
     right: Formula
 
 
+NS = int | float  # integer nanoseconds, or INF for an open upper bound
+
+
 @dataclass(frozen=True)
 class Temporal:
-    """always/eventually (future), historically/once (past); lo..hi in seconds.
+    """always/eventually (future), historically/once (past); bounds lo_ns..hi_ns (int ns; hi_ns may be INF).
 
     `previous` (or `prev`) is weak, true before the first sample (as rtamt); `pre` is strong, false
     there (as Reelay).
     """
 
     op: str
-    lo: float
-    hi: float
+    lo_ns: NS
+    hi_ns: NS
     child: Formula
 
 
 @dataclass(frozen=True)
 class Interval2:
-    """until (future) or since (past) with bounds lo..hi in seconds."""
+    """until (future) or since (past) with bounds lo_ns..hi_ns (int ns; hi_ns may be INF)."""
 
     op: str
-    lo: float
-    hi: float
+    lo_ns: NS
+    hi_ns: NS
     left: Formula
     right: Formula
 
@@ -113,7 +119,7 @@ _UNARY = {
     "pre": "pre",
 }
 _BINARY_TEMPORAL = {"until": "until", "since": "since"}
-_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "min": 60.0}
+_UNITS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1, "min": 60 * 10**9}  # in ns
 _CMP = ("<=", ">=", "==", "!=", "<", ">")
 
 _TOKEN = re.compile(
@@ -221,19 +227,19 @@ class _Parser:
             left = Interval2(op, lo, hi, left, self.unary())
         return left
 
-    def interval(self) -> tuple[float, float]:
+    def interval(self) -> tuple[NS, NS]:
         if self.peek().text != "[":
-            return 0.0, INF
+            return 0, INF
         start = self.take()
         lo = self.bound(allow_inf=False)
         self.expect(":")
         hi = self.bound(allow_inf=True)
         self.expect("]")
         if hi < lo:
-            raise self.fail(f"interval [{lo:g}:{hi:g}] is empty", start)
+            raise self.fail(f"interval [{lo}ns:{hi}ns] is empty", start)
         return lo, hi
 
-    def bound(self, allow_inf: bool) -> float:
+    def bound(self, allow_inf: bool) -> NS:
         tok = self.peek()
         if tok.kind == "name" and tok.text == "inf":
             if not allow_inf:
@@ -241,14 +247,15 @@ class _Parser:
             self.take()
             return INF
         if tok.kind != "num":
-            raise self.fail("expected a time bound (a number, optionally with s, ms, us or min)")
-        value = float(self.take().text)
+            raise self.fail("expected a time bound (a number, optionally with ns, us, ms, s or min)")
+        value = Decimal(self.take().text)
         unit = self.peek()
+        scale = _UNITS["s"]
         if unit.kind == "name" and unit.text in _UNITS and unit.pos == tok.pos + len(tok.text):
-            value *= _UNITS[self.take().text]
+            scale = _UNITS[self.take().text]
         elif unit.kind == "name" and unit.pos == tok.pos + len(tok.text):
-            raise self.fail(f"unknown time unit {unit.text!r} (s, ms, us, min)", unit)
-        return value
+            raise self.fail(f"unknown time unit {unit.text!r} (ns, us, ms, s, min)", unit)
+        return int((value * scale).to_integral_value(ROUND_HALF_EVEN))
 
     def unary(self) -> Formula:
         tok = self.peek()
@@ -258,7 +265,7 @@ class _Parser:
         if tok.kind == "name" and tok.text in _UNARY and self.toks[self.i + 1].text != ".":
             op = _UNARY[self.take().text]
             if op in ("previous", "pre"):
-                return Temporal(op, 0.0, 0.0, self.unary())
+                return Temporal(op, 0, 0, self.unary())
             lo, hi = self.interval()
             return Temporal(op, lo, hi, self.unary())
         if tok.text == "(":
@@ -354,24 +361,28 @@ def topics(f: Formula) -> list[str]:
     return list(dict.fromkeys(s.topic for s in signals(f)))
 
 
-def horizon_s(f: Formula) -> float:
+def horizon_ns(f: Formula) -> NS:
     """How far into the future `f` looks: its verdict at t is decided by samples up to t + horizon."""
     if isinstance(f, Atom | Const):
-        return 0.0
+        return 0
     if isinstance(f, Not):
-        return horizon_s(f.child)
+        return horizon_ns(f.child)
     if isinstance(f, Binary):
-        return max(horizon_s(f.left), horizon_s(f.right))
+        return max(horizon_ns(f.left), horizon_ns(f.right))
     if isinstance(f, Temporal):
-        own = f.hi if f.op in FUTURE else 0.0
-        return own + horizon_s(f.child)
-    own = f.hi if f.op in FUTURE else 0.0
-    return own + max(horizon_s(f.left), horizon_s(f.right))
+        own = f.hi_ns if f.op in FUTURE else 0
+        return own + horizon_ns(f.child)
+    own = f.hi_ns if f.op in FUTURE else 0
+    return own + max(horizon_ns(f.left), horizon_ns(f.right))
+
+
+def horizon_s(f: Formula) -> float:
+    return horizon_ns(f) / 1e9
 
 
 def is_past(f: Formula) -> bool:
     """True when no future operator appears: the verdict at t needs samples up to t only."""
-    return horizon_s(f) == 0.0 and not _has_future(f)
+    return horizon_ns(f) == 0 and not _has_future(f)
 
 
 def _has_future(f: Formula) -> bool:
@@ -387,10 +398,10 @@ def _has_future(f: Formula) -> bool:
 
 
 def to_text(f: Formula) -> str:
-    """Canonical text of `f`, parseable again (bounds in seconds)."""
+    """Canonical text of `f`, parseable again (bounds in nanoseconds)."""
 
-    def b(lo: float, hi: float) -> str:
-        return "" if lo == 0.0 and hi == INF else f"[{lo!r}:{'inf' if hi == INF else repr(hi)}]"
+    def b(lo: NS, hi: NS) -> str:
+        return "" if lo == 0 and hi == INF else f"[{lo}ns:{'inf' if hi == INF else f'{hi}ns'}]"
 
     def o(x: Operand) -> str:
         return x.name if isinstance(x, Signal) else repr(x.value) if x.value != -INF else "-inf"
@@ -406,5 +417,5 @@ def to_text(f: Formula) -> str:
     if isinstance(f, Temporal):
         if f.op in ("previous", "pre"):
             return f"({f.op} {to_text(f.child)})"
-        return f"({f.op}{b(f.lo, f.hi)} {to_text(f.child)})"
-    return f"({to_text(f.left)} {f.op}{b(f.lo, f.hi)} {to_text(f.right)})"
+        return f"({f.op}{b(f.lo_ns, f.hi_ns)} {to_text(f.child)})"
+    return f"({to_text(f.left)} {f.op}{b(f.lo_ns, f.hi_ns)} {to_text(f.right)})"

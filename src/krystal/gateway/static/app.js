@@ -46,6 +46,10 @@ function showStatus(s) {
   for (const [name, points] of Object.entries(s.history || {})) plot(name, points);
 }
 
+// Every message is parsed strictly (JSON.parse rejects NaN); the counts are on <body> for tests.
+const counts = { messages: 0, unparsed: 0 };
+function count(key) { counts[key] += 1; document.body.dataset[key] = String(counts[key]); }
+
 function connect() {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
   const url = `${proto}//${location.host}${location.pathname.replace(/[^/]*$/, "")}ws` +
@@ -54,10 +58,12 @@ function connect() {
   ws.onopen = () => text($("conn"), "live");
   ws.onclose = (e) => { text($("conn"), `disconnected (${e.reason || e.code}); retrying`); setTimeout(connect, 2000); };
   ws.onmessage = (event) => {
-    const msg = JSON.parse(event.data);
+    let msg;
+    try { msg = JSON.parse(event.data); } catch (err) { count("unparsed"); return; }
+    count("messages");
     if (msg.type === "frame") {
       text($("ascii"), msg.lines.join("\n"));
-      text($("grid"), `${msg.columns}x${msg.rows} ${msg.mode}, ${msg.render_time_ms.toFixed(1)} ms`);
+      text($("grid"), `${msg.columns}x${msg.rows} ${msg.mode}, ${msg.render_time_ms == null ? "?" : msg.render_time_ms.toFixed(1)} ms`);
     } else if (msg.type === "status") {
       showStatus(msg);
     }
