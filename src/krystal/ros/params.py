@@ -408,7 +408,11 @@ class ParamTable:
         reason = None
         if declared.read_only:
             reason = f"{spec.name} is read-only"
-        elif taken.type_ != Parameter.Type.NOT_SET and taken.type_.value != declared.type:
+        elif (
+            not declared.dynamic_typing  # its type is the last value's: any type is taken
+            and taken.type_ != Parameter.Type.NOT_SET
+            and taken.type_.value != declared.type
+        ):
             reason = f"wrong type {taken.type_.name}, expected {Parameter.Type(declared.type).name}"
         elif declared.floating_point_range or declared.integer_range:
             reason = spec.range_problem(taken.value)
