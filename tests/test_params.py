@@ -254,3 +254,25 @@ def test_run_time_integer_for_double_and_refusals_on_diagnostics(ros, tmp_path: 
     finally:
         probe.node.destroy_node()
         node.destroy_node()
+
+
+def test_every_refused_combination_at_start_up_is_put_back(tmp_path: Path) -> None:
+    """The cross-check names one problem at a time: with two (warn_c > error_c and valid_min_c >=
+    valid_max_c, all from -p) both pairs go back to their defaults, not only the first."""
+    from krystal.ros.params import refusals
+    from krystal.thermal.node import ThermalMonitorNode
+
+    given = ("warn_c:=99.0", "error_c:=96.0", "valid_min_c:=50.0", "valid_max_c:=40.0", f"root:={tmp_path}")
+    rclpy.init(args=["--ros-args", *(a for p in given for a in ("-p", p))])
+    try:
+        node = ThermalMonitorNode()
+        v = node.params.values
+        assert (v["warn_c"], v["error_c"], v["valid_min_c"], v["valid_max_c"]) == (90.0, 95.0, -60.0, 200.0)
+        assert node.get_parameter("valid_max_c").value == 200.0
+        refused = refusals(node)
+        assert set(refused) == {"warn_c", "error_c", "valid_min_c", "valid_max_c"}, refused
+        assert "valid_min_c must be below valid_max_c" in refused["valid_max_c"].reason
+        assert refused["valid_max_c"].source == "command line -p"
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
