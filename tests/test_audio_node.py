@@ -404,7 +404,9 @@ def test_integer_device_index_known_length_stream_no_phantom_drops(
     node, probe = _node(source_type="device", source=index, sample_rate=RATE), Probe()
     nodes = [node, probe.node]
     try:
-        assert spin_until(nodes, lambda: probe.level() in (WARN, OK) and "device" in probe.message(), 10.0)
+        assert spin_until(
+            nodes, lambda: probe.level() in (WARN, OK) and "device" in probe.message(), scaled(10.0)
+        )
         assert f"device {index} 'pulse'" in probe.message(), probe.message()
         assert node.params["source"] == index and "source" not in node.params.rejected
         probe.features.clear()
@@ -414,7 +416,7 @@ def test_integer_device_index_known_length_stream_no_phantom_drops(
             return [m for m in probe.features if m.rms_dbfs > -60.0]
 
         assert spin_until(nodes, lambda: len(heard()) * 1024 >= (seconds - 1.0) * RATE, seconds + 10.0)
-        assert spin_until(nodes, lambda: pulse.players[-1].poll() is not None, 5.0)
+        assert spin_until(nodes, lambda: pulse.players[-1].poll() is not None, scaled(5.0))
         spin_until(nodes, lambda: False, 0.5)  # the last windows
         got = probe.features
         assert all(m.dropped_samples == 0 for m in got), got[-1].dropped_samples
