@@ -551,3 +551,14 @@ def test_command_id_not_recorded_is_not_run_and_a_retry_runs_it(tmp_path: Path) 
     from krystal.devices.store import CommandBook
 
     assert CommandBook(book).get("full-1") is not None and '"done"' in book.read_text()
+
+
+def test_command_book_after_a_torn_last_line_keeps_the_next_record(tmp_path: Path) -> None:
+    from krystal.devices.store import CommandBook
+
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"id": "a", "command": "reset", "arguments": [], "state": "started"}\n{"id": "to')
+    book = CommandBook(path)
+    book.start("b", ("reset", ()))
+    book.close()
+    assert CommandBook(path).get("b") == (("reset", ()), None)  # started: not lost with the torn line
