@@ -87,7 +87,7 @@ def test_a_deployed_model_runs_in_shadow_until_it_proves_itself(
         shadow_lines = lambda: [x for x in read_lines(tmp_path / "d.jsonl") if x.get("kind") == "shadow"]  # noqa: E731
         # 8 scored periods of 0.25 s after the model's 32-frame window, and 2 s: ~4 s
         p = reasoner.gate.promotion
-        assert _run(executor, 20.0, lambda: p.acting if promoted else p.scored >= 12), p.scored
+        assert _run(executor, scaled(20.0), lambda: p.acting if promoted else p.scored >= 12), p.scored
         _run(executor, 0.5)
         # /diagnostics says so at its next 1 Hz report (a promotion keeps the level OK: no report at once)
         phase = "acting" if promoted else "shadow"
