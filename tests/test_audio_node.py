@@ -306,6 +306,42 @@ def test_absurd_parameters_are_refused_with_a_reason(ros: None) -> None:
         node.destroy_node()
 
 
+def test_run_time_source_index_or_name_taken_without_a_refusal(ros: None) -> None:
+    """`source` is dynamically typed: `ros2 param set /audio_source source 7` (a device index) and
+    then `source default` (a name) are both taken, and neither shows as refused on /diagnostics
+    (the type pre-check must not compare against the type the last value happened to have)."""
+    from rcl_interfaces.srv import SetParameters
+
+    from krystal.ros.params import refusals
+
+    node, probe = _node(source_type="generator"), Probe()
+    setter = rclpy.create_node("audio_param_setter")
+    nodes = [node, probe.node, setter]
+    parameters = "audio_source: parameters"
+    try:
+        client = setter.create_client(SetParameters, "/audio_source/set_parameters")
+        assert spin_until(nodes, client.service_is_ready, scaled(5.0))
+        assert spin_until(nodes, lambda: SOURCE in probe.status, scaled(5.0))  # /diagnostics matched
+        for value in (7, "default", 3, ""):
+            future = client.call_async(
+                SetParameters.Request(parameters=[Parameter("source", value=value).to_parameter_msg()])
+            )
+            assert spin_until(nodes, future.done, scaled(5.0))
+            (result,) = future.result().results
+            assert result.successful, (value, result.reason)
+            assert node.params["source"] == value and node.get_parameter("source").value == value
+        # a bool is neither a name nor an index: refused with the node's own reason
+        (bad,) = node.set_parameters([Parameter("source", value=True)])
+        assert not bad.successful and "neither a name" in bad.reason, bad.reason
+        refused = [s for s in probe.history if s.name == parameters and "wrong type" in s.message]
+        assert not refused, refused[0].message
+        assert set(refusals(node)) == {"source"} and "neither a name" in refusals(node)["source"].reason
+    finally:
+        setter.destroy_node()
+        probe.node.destroy_node()
+        node.destroy_node()
+
+
 def _stamp_ns(m: AudioFeatures) -> int:
     return m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec
 
@@ -377,7 +413,9 @@ def test_integer_device_index_known_length_stream_no_phantom_drops(
     node, probe = _node(source_type="device", source=index, sample_rate=RATE), Probe()
     nodes = [node, probe.node]
     try:
-        assert spin_until(nodes, lambda: probe.level() in (WARN, OK) and "device" in probe.message(), 10.0)
+        assert spin_until(
+            nodes, lambda: probe.level() in (WARN, OK) and "device" in probe.message(), scaled(10.0)
+        )
         assert f"device {index} 'pulse'" in probe.message(), probe.message()
         assert node.params["source"] == index and "source" not in node.params.rejected
         probe.features.clear()
@@ -387,7 +425,7 @@ def test_integer_device_index_known_length_stream_no_phantom_drops(
             return [m for m in probe.features if m.rms_dbfs > -60.0]
 
         assert spin_until(nodes, lambda: len(heard()) * 1024 >= (seconds - 1.0) * RATE, seconds + 10.0)
-        assert spin_until(nodes, lambda: pulse.players[-1].poll() is not None, 5.0)
+        assert spin_until(nodes, lambda: pulse.players[-1].poll() is not None, scaled(5.0))
         spin_until(nodes, lambda: False, 0.5)  # the last windows
         got = probe.features
         assert all(m.dropped_samples == 0 for m in got), got[-1].dropped_samples

@@ -124,3 +124,19 @@ def test_delivery_span_and_e2e() -> None:
     assert e2e_ms(2_000_000_000, 1_990_000_000) == 10.0
     for stamp in (0, 300 * 10**9, 10**9):  # no stamp; from the future; over a minute old: not ours
         assert math.isnan(e2e_ms(200 * 10**9, stamp))
+
+
+def test_a_run_after_a_torn_last_line_keeps_its_first_line(tmp_path: Path) -> None:
+    """The last run died mid-line (kill -9 or a full disk): the next run's first decision must
+    not be glued to that torn line and lost with it."""
+    path = tmp_path / "decisions.jsonl"
+    first = DecisionLog(path, fsync="never")
+    first.write({"timestamp": 1.0, "decision": {"decision_id": 1}, "outcome": None})
+    first.close()
+    with path.open("ab") as f:
+        f.write(b'{"schema_version": 2, "run_id": "dead", "decision": {"decision_')  # torn
+    second = DecisionLog(path, fsync="never")
+    second.write({"timestamp": 2.0, "decision": {"decision_id": 2}, "outcome": None})
+    second.close()
+    assert [r["decision"]["decision_id"] for r in read_decisions(path)] == [1, 2]
+    assert [r["decision"]["decision_id"] for r in harvest.read_log(path, harvest.Skips())] == [1, 2]

@@ -18,7 +18,7 @@ from rclpy.time import Time
 from krystal.reasoning.log import read_decisions, read_lines
 from krystal.reasoning.node import ReasoningNode
 from krystal.ros.qos import latched_qos, sensor_qos
-from tests.conftest import spin_until
+from tests.conftest import scaled, spin_until
 
 pytestmark = pytest.mark.usefixtures("ros")
 
@@ -51,14 +51,14 @@ def _lifetime(log: Path, frames: Frames, *, override: bool) -> int:
     )
     nodes = [node, frames.node]
     mine = lambda: [d for d in frames.decisions if d.decision_id >= node._first_id]  # noqa: E731
-    assert spin_until(nodes, lambda: len(mine()) >= 1, 10.0)
+    assert spin_until(nodes, lambda: len(mine()) >= 1, scaled(10.0))
     first = mine()[0].decision_id
     if override:  # the operator overrides through the gateway: a manual StyleDecision
         op = rclpy.create_node("operator")
         manual = op.create_publisher(StyleDecision, "krystal/style", latched_qos())
-        spin_until([*nodes, op], lambda: manual.get_subscription_count() >= 2, 5.0)
+        spin_until([*nodes, op], lambda: manual.get_subscription_count() >= 2, scaled(5.0))
         manual.publish(StyleDecision(policy="manual", mode="ramp", kernel="luminance", kernel_size=3))
-        assert spin_until([*nodes, op], lambda: node._manual_until > time.monotonic(), 5.0)
+        assert spin_until([*nodes, op], lambda: node._manual_until > time.monotonic(), scaled(5.0))
         op.destroy_node()
     spin_until(nodes, lambda: False, 1.0)  # frames for the outcome
     node.destroy_node()  # closes the open outcome

@@ -507,3 +507,58 @@ def test_command_book_is_bounded_and_compacted(tmp_path: Path) -> None:
     )
     (tmp_path / "c.jsonl").open("a").write('{"id": "torn", "comm')  # a torn last line: skipped
     assert CommandBook(tmp_path / "c.jsonl", bound=4).get("torn") is None
+
+
+_FULL_DISK_PROCESS = """
+import resource, signal, sys
+from krystal.devices.agent import Agent, DeviceConfig, Timing
+from krystal.devices.drivers.simulated import SimulatedDriver
+from krystal.devices.store import CommandBook
+
+path = sys.argv[1]
+agent = Agent(DeviceConfig("sim0", "simulated", "fan"), SimulatedDriver,
+              "00000000-0000-4000-8000-000000000000", commands=CommandBook(path))
+assert agent.configure() is None
+agent.activate()
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))  # the disk is full
+print(agent.command("set_speed", [("speed_percent", "55")], command_id="full-1"), flush=True)
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))  # space again
+print(agent.command("set_speed", [("speed_percent", "55")], command_id="full-1"), flush=True)
+agent.poll()
+print(agent.values["commands_applied"], flush=True)
+agent.shutdown()
+"""
+
+
+def test_command_id_not_recorded_is_not_run_and_a_retry_runs_it(tmp_path: Path) -> None:
+    """The id cannot be written (the file cannot grow: RLIMIT_FSIZE, as a full disk): the command is
+    refused without running, so a retry with the same id once the disk has room runs it; it must
+    not be taken for a command that started and whose outcome is unknown."""
+    book = tmp_path / "commands-sim0.jsonl"
+    out = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK_PROCESS, str(book)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    refused, retried, applied = out.stdout.splitlines()
+    assert "accepted=False" in refused and "cannot be recorded" in refused, refused
+    assert "accepted=True" in retried, retried
+    assert applied == "1"
+    from krystal.devices.store import CommandBook
+
+    assert CommandBook(book).get("full-1") is not None and '"done"' in book.read_text()
+
+
+def test_command_book_after_a_torn_last_line_keeps_the_next_record(tmp_path: Path) -> None:
+    from krystal.devices.store import CommandBook
+
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"id": "a", "command": "reset", "arguments": [], "state": "started"}\n{"id": "to')
+    book = CommandBook(path)
+    book.start("b", ("reset", ()))
+    book.close()
+    assert CommandBook(path).get("b") == (("reset", ()), None)  # started: not lost with the torn line

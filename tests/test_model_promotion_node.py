@@ -19,6 +19,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 from krystal.learning.policy_runtime import SHIPPED_MODEL  # noqa: E402
 from krystal.reasoning.log import read_lines  # noqa: E402
+from tests.conftest import scaled  # noqa: E402
 from tests.test_learning_policy_node import SimRenderer, _reasoner, _run  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("ros")
@@ -86,8 +87,12 @@ def test_a_deployed_model_runs_in_shadow_until_it_proves_itself(
         shadow_lines = lambda: [x for x in read_lines(tmp_path / "d.jsonl") if x.get("kind") == "shadow"]  # noqa: E731
         # 8 scored periods of 0.25 s after the model's 32-frame window, and 2 s: ~4 s
         p = reasoner.gate.promotion
-        assert _run(executor, 20.0, lambda: p.acting if promoted else p.scored >= 12), p.scored
+        assert _run(executor, scaled(20.0), lambda: p.acting if promoted else p.scored >= 12), p.scored
         _run(executor, 0.5)
+        # /diagnostics says so at its next 1 Hz report (a promotion keeps the level OK: no report at once)
+        phase = "acting" if promoted else "shadow"
+        shown = lambda: (s := r.model_status()) is not None and s[2].get("phase") == phase  # noqa: E731
+        assert _run(executor, scaled(3.0), shown), r.model_status()
         lines = shadow_lines()
         assert len(lines) >= 8 and {x["rules_style"] for x in lines} == {FULL}
         status = r.model_status()

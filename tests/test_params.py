@@ -13,7 +13,7 @@ from rclpy.time import Time
 
 from krystal.ascii.node import AsciiRendererNode
 from krystal.video.node import VideoSourceNode
-from tests.conftest import spin_until
+from tests.conftest import scaled, spin_until
 from tests.test_nodes import Probe
 
 
@@ -44,9 +44,9 @@ def _set(node_name: str, nodes: list, *params: Parameter) -> list:
     client_node = rclpy.create_node("param_setter")
     try:
         client = client_node.create_client(SetParameters, f"/{node_name}/set_parameters")
-        assert spin_until([*nodes, client_node], client.service_is_ready, 5.0)
+        assert spin_until([*nodes, client_node], client.service_is_ready, scaled(5.0))
         future = client.call_async(SetParameters.Request(parameters=[p.to_parameter_msg() for p in params]))
-        assert spin_until([*nodes, client_node], future.done, 5.0)
+        assert spin_until([*nodes, client_node], future.done, scaled(5.0))
         return list(future.result().results)
     finally:
         client_node.destroy_node()
@@ -241,7 +241,9 @@ def test_run_time_integer_for_double_and_refusals_on_diagnostics(ros, tmp_path: 
         assert not bad.successful and "warn_c must not exceed error_c" in bad.reason
         (bad_range,) = _set("thermal_monitor", nodes, Parameter("rate_hz", value=500))
         assert not bad_range.successful and node.params["rate_hz"] == 10.0
-        assert spin_until(nodes, lambda: name in probe.status and "rate_hz" in probe.values(name), 5.0)
+        assert spin_until(
+            nodes, lambda: name in probe.status and "rate_hz" in probe.values(name), scaled(5.0)
+        )
         values = probe.values(name)
         assert probe.status[name].level == b"\x01"  # type: ignore[attr-defined]
         assert "99.0" in values["warn_c"] and "from run-time set_parameters" in values["warn_c"]
@@ -250,7 +252,29 @@ def test_run_time_integer_for_double_and_refusals_on_diagnostics(ros, tmp_path: 
         for param in (Parameter("warn_c", value=92), Parameter("rate_hz", value=4.0)):
             (ok,) = _set("thermal_monitor", nodes, param)
             assert ok.successful, ok.reason
-        assert spin_until(nodes, lambda: probe.status[name].level == b"\x00", 5.0)  # type: ignore[attr-defined]
+        assert spin_until(nodes, lambda: probe.status[name].level == b"\x00", scaled(5.0))  # type: ignore[attr-defined]
     finally:
         probe.node.destroy_node()
         node.destroy_node()
+
+
+def test_every_refused_combination_at_start_up_is_put_back(tmp_path: Path) -> None:
+    """The cross-check names one problem at a time: with two (warn_c > error_c and valid_min_c >=
+    valid_max_c, all from -p) both pairs go back to their defaults, not only the first."""
+    from krystal.ros.params import refusals
+    from krystal.thermal.node import ThermalMonitorNode
+
+    given = ("warn_c:=99.0", "error_c:=96.0", "valid_min_c:=50.0", "valid_max_c:=40.0", f"root:={tmp_path}")
+    rclpy.init(args=["--ros-args", *(a for p in given for a in ("-p", p))])
+    try:
+        node = ThermalMonitorNode()
+        v = node.params.values
+        assert (v["warn_c"], v["error_c"], v["valid_min_c"], v["valid_max_c"]) == (90.0, 95.0, -60.0, 200.0)
+        assert node.get_parameter("valid_max_c").value == 200.0
+        refused = refusals(node)
+        assert set(refused) == {"warn_c", "error_c", "valid_min_c", "valid_max_c"}, refused
+        assert "valid_min_c must be below valid_max_c" in refused["valid_max_c"].reason
+        assert refused["valid_max_c"].source == "command line -p"
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown()

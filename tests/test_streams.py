@@ -24,7 +24,7 @@ from krystal.ros.streams import StreamCounter, watch_of
 from krystal.sched.executor import DeadlineExecutor
 from krystal.thermal.node import ThermalMonitorNode
 from krystal.video.node import VideoSourceNode
-from tests.conftest import spin_until
+from tests.conftest import scaled, spin_until
 from tests.test_nodes import Probe
 
 STREAM = "ascii_renderer: streams"
@@ -158,3 +158,33 @@ def test_a_publisher_offering_no_deadline_is_named_and_can_be_let_in(ros) -> Non
 def test_an_undeclared_topic_is_refused_by_name() -> None:
     with pytest.raises(KeyError, match="camera/image_raw"):
         stream("camera/imag_raw")
+
+
+def test_a_publisher_set_slower_than_its_deadline_does_not_flap(ros, tmp_path) -> None:
+    """thermal_monitor at rate_hz 0.4 (a value its table allows) misses the 1.5 s deadline the graph
+    offers for thermal/state on every message, by design: its streams task stays OK instead of
+    turning WARN and back every other report."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from krystal.ros.qos import reliable_qos
+
+    node = ThermalMonitorNode(
+        parameter_overrides=[Parameter("rate_hz", value=0.4), Parameter("root", value=str(tmp_path))]
+    )
+    probe = rclpy.create_node("streams_probe")
+    levels: list[bytes] = []
+    name = "thermal_monitor: streams"
+    probe.create_subscription(
+        DiagnosticArray,
+        "/diagnostics",
+        lambda m: levels.extend(s.level for s in m.status if s.name == name),
+        reliable_qos(),
+    )
+    try:
+        counter = _counter(node, "publisher", "thermal/state")
+        # three messages 2.5 s apart: at least two offered-deadline misses, each reported
+        assert spin_until([node, probe], lambda: counter.missed >= 2 and len(levels) >= 6, scaled(10.0))
+        assert WARN not in levels, levels
+    finally:
+        probe.destroy_node()
+        node.destroy_node()

@@ -35,6 +35,21 @@ def state_dir() -> Path:
     return Path(base) / "krystal"
 
 
+def open_append(path: Path) -> int:
+    """An O_APPEND descriptor on `path`. A torn last line (the process died or the disk filled
+    mid-record) is ended first: the next record starts a line of its own instead of being glued to
+    it and skipped with it by every reader."""
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            os.write(fd, b"\n")
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
 class JsonLines:
     def __init__(
         self, path: str | Path, max_bytes: int = 64 * 1024 * 1024, backups: int = 3, fsync: bool = False
@@ -48,7 +63,7 @@ class JsonLines:
         self._fd = self._open()
 
     def _open(self) -> int:
-        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        return open_append(self.path)
 
     def append(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, separators=(",", ":"), default=str, allow_nan=False) + "\n").encode()

@@ -100,6 +100,7 @@ class CommandBook:
         self._write(command_id, key, "started", None)
 
     def finish(self, command_id: str, key: Key, answer: dict[str, Any]) -> None:
+        self._remember(command_id, key, answer)  # a retry in this process gets it even if the disk fails
         self._write(command_id, key, "done", answer)
 
     def _remember(self, command_id: str, key: Key, answer: dict[str, Any] | None) -> None:
@@ -109,13 +110,16 @@ class CommandBook:
             self.entries.popitem(last=False)
 
     def _write(self, command_id: str, key: Key, state: str, answer: dict[str, Any] | None) -> None:
-        self._remember(command_id, key, answer)
+        """On disk, then in memory: a "started" that could not be written is not remembered (the
+        command is not run, so a retry must run it, not be told its outcome is unknown)."""
         if self._log is None:
+            self._remember(command_id, key, answer)
             return
         record: dict[str, Any] = {"id": command_id, "command": key[0], "arguments": key[1], "state": state}
         if answer is not None:
             record["answer"] = answer
         self._log.append(record)
+        self._remember(command_id, key, answer)
         self._lines += 1
         if self._lines > 4 * self.bound:
             self._compact()

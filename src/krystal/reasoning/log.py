@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from krystal.journal import append_whole
+from krystal.journal import append_whole, open_append
 
 FSYNC_POLICIES = ("always", "interval", "never")
 SCHEMA_VERSION = 2  # 1: no schema_version/run_id/boot_id/mono_s (still read)
@@ -97,7 +97,7 @@ class DecisionLog:
 
     def _open(self) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        return open_append(self.path)  # a run after a kill starts on a line of its own
 
     def _rotate(self) -> None:
         os.close(self._fd)

@@ -366,32 +366,39 @@ class ParamTable:
         return value
 
     def _check_combination(self) -> None:
-        """The cross-check once over the start-up values: a refused combination puts the
-        parameters it names that came from outside back to their defaults, never a traceback."""
+        """The cross-check over the start-up values: a refused combination puts the parameters it
+        names that came from outside back to their defaults, never a traceback; again while the
+        cross-check finds another (it names one problem at a time)."""
         if self._cross_check is None:
             return
+        done: set[str] = set()  # reset to their defaults already
+        reset: list[str] = []
         reason = self._cross_check(self.values)
-        if not reason:
-            return
-        named = _named(reason, list(self._params))
-        given = [n for n in named if n in self._book.sources and n not in self.rejected]
-        reset = given or named or [n for n in self._params if n in self._book.sources]
-        for name in reset:
-            self.rejected[name] = reason
-            self._book.refuse(
-                Refusal(name, self.values[name], reason, self._book.sources.get(name, "defaults"))
-            )
-        defaults = [
-            Parameter(n, value=self._params[n].default) for n in reset if not self._params[n].read_only
-        ]
-        results = self._node.set_parameters(defaults) if defaults else []
-        for param, result in zip(defaults, results, strict=True):
-            if result.successful:
-                self.values[param.name] = param.value
-        left = self._cross_check(self.values)
-        if left:
-            self._node.get_logger().error(f"parameters still inconsistent after taking defaults: {left}")
-        else:
+        while reason:
+            named = _named(reason, list(self._params))
+            given = [n for n in named if n in self._book.sources and n not in self.rejected]
+            now = [n for n in (given or named or list(self._book.sources)) if n in self._params]
+            now = [n for n in now if n not in done]
+            if not now:  # nothing left to put back: the defaults themselves disagree
+                break
+            for name in now:
+                self.rejected[name] = reason
+                self._book.refuse(
+                    Refusal(name, self.values[name], reason, self._book.sources.get(name, "defaults"))
+                )
+            defaults = [
+                Parameter(n, value=self._params[n].default) for n in now if not self._params[n].read_only
+            ]
+            results = self._node.set_parameters(defaults) if defaults else []
+            for param, result in zip(defaults, results, strict=True):
+                if result.successful:
+                    self.values[param.name] = param.value
+            done.update(now)
+            reset += now
+            reason = self._cross_check(self.values)
+        if reason:
+            self._node.get_logger().error(f"parameters still inconsistent after taking defaults: {reason}")
+        elif reset:
             self._node.get_logger().warning(
                 "parameters " + ", ".join(f"{n}={self.values[n]!r}" for n in reset) + " (defaults) kept"
             )
@@ -408,7 +415,11 @@ class ParamTable:
         reason = None
         if declared.read_only:
             reason = f"{spec.name} is read-only"
-        elif taken.type_ != Parameter.Type.NOT_SET and taken.type_.value != declared.type:
+        elif (
+            not declared.dynamic_typing  # its type is the last value's: any type is taken
+            and taken.type_ != Parameter.Type.NOT_SET
+            and taken.type_.value != declared.type
+        ):
             reason = f"wrong type {taken.type_.name}, expected {Parameter.Type(declared.type).name}"
         elif declared.floating_point_range or declared.integer_range:
             reason = spec.range_problem(taken.value)

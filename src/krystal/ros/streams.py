@@ -91,6 +91,19 @@ class StreamCounter:
         deadline = getattr(entity.qos_profile, "deadline", None)
         self.deadline_ms = int(getattr(deadline, "nanoseconds", 0) or 0) / 1e6
 
+    def set_slower(self) -> bool:
+        """Whether the node's rate parameter (graph.Stream.rate_param) has it publish no more
+        often than the deadline: its offered deadline is then missed by design, not by a stall."""
+        node = self._node()
+        name = self.stream.rate_param
+        if node is None or not node.has_parameter(name):
+            return False
+        value = node.get_parameter(name).value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            return False
+        period_s = value if name.endswith("_s") else 1.0 / value
+        return period_s >= self.stream.deadline_s
+
     def line(self) -> str:
         text = f"deadline_ms={self.deadline_ms:g} missed={self.missed}"
         if self.incompatible:
@@ -113,8 +126,9 @@ class StreamWatch:
         new, self._missed_seen = missed - self._missed_seen, missed
         values["deadline_misses"] = str(missed)
         # a publisher's offered deadline missed: this node has stopped sending what it declared
-        offered = sum(c.missed for c in self.counters if c.side == "publisher")
-        stopped, self._offered_seen = offered - self._offered_seen, offered
+        # (not when the node was set to publish slower than the deadline: misses are its rate then)
+        offered = sum(c.missed for c in self.counters if c.side == "publisher" and not c.set_slower())
+        stopped, self._offered_seen = max(0, offered - self._offered_seen), offered
         bad = [c for c in self.counters if c.incompatible]
         if bad:
             names = ", ".join(f"{c.topic} ({c.incompatible_policy})" for c in bad)
