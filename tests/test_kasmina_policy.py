@@ -29,7 +29,7 @@ from krystal.learning.policy_model import PolicyNet  # noqa: E402
 
 # Long enough for the quick host to plateau once and its seed to blend in; always fossilized, so the
 # params check does not hang on one seed's effect.
-CONFIG = dataclasses.replace(POLICY_QUICK, epochs=24, max_seeds=1, min_effect=-1.0)
+CONFIG = dataclasses.replace(POLICY_QUICK, epochs=40, max_seeds=1, min_effect=-1.0)
 
 
 @pytest.fixture(scope="module")

@@ -436,7 +436,7 @@ class AsciiRendererNode(Node):
             "frames_invalid": str(self._invalid),
             "frames_superseded": str(self._dropped),
             "frames_too_old": str(self._stale),
-            "input": self._image_topic,
+            "image_topic": self._image_topic,
             "shedding": str(self._shed).lower(),
             "frames_undecodable": str(self._undecodable),
         }

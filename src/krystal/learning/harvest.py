@@ -140,6 +140,7 @@ def read_recording(path: Path, skips: Skips) -> Timeline:
                 skips["undecodable message"] += 1
     except (OSError, RecordingError):
         skips["recording unreadable (not MCAP)"] += 1
+        notes = ReadNotes()  # cut inside the header: unreadable, counted once
     if notes.summary_missing:
         skips["recording without a summary (read up to where it is cut)"] += 1
     elif notes.damage:
