@@ -62,7 +62,10 @@ class Terminal:
         def session() -> None:
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            # as in a user's terminal: a run under nohup (or a background job) inherits SIGHUP/SIGINT
+            # ignored, and make leaves an ignored signal ignored
+            for sig in (signal.SIGHUP, signal.SIGINT):
+                signal.signal(sig, signal.SIG_DFL)
 
         self.proc = subprocess.Popen(
             args or MAKE_RUN,

@@ -625,7 +625,9 @@ def test_check_trace_is_served_off_the_monitoring_thread(ros: None) -> None:
     assert res.ok, res.message
     during = [t for t in ticks if start <= t <= start + wall]
     gaps = [b - a for a, b in zip([start, *during], [*during, start + wall], strict=True)]
-    assert wall > 0.3 and max(gaps) < 0.5 * wall, (wall, max(gaps), len(during))
+    # On one executor (before) no tick ran while a request was served; now they go on beside it.
+    # How evenly is the GIL's to share under load, so it is counted, not timed.
+    assert wall > 0.3 and len(during) >= 2, (wall, max(gaps), len(during))
     req.times_ns = [*req.times_ns, req.times_ns[-1] + 10_000_000]
     req.values = [*req.values, 0.0]
     res = call(req)

@@ -12,6 +12,7 @@ refused operator action goes to the audit log with the caller; every request to 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -34,6 +35,9 @@ Observe = Callable[[str, int, float], None]  # (route template, status, seconds)
 
 OPERATOR_PERMISSIONS = frozenset({"devices:command", "style:set"})
 CLOSE_CODES = {400: 4400, 401: 4401, 403: 4403, 408: 4408, 429: 4429}
+# A refused body this small is read before the answer (see Guard._drain), for at most this long.
+DRAIN_BYTES = 64 * 1024
+DRAIN_TIMEOUT_S = 1.0
 
 
 class BodyError(HTTPException):
@@ -154,7 +158,8 @@ class Guard:
             except BodyError as exc:  # raised where no exception handler runs (a plain ASGI route)
                 if status[0]:
                     raise
-                await self._refuse(scope, receive, logged_send, AccessError(exc.status_code, str(exc.detail)))
+                refusal = AccessError(exc.status_code, str(exc.detail))
+                await self._refuse(scope, receive, logged_send, refusal, drain=False)
         finally:
             self._record(scope, route, state, status[0], time.perf_counter() - t0)
 
@@ -184,7 +189,9 @@ class Guard:
             return exc
         return None
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, exc: AccessError) -> None:
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, exc: AccessError, drain: bool = True
+    ) -> None:
         scope["state"]["refusal"] = exc
         if scope["type"] == "websocket":
             message = await receive()
@@ -200,6 +207,8 @@ class Guard:
             return
         import json
 
+        if drain:
+            await self._drain(scope, receive)
         headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
         if exc.status == 429:
             headers.append((b"retry-after", f"{max(1, round(exc.retry_after_s))}".encode()))
@@ -209,6 +218,24 @@ class Guard:
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": exc.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    async def _drain(scope: Scope, receive: Receive) -> None:
+        """Read a small refused body before answering: closing a socket with unread bytes in it
+        sends a TCP reset, which can reach the client before the answer (it sees 'connection reset'
+        instead of its 401/403). A large or undeclared body is never read (the refusal's point)."""
+        declared = _headers(scope).get("content-length", "")
+        if not declared.isdigit() or not 0 < int(declared) <= DRAIN_BYTES:
+            return
+
+        async def read_all() -> None:
+            while True:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return
+
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(read_all(), DRAIN_TIMEOUT_S)
 
     def _bounded(self, receive: Receive, limit: int) -> Receive:
         size = [0]
