@@ -136,3 +136,102 @@ def test_full_disk_under_the_audit_log(small_disk: Path, tmp_path: Path) -> None
     finally:
         host.destroy_node()
         rclpy.try_shutdown()
+
+
+def _count(path: Path) -> int:
+    from krystal.record.mcapio import iter_messages
+
+    return sum(1 for _ in iter_messages(path))
+
+
+def test_full_disk_under_the_mcap_recorder_core(small_disk: Path) -> None:
+    """The recorder itself: a failed flush cuts the file back to its last whole chunk (readable),
+    drops and counts, and a new file takes over once space returns."""
+    from krystal.record.mcapio import McapRecorder, iter_messages
+
+    clock = [0.0]
+    rec = McapRecorder(small_disk / "run.mcap", flush_period_s=0.0, retry_s=1.0, clock=lambda: clock[0])
+    rec.add_topic("/t", "std_msgs/msg/String")
+    payload = b"\x00\x01\x00\x00" + (500).to_bytes(4, "little") + b"x" * 500
+    for i in range(5):
+        rec.write("/t", payload, i)
+    assert not rec.error and _count(rec.paths[0]) == 5
+    filler = _fill(small_disk)
+    n = 5
+    while not rec.error and n < 500:
+        rec.write("/t", payload, n)
+        n += 1
+    assert "No space left" in rec.error, rec.error
+    first = rec.paths[0]
+    kept = _count(first)
+    assert kept >= 5 and kept + rec.dropped == n  # every message is in the file or counted as dropped
+    assert sum(1 for _ in iter_messages(first)) == kept  # cut back to whole chunks: reads to its end
+    clock[0] += 0.5
+    rec.write("/t", payload, n)  # before retry_s: dropped, no new file
+    assert rec.error and len(rec.paths) == 1
+    filler.unlink()
+    clock[0] += 1.0
+    rec.write("/t", payload, n + 1)
+    assert not rec.error and rec.paths[-1].name == "run_1.mcap"
+    rec.close()
+    assert _count(rec.paths[-1]) == 1 and rec.count == kept + 1
+
+
+def test_full_disk_under_krystal_record(ros, small_disk: Path, tmp_path: Path) -> None:
+    """`krystal record` onto a disk that fills: ERROR in its log and on /diagnostics, the recorder
+    and the publisher keep running, the file written before stays readable, and recording resumes in
+    a new file once space returns."""
+    import signal
+    import sys
+
+    import rclpy
+    from std_msgs.msg import String
+
+    out = small_disk / "run.mcap"
+    talker = rclpy.create_node("full_disk_talker")
+    pub = talker.create_publisher(String, "full_disk/chatter", 50)
+    probe = Probe()
+    nodes = [talker, probe.node]
+    with open(tmp_path / "record.log", "wb") as log:
+        rec = subprocess.Popen(
+            [sys.executable, "-m", "krystal.cli", "record", "full_disk/chatter", "-o", str(out)],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+    name = "krystal_record: recording"
+    sent = [0]
+
+    def talk(until: object, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            pub.publish(String(data=f"{sent[0]:06d}" + "x" * 400))
+            sent[0] += 1
+            if spin_until(nodes, until, 0.05):  # type: ignore[arg-type]
+                return True
+        return False
+
+    try:
+        assert talk(lambda: probe.level(name) == DiagnosticStatus.OK and _count(out) > 10, scaled(20)), (
+            tmp_path / "record.log"
+        ).read_text()
+        before = _count(out)
+        filler = _fill(small_disk)
+        assert talk(lambda: probe.level(name) == DiagnosticStatus.ERROR, scaled(10)), probe.message(name)
+        assert "No space left" in probe.message(name), probe.message(name)
+        assert rec.poll() is None, (tmp_path / "record.log").read_text()
+        assert _count(out) >= before  # what was written before the fill is still there, readable
+        talk(lambda: False, 1.0)  # the publisher goes on; the recorder drops and counts
+        assert rec.poll() is None
+        filler.unlink()
+        resumed = small_disk / "run_1.mcap"
+        assert talk(lambda: probe.level(name) == DiagnosticStatus.OK, scaled(10)), probe.message(name)
+        assert talk(lambda: resumed.exists() and _count(resumed) > 5, scaled(10))
+        assert "resumed in" in probe.message(name), probe.message(name)
+    finally:
+        rec.send_signal(signal.SIGINT)
+        rec.wait(scaled(10))
+        talker.destroy_node()
+    text = (tmp_path / "record.log").read_text()
+    assert "No space left" in text and "recording again in" in text, text
+    assert _count(out) >= before and _count(resumed) > 5

@@ -9,6 +9,8 @@ import yaml
 from rclpy.node import Node
 
 from krystal.graph import GRAPH, STREAMS, by_executable, launch_specs, load_node_class, select
+from krystal.supervise.node import NODE_NAME as SUPERVISOR
+from krystal.supervise.node import SupervisorNode
 from tests.conftest import executable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,8 +30,18 @@ def test_entry_is_installed_and_importable(entry) -> None:
 
 
 def test_config_has_one_section_per_node() -> None:
-    # `/**` holds the executor parameters every node shares (tests/test_sched_executor.py checks them)
-    assert set(CONFIG) - {"/**"} == {f"/**/{e.name}" for e in GRAPH}
+    # `/**` holds the executor parameters every node shares (tests/test_sched_executor.py checks them);
+    # krystal_supervisor is `krystal run --isolate` itself, not a node of the graph
+    assert set(CONFIG) - {"/**", f"/**/{SUPERVISOR}"} == {f"/**/{e.name}" for e in GRAPH}
+
+
+def test_config_matches_the_supervisor_parameters(ros) -> None:
+    node = SupervisorNode()
+    try:
+        declared = {name: node.get_parameter(name).value for name in node.params.values}
+    finally:
+        node.destroy_node()
+    assert CONFIG[f"/**/{SUPERVISOR}"]["ros__parameters"] == declared
 
 
 @pytest.mark.parametrize("entry", GRAPH, ids=lambda e: e.name)

@@ -150,6 +150,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--namespace", default="", help="namespace for every node")
     run.add_argument("--view", action="store_true", help="show the ASCII video live in this terminal")
     run.add_argument(
+        "--isolate",
+        action="store_true",
+        help="each node in its own process, restarted when it dies (default: all in this process)",
+    )
+    run.add_argument(
         "--no-fit", action="store_true", help="keep the configured grid size instead of the terminal's"
     )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error", "fatal"])
@@ -398,12 +403,20 @@ def _record(args: argparse.Namespace) -> int:
     from krystal.record.node import RecorderNode
     from krystal.ros import spin
 
-    spin.init(["krystal_record", "--ros-args", "--disable-stdout-logs"])
+    spin.init(["krystal_record", "--ros-args", "--log-level", "warn"])  # a full disk is told
     node = RecorderNode(Path(args.output), args.topics)
     if args.duration > 0:
         threading.Timer(args.duration, rclpy.try_shutdown).start()
     code = spin.spin([node], SingleThreadedExecutor())
-    print(f"krystal record: {node.recorder.count} messages on {len(node.topics)} topics to {args.output}")
+    r = node.recorder
+    files = ", ".join(str(p) for p in r.paths)
+    print(f"krystal record: {r.count} messages on {len(node.topics)} topics to {files}")
+    if r.failures:  # a full disk: what was lost, and that the files are to be read together
+        print(
+            f"krystal record: {r.dropped} messages dropped by {r.failures} failed writes "
+            f"({r.error or 'resumed'})",
+            file=sys.stderr,
+        )
     if not node.topics:  # a typo in a topic name must not look like a successful recording
         wanted = ", ".join(args.topics) if args.topics else "any topic"
         print(f"krystal record: no publisher of {wanted} was found; nothing recorded", file=sys.stderr)
@@ -473,6 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     log_level=args.log_level,
                     mode=args.mode,
                     executor=args.executor,
+                    isolate=args.isolate,
                 )
         except ValueError as exc:
             print(f"krystal run: {exc}", file=sys.stderr)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -61,31 +63,71 @@ def qos_from_metadata(text: str) -> tuple[str, str, int]:
 
 
 class McapRecorder:
-    """One MCAP file: a schema per type, a channel per topic, CDR payloads.
+    """MCAP files of one recording: a schema per type, a channel per topic, CDR payloads.
 
     The writer keeps the open chunk in memory; `flush_period_s` bounds what a killed recorder loses:
     at least that often (checked on each write, and by `flush_due()`) the chunk is closed and handed
     to the kernel, so a SIGKILL leaves every message older than that in the file (without a summary:
     `iter_messages` reads such a file).
+
+    A write that fails (a full disk) never raises: the file is cut back to its last whole chunk and
+    closed as it is (readable without a summary), `error` says why, messages are dropped and counted,
+    and every `retry_s` a new file `<stem>_<n><suffix>` is tried, with every topic registered again;
+    `paths` lists the files written.
     """
 
-    def __init__(self, path: Path, flush_period_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        flush_period_s: float = 1.0,
+        retry_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[bytes] = open(path, "wb")  # noqa: SIM115 (closed in close())
-        self._writer = Writer(self._file)
-        self._writer.start(profile="ros2", library="krystal record")
-        self._file.flush()  # the header is on disk even if nothing ever comes
+        self.path = path
+        self.paths: list[Path] = []
         self.flush_period_s = flush_period_s
-        self._flushed_at = time.monotonic()
-        self._unflushed = 0
-        self._schemas: dict[str, int] = {}
-        self._channels: dict[str, int] = {}
+        self.retry_s = retry_s
+        self._clock = clock
+        self._topics: dict[str, tuple[str, str]] = {}  # topic -> (type, qos), to register in a new file
         self._seq: dict[str, int] = {}
-        self.count = 0
+        self.count = 0  # messages in the files (or in the open chunk)
+        self.dropped = 0  # messages lost to failed writes
+        self.error = ""  # why the recording is not being written now; "" while it is
+        self.failures = 0
+        self._retry_at = 0.0
+        self._open(path)  # a failure here (no such folder, no space at all) is the caller's to report
+
+    def _open(self, path: Path) -> None:
+        file: IO[bytes] = open(path, "wb")  # noqa: SIM115 (closed in _abandon or close)
+        try:
+            writer = Writer(file)
+            writer.start(profile="ros2", library="krystal record")
+            self._schemas: dict[str, int] = {}
+            self._channels: dict[str, int] = {}
+            self._file, self._writer = file, writer
+            for topic, (type_name, qos) in self._topics.items():
+                self._register(topic, type_name, qos)
+            writer.flush()  # the header (and the topics) is on disk even if nothing ever comes
+        except BaseException:
+            with contextlib.suppress(OSError):
+                file.close()
+            path.unlink(missing_ok=True)
+            raise
+        self.paths.append(path)
+        self._good_size = file.tell()
+        self._flushed_at = self._clock()
+        self._unflushed = 0
 
     def add_topic(self, topic: str, type_name: str, qos: str = "") -> None:
-        if topic in self._channels:
+        if topic in self._topics:
             return
+        self._topics[topic] = (type_name, qos)
+        self._seq[topic] = 0
+        if not self.error:
+            self._guard(lambda: self._register(topic, type_name, qos))
+
+    def _register(self, topic: str, type_name: str, qos: str) -> None:
         schema = self._schemas.get(type_name)
         if schema is None:
             schema = self._schemas[type_name] = self._writer.register_schema(
@@ -95,36 +137,89 @@ class McapRecorder:
         self._channels[topic] = self._writer.register_channel(
             topic=topic, message_encoding="cdr", schema_id=schema, metadata=metadata
         )
-        self._seq[topic] = 0
 
     def write(self, topic: str, data: bytes, log_time_ns: int, publish_time_ns: int | None = None) -> None:
         self._seq[topic] += 1
-        self._writer.add_message(
-            channel_id=self._channels[topic],
-            log_time=log_time_ns,
-            data=data,
-            publish_time=publish_time_ns if publish_time_ns is not None else log_time_ns,
-            sequence=self._seq[topic],
+        if self.error and not self._resume():
+            self.dropped += 1
+            return
+        self._guard(
+            lambda: self._writer.add_message(
+                channel_id=self._channels[topic],
+                log_time=log_time_ns,
+                data=data,
+                publish_time=publish_time_ns if publish_time_ns is not None else log_time_ns,
+                sequence=self._seq[topic],
+            )
         )
+        if self.error:
+            self.dropped += 1
+            return
         self.count += 1
         self._unflushed += 1
         self.flush_due()
 
     def flush_due(self) -> bool:
-        """Close the open chunk and write it out if flush_period_s has passed; True if it did."""
-        if self._unflushed == 0 or self._file.closed:
+        """Close the open chunk and write it out if flush_period_s has passed; True if it did.
+        After a failure, try a new file when retry_s has passed."""
+        if self.error:
+            self._resume()
             return False
-        now = time.monotonic()
+        if self._unflushed == 0:
+            return False
+        now = self._clock()
         if now - self._flushed_at < self.flush_period_s:
             return False
-        self._writer.flush()  # ends the chunk (with its message index) and flushes the file
+        if not self._guard(self._writer.flush):  # ends the chunk (with its message index), flushes the file
+            return False
+        self._good_size = self._file.tell()
         self._flushed_at, self._unflushed = now, 0
         return True
 
+    def _guard(self, write: Callable[[], object]) -> bool:
+        try:
+            write()
+        except OSError as exc:
+            self._abandon(exc)
+            return False
+        return True
+
+    def _abandon(self, exc: OSError) -> None:
+        """Close the current file as it is, cut back to its last whole chunk, and wait to retry."""
+        path = self.paths[-1]
+        self.dropped += self._unflushed  # the chunk that could not be written
+        self.count -= self._unflushed
+        self._unflushed = 0
+        self.failures += 1
+        self.error = f"writing {path} failed: {exc}"
+        self._retry_at = self._clock() + self.retry_s
+        with contextlib.suppress(OSError):
+            self._file.close()  # its buffer may fail to flush again: the cut below removes it
+        with contextlib.suppress(OSError):
+            os.truncate(path, self._good_size)
+
+    def _resume(self) -> bool:
+        if self._clock() < self._retry_at:
+            return False
+        stem, suffix = self.path.stem, self.path.suffix
+        path = self.path.with_name(f"{stem}_{len(self.paths)}{suffix}")
+        try:
+            self._open(path)
+        except OSError as exc:
+            self.error = f"{self.error.split('; ')[0]}; {path} could not be started either: {exc}"
+            self._retry_at = self._clock() + self.retry_s
+            return False
+        self.error = ""
+        return True
+
     def close(self) -> None:
-        if not self._file.closed:
+        if self.error or self._file.closed:
+            return
+        try:
             self._writer.finish()
             self._file.close()
+        except OSError as exc:  # no room for the summary: the file stays readable without one
+            self._abandon(exc)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from krystal.record.mcapio import (
     type_class,
 )
 from krystal.record.playback import Timeline, combine, play_pass
+from krystal.ros.diagnostics import ERROR, OK, Diagnostics, Health
 from krystal.ros.qos import latched_qos, reliable_qos, sensor_qos
 from krystal.ros.streams import declared_qos
 
@@ -43,7 +44,9 @@ def _profile(reliability: str, durability: str, depth: int) -> QoSProfile:
 class RecorderNode(Node):
     """Subscribes to `topics` (all but /rosout and /parameter_events when empty) as they appear,
     with QoS that matches their publishers, and writes every message to `path`; at least every
-    `flush_period_s` what arrived is in the file, so a killed recorder loses no more than that."""
+    `flush_period_s` what arrived is in the file, so a killed recorder loses no more than that.
+    A failed write (a full disk) is an ERROR line and ERROR on /diagnostics (`<node>: recording`);
+    the node keeps running and recording resumes in a new file once writing works again."""
 
     def __init__(
         self,
@@ -58,12 +61,44 @@ class RecorderNode(Node):
         self._subs: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.errors: list[str] = []
+        self._reported = ""  # the recorder's error as last logged
+        self._diagnostics = Diagnostics(self, hardware_id=f"file:{path}")
+        self._diagnostics.add("recording", self._health)
         self._discover()
         self._timer = self.create_timer(0.2, self._discover)
+
+    def _health(self) -> Health:
+        r = self.recorder
+        values = {
+            "files": ", ".join(str(p) for p in r.paths),
+            "messages": str(r.count),
+            "dropped": str(r.dropped),
+        }
+        if r.error:
+            return Health(
+                ERROR, f"{r.error}; {r.dropped} messages dropped, retrying every {r.retry_s:g} s", values
+            )
+        lost = f"; resumed in {r.paths[-1]} after {r.dropped} dropped" if r.failures else ""
+        return Health(OK, f"{r.count} messages on {len(self.topics)} topics{lost}", values)
+
+    def _report(self) -> None:
+        """One log line per change between writing and failing (called with the lock held)."""
+        error = self.recorder.error
+        if error == self._reported or (error and self._reported and "could not be started" in error):
+            return
+        if error:
+            self.get_logger().error(f"{error}: dropping messages until writing works again")
+        else:
+            self.get_logger().warning(
+                f"recording again in {self.recorder.paths[-1]} ({self.recorder.dropped} messages dropped)"
+            )
+        self._reported = error
+        self._diagnostics.level_changed("recording", ERROR if error else OK)
 
     def _discover(self) -> None:
         with self._lock:  # the last messages before a quiet spell reach the file too
             self.recorder.flush_due()
+            self._report()
         for topic, types in self.get_topic_names_and_types():
             if topic in self._subs or not types:
                 continue
@@ -103,6 +138,8 @@ class RecorderNode(Node):
     def _on_message(self, topic: str, data: bytes) -> None:
         with self._lock:
             self.recorder.write(topic, data, time.time_ns())
+            if self.recorder.error != self._reported:
+                self._report()
 
     @property
     def topics(self) -> list[str]:
@@ -111,6 +148,8 @@ class RecorderNode(Node):
     def destroy_node(self) -> None:
         with self._lock:
             self.recorder.close()
+            if self.recorder.error and self.recorder.error != self._reported:  # no room for the summary
+                self.get_logger().error(self.recorder.error)
         super().destroy_node()
 
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from krystal.graph import by_executable, load_node_class
 from krystal.ros import spin
+from krystal.supervise.children import die_with_parent
 
 
 class StartRefused(RuntimeError):
@@ -15,6 +16,7 @@ class StartRefused(RuntimeError):
 
 
 def main(executable: str, argv: Sequence[str]) -> int:
+    die_with_parent()  # under `krystal run --isolate`: no orphan if the supervisor is killed
     entry = by_executable(executable)
     spin.init(argv)
     try:
