@@ -33,8 +33,10 @@ distclean: clean
 test-compat:
 	@tools/test_compat.sh
 
-# The graph across test hosts (network namespaces; root): discovery, partition, kill -9, and the
-# multi-host and soak benchmarks' quick runs (about 6 minutes). Skips with the reason elsewhere.
+# The graph across test hosts (network namespaces; root): discovery, partition, kill -9 (also of every
+# node in turn under `krystal run --isolate`), and the multi-host and soak benchmarks' quick runs
+# (about 7 minutes). Skips with the reason elsewhere.
 test-hosts: setup
 	@KRYSTAL_TEST_HOSTS=1 $(ENV) python -m pytest tests/test_hosts.py $(PYTEST_ARGS)
+	@KRYSTAL_TEST_HOSTS=1 $(ENV) python -m pytest tests/test_supervise.py -k each_node_in_turn $(PYTEST_ARGS)
 	@KRYSTAL_TEST_HOSTS=1 $(ENV) python -m pytest tests/test_bench.py -k "hosts_bench or soak_bench" $(PYTEST_ARGS)
