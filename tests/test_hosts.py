@@ -170,3 +170,52 @@ def test_kill_9_of_the_frame_path_and_its_restart(make_hosts, tmp_path: Path) ->
         assert again.summary["frames"] > 5, (name, again.summary, logs(tmp_path))
         assert again.summary["first_frame_s"] < 20.0
     assert all(p.poll() is None for p in running.values()), logs(tmp_path)
+
+
+@slow
+def test_mtu_changes_on_the_link_of_the_compressed_stream(make_hosts, tmp_path: Path) -> None:
+    """The compressed image stream crosses a -> b (each JPEG several IP fragments). MTU 576 on the
+    sender's eth0: it sends smaller fragments and frames keep flowing. MTU 576 on the receiver's
+    eth0 only (the bridge still sends it 1500-byte frames, which its veth drops: a black hole for
+    large packets, while small ones such as discovery pass): the renderer reports the gap (WARN)
+    and frames flow again within 5 s once the MTU is restored."""
+    hosts = make_hosts("a", "b")
+    procs = start_nodes(hosts, "a", [("video_source", SMALL)], tmp_path)
+    procs += start_nodes(hosts, "b", [("ascii_renderer", RENDER)], tmp_path)
+    with started_probe(hosts, "b", 40.0, "--diag", RENDER_DIAG) as probe:
+        time.sleep(8.0)  # frames flow
+        small_sender = time.monotonic()
+        hosts.mtu("a", 576)
+        time.sleep(8.0)
+        hosts.mtu("a", 1500)
+        hole = time.monotonic()
+        hosts.mtu("b", 576)
+        time.sleep(8.0)
+        hosts.mtu("b", 1500)
+        restored = time.monotonic()
+        result = finish_probe(probe, 60.0)
+    assert _alive(procs) == [None, None], logs(tmp_path)
+    timeline = result.timeline()
+    sending_small = [p for p in timeline if small_sender + 1.0 < p["mono"] < hole]
+    assert sending_small and sending_small[-1]["frames"] - sending_small[0]["frames"] > 20, (
+        "frames stopped with a small MTU at the sender",
+        sending_small,
+        logs(tmp_path),
+    )
+    in_hole = [p for p in timeline if hole + 1.5 < p["mono"] < restored]
+    assert in_hole and in_hole[-1]["frames"] - in_hole[0]["frames"] < 3, (
+        "frames crossed the black hole",
+        in_hole,
+    )
+    resumed = [p for p in timeline if p["mono"] > restored and p["frames"] > in_hole[-1]["frames"] + 5]
+    assert resumed and resumed[0]["mono"] - restored < 5.0, (timeline[-10:], logs(tmp_path))
+    small_fps = (sending_small[-1]["frames"] - sending_small[0]["frames"]) / (
+        sending_small[-1]["mono"] - sending_small[0]["mono"]
+    )
+    print(
+        f"mtu: {small_fps:.1f} fps at sender MTU 576; "
+        f"back {resumed[0]['mono'] - restored:.1f} s after restore"
+    )
+    events = result.diag_events(RENDER_DIAG)
+    assert any(hole < e["mono"] < restored + 0.5 and e["level"] >= 1 for e in events), events
+    assert any(e["mono"] > restored and e["level"] == 0 for e in events), events

@@ -193,6 +193,12 @@ class Hosts:
         """Cut (or restore) the host's link at the bridge: a partition, as a pulled cable."""
         _ip("-n", self.switch, "link", "set", self.hosts[name].port, "up" if up else "down")
 
+    def mtu(self, name: str, mtu: int) -> None:
+        """Set the MTU of host `name`'s `eth0` only (the bridge's end keeps 1500): the host sends
+        smaller packets, and frames bigger than `mtu` sent to it are dropped at its end of the veth
+        (a black hole for large packets, as a host whose MTU does not match its link)."""
+        _ip("-n", self.hosts[name].netns, "link", "set", "eth0", "mtu", str(mtu))
+
     def addresses(self) -> list[str]:
         return [h.address for h in self.hosts.values()]
 
