@@ -26,7 +26,7 @@ from krystal.graph import entry_names
 from krystal.reasoning.log import read_decisions
 from krystal.ros.qos import latched_qos, reliable_qos, sensor_qos
 from krystal.ros.streams import stream_qos
-from tests.conftest import ROOT, scaled, spin_until
+from tests.conftest import ROOT, scaled, spin_until, wait_until
 
 SUP = "krystal_supervisor"
 
@@ -148,7 +148,16 @@ def _command(w: Watch, command_id: str) -> bool:
         w.node.destroy_client(client)
 
 
-def _kill_each_in_turn(start: Any, tmp_path: Path, nodes: list[str], victims: list[str]) -> None:
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _kill_each_in_turn(
+    start: Any, tmp_path: Path, nodes: list[str], victims: list[str], stop: int = signal.SIGINT
+) -> None:
     run = start(nodes)
     w = Watch()
     t0 = time.monotonic()
@@ -181,9 +190,13 @@ def _kill_each_in_turn(start: Any, tmp_path: Path, nodes: list[str], victims: li
         assert _command(w, "after-restart"), _log(tmp_path)
     pids = [w.pid(n) for n in nodes]
     w.node.destroy_node()
-    run.send_signal(signal.SIGINT)
-    assert run.wait(scaled(15)) == 0, _log(tmp_path)
-    assert not [p for p in pids if Path(f"/proc/{p}").exists()], "a node outlived the supervisor"
+    run.send_signal(stop)
+    if stop == signal.SIGKILL:  # nothing can forward it: each node gets SIGTERM from the kernel
+        run.wait(scaled(5))
+        assert wait_until(lambda: not any(_running(p) for p in pids), 10.0), "a node outlived its supervisor"
+    else:
+        assert run.wait(scaled(15)) == 0, _log(tmp_path)
+        assert not [p for p in pids if Path(f"/proc/{p}").exists()], "a node outlived the supervisor"
     state = tmp_path / "state" / "krystal"
     if "reasoning" in victims:
         logged = {r["decision"]["decision_id"] for r in read_decisions(state / "decisions.jsonl")}
@@ -204,4 +217,5 @@ def test_kill_9_of_the_logging_nodes_under_the_supervisor(supervised, tmp_path: 
     reason="every node in turn (about a minute): `make test-hosts`",
 )
 def test_kill_9_of_each_node_in_turn_under_the_supervisor(supervised, tmp_path: Path) -> None:
-    _kill_each_in_turn(supervised, tmp_path, entry_names(), entry_names())
+    """Then the supervisor itself is SIGKILLed: no node is left running."""
+    _kill_each_in_turn(supervised, tmp_path, entry_names(), entry_names(), stop=signal.SIGKILL)
