@@ -251,3 +251,21 @@ def test_record_with_no_matching_topic_exits_nonzero(procs, tmp_path: Path) -> N
                  "--duration", "1.5"])  # fmt: skip
     _, err = rec.popen.communicate(timeout=30)
     assert rec.popen.returncode != 0 and "nothing recorded" in err, err
+
+
+def test_record_to_a_file_it_cannot_open_says_why(tmp_path: Path) -> None:
+    import subprocess
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    done = subprocess.run(
+        [PYTHON, "-m", "krystal.cli", "record", "x", "-o", str(blocker / "run.mcap")],
+        capture_output=True,
+        text=True,
+        timeout=scaled(30),
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert f"cannot write {blocker / 'run.mcap'}" in done.stderr and "Traceback" not in done.stderr, (
+        done.stderr
+    )

@@ -404,7 +404,12 @@ def _record(args: argparse.Namespace) -> int:
     from krystal.ros import spin
 
     spin.init(["krystal_record", "--ros-args", "--log-level", "warn"])  # a full disk is told
-    node = RecorderNode(Path(args.output), args.topics)
+    try:
+        node = RecorderNode(Path(args.output), args.topics)
+    except OSError as exc:  # no such folder, not writable, no space even for the header
+        print(f"krystal record: cannot write {args.output}: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
     if args.duration > 0:
         threading.Timer(args.duration, rclpy.try_shutdown).start()
     code = spin.spin([node], SingleThreadedExecutor())

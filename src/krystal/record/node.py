@@ -55,11 +55,11 @@ class RecorderNode(Node):
         node_name: str = "krystal_record",
         flush_period_s: float = 1.0,
     ) -> None:
+        self.recorder = McapRecorder(path, flush_period_s)  # first: a file it cannot open makes no node
+        self._lock = threading.Lock()
         super().__init__(node_name)
-        self.recorder = McapRecorder(path, flush_period_s)
         self._wanted = [t if t.startswith("/") else self.resolve_topic_name(t) for t in topics]
         self._subs: dict[str, Any] = {}
-        self._lock = threading.Lock()
         self.errors: list[str] = []
         self._reported = ""  # the recorder's error as last logged
         self._diagnostics = Diagnostics(self, hardware_id=f"file:{path}")

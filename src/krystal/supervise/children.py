@@ -162,21 +162,19 @@ class Supervisor:
         """Children running or waiting for their restart (not given up)."""
         return [n for n, c in self.children.items() if not c.gave_up]
 
-    def stop(
-        self, sig: int = signal.SIGINT, timeout_s: float = 5.0, sleep: Callable[[float], None] = time.sleep
-    ) -> list[Event]:
-        """Forward `sig` to every running child, wait up to `timeout_s` for them, SIGKILL the rest;
-        every child is reaped before this returns."""
+    def stop(self, sig: int = signal.SIGINT, timeout_s: float = 5.0) -> list[Event]:
+        """Forward `sig` to every running child, wait up to `timeout_s` (real time, whatever the
+        policy's clock) for them, SIGKILL the rest; every child is reaped before this returns."""
         running = [c for c in self.children.values() if c.pid is not None]
         for child in self.children.values():
             child.restart_at_s = None
         for child in running:
             _signal(child, sig)
-        deadline = self.clock() + timeout_s
-        while (
-            any(c.popen is not None and c.popen.poll() is None for c in running) and self.clock() < deadline
-        ):
-            sleep(0.02)
+        deadline = time.monotonic() + timeout_s
+        while any(c.popen is not None and c.popen.poll() is None for c in running):
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.02)
         events = []
         for child in running:
             assert child.popen is not None
