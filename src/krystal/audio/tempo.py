@@ -84,7 +84,7 @@ class OnsetDetector:
         self._last = np.zeros(len(used), np.float32)  # log band magnitudes of the latest frame
         self._seen_frame = False
 
-    def flux(self, magnitudes: NDArray[np.float32]) -> F64:
+    def flux(self, magnitudes: NDArray[np.float32]) -> NDArray[np.float32]:
         """ODF per frame (rows of `magnitudes`, Frames.magnitudes) x (all, low, high), >= 0: mean
         positive change of log band magnitude."""
         n = len(magnitudes)
@@ -97,24 +97,32 @@ class OnsetDetector:
         np.log1p(body, out=body)
         if not self._seen_frame:
             logs[0], self._seen_frame = body[0], True
-        self._last = logs[n].copy()
+        self._last[:] = logs[n]
         diff = body - logs[:-1]
         np.maximum(diff, 0.0, out=diff)
-        return np.asarray(np.dot(diff, self._groups), np.float64)  # np.dot: less overhead than @
+        # float32, as computed (np.dot: less overhead than @); the tracker stores float64
+        flux: NDArray[np.float32] = np.dot(diff, self._groups)
+        return flux
 
-    def onsets(self, odf: F64) -> NDArray[np.bool_]:
+    def onsets(self, odf: F64 | NDArray[np.float32]) -> NDArray[np.bool_]:
         """Onset flag per ODF value (the overall column): above the median of the preceding ODF
         (taken once per batch) times `threshold` plus `floor`, rising, and a refractory time after
         the previous onset."""
+        return np.array(self.flags(odf), bool)
+
+    def flags(self, odf: F64 | NDArray[np.float32]) -> list[bool]:
+        """`onsets` as a list."""
         if odf.ndim == 2:
             odf = odf[:, 0]
         n, m = len(odf), len(self._history)
         if not n:
-            return np.zeros(0, bool)
+            return []
         if not self._seen:  # no history yet: the first batch is its own reference
-            self._history[:] = self._prev = float(np.median(odf))
+            self._history[:] = self._prev = float(np.median(np.asarray(odf, np.float64)))
         self._seen = True
-        ref = float(np.partition(self._history, m // 2)[m // 2]) * self.threshold + self.floor
+        ordered = self._history.copy()
+        ordered.partition(m // 2)
+        ref = float(ordered[m // 2]) * self.threshold + self.floor
         # a few values per call: plain floats cost less than a dozen numpy calls
         values: list[float] = odf.tolist()
         flags = [False] * n
@@ -133,7 +141,7 @@ class OnsetDetector:
             self._history[pos : pos + head] = odf[:head]
             self._history[: n - head] = odf[head:]
             self._pos = (pos + n) % m
-        return np.array(flags, bool)
+        return flags
 
 
 @dataclass(frozen=True)
@@ -188,13 +196,13 @@ class TempoTracker:
         self._tempo, self._candidate = Tempo(0.0, 0.0, 0.0), 0.0
         self._memo.clear()
 
-    def process(self, odf: F64) -> Tempo:
+    def process(self, odf: F64 | NDArray[np.float32]) -> Tempo:
         """Take new ODF values (n, or n x 3 columns all/low/high); re-estimate when an update is
         due; return the current tempo."""
         self._feed(odf)
         return self._tempo
 
-    def track(self, odf: F64, hops: int) -> list[Tempo]:
+    def track(self, odf: F64 | NDArray[np.float32], hops: int) -> list[Tempo]:
         """As `process`, and the tempo after each group of `hops` values (one per window)."""
         before = self._tempo
         events = self._feed(odf)
@@ -209,7 +217,7 @@ class TempoTracker:
         """Position within the beat (0..1) at ODF frame `frame`, 0 without a tempo."""
         return self._tempo.phase(frame, self.frame_rate_hz)
 
-    def _feed(self, odf: F64) -> list[tuple[int, Tempo]]:
+    def _feed(self, odf: F64 | NDArray[np.float32]) -> list[tuple[int, Tempo]]:
         values = np.asarray(odf, dtype=np.float64)
         if values.ndim == 1:  # the overall ODF only: no backbeat evidence
             values = np.column_stack([values, np.zeros((len(values), 2))])
@@ -267,7 +275,9 @@ class TempoTracker:
         if not lo * 0.97 <= period <= hi * 1.03:
             return
         bpm = 60.0 * fr / period
-        confidence = min(max(float(_interp(acf, np.array([period]))[0]), 0.0), 1.0)
+        i = min(int(period), filled - 2)  # the ACF between the frames around the period
+        at = float(acf[i]) * (i + 1 - period) + float(acf[i + 1]) * (period - i)
+        confidence = min(max(at, 0.0), 1.0)
         current = self._tempo.bpm
         if current and abs(bpm - current) > 0.04 * current and abs(bpm - self._candidate) > 0.04 * bpm:
             self._candidate = bpm  # first sight of another tempo: wait for one confirmation
@@ -328,7 +338,10 @@ class TempoTracker:
         body = r[1 : filled // 2]  # its spread: in noise the lead is small but clear
         mean = float(body.sum()) / len(body)
         spread = max(float(body @ body) / len(body) - mean * mean, 0.0) ** 0.5 + 1e-9
-        return np.asarray(np.clip((later - at_once) / (BACKBEAT_SPREAD * spread), 0.0, 1.0))
+        lead: F64 = (later - at_once) * (1.0 / (BACKBEAT_SPREAD * spread))
+        np.maximum(lead, 0.0, out=lead)  # np.clip's wrapper costs more than the two
+        np.minimum(lead, 1.0, out=lead)
+        return lead
 
     def _metrical_level(self, acf: F64, lag: float, filled: int) -> float:
         """Among the best lag's multiples and fractions in range, the one whose ACF peak, weighted
@@ -363,7 +376,7 @@ class TempoTracker:
         ks, idx, rows = plan
         seg = acf[idx]
         top = np.argmax(seg, axis=1)
-        i = np.clip(top, 1, idx.shape[1] - 2)
+        i = np.minimum(np.maximum(top, 1), idx.shape[1] - 2)
         a, b, c = seg[rows, i - 1], seg[rows, i], seg[rows, i + 1]
         denom = a - 2 * b + c
         inner = (denom < 0) & (b >= a) & (b >= c)  # a true local maximum: parabola through it
@@ -427,5 +440,5 @@ class BeatTracker:
 
     def process(self, samples: NDArray[np.float32]) -> Tempo:
         odf = self.onsets.flux(self.frames.magnitudes(samples))
-        self.onsets.onsets(odf)
+        self.onsets.flags(odf)
         return self.tempo.process(odf)
