@@ -230,19 +230,20 @@ def aubio_runner(x: NDArray[np.float32], sr: int = SR) -> Runner:
 def paired_costs(
     x: NDArray[np.float32], cases: dict[str, tuple[Runner, list[tuple[int, int]]]], sr: int = SR
 ) -> dict[str, float]:
-    """Median us per 512-sample block of each case, run in turns on the same 1 s segments of `x`
-    (each case with its own call pattern inside a segment), so a load burst on this shared
-    machine falls on all of them rather than on whichever ran then."""
+    """Median us of this thread's CPU time per 512-sample block of each case, run in turns on the
+    same 1 s segments of `x` (each case with its own call pattern inside a segment), so a load
+    burst on this shared machine falls on all of them rather than on whichever ran then. CPU time,
+    not wall time: on a loaded machine the wall time counts other processes' turns."""
     segment = sr // HOP * HOP
     times: dict[str, list[float]] = {name: [] for name in cases}
     for start in range(0, len(x) - segment + 1, segment):
         for name, (run, spans) in cases.items():
             inside = [(i, j) for i, j in spans if start <= i < start + segment]
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             for i, j in inside:
                 run(i, j)
             blocks = sum(j - i for i, j in inside) / HOP
-            times[name].append((time.perf_counter() - t0) * 1e6 / max(blocks, 1.0))
+            times[name].append((time.thread_time() - t0) * 1e6 / max(blocks, 1.0))
     return {name: float(np.median(v)) for name, v in times.items()}
 
 

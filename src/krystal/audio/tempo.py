@@ -252,7 +252,7 @@ class TempoTracker:
         median = float(np.partition(x[0], filled // 2)[filled // 2])
         x[0] = np.log1p(x[0] * (1.0 / (median + 1e-9)))
         x[0] = np.convolve(x[0], _SMOOTH, "same")
-        x -= x.sum(axis=1, keepdims=True) * (1.0 / filled)
+        x -= np.add.reduce(x, axis=1, keepdims=True) * (1.0 / filled)
         lags, harmonics = self._cached(("lags", filled), self._lags, filled)
         x *= self._cached(("ramp", filled), np.linspace, RECENCY, 1.0, filled)
         spec = rfft(x, self._nfft)
@@ -269,8 +269,8 @@ class TempoTracker:
         lo, hi = self._lag_range()
         if not len(lags):
             return
-        score = harmonics(acf).sum(axis=0)  # ACF at the lag's harmonics, weighted 1/sqrt(k)
-        lag = self._metrical_level(acf, float(lags[np.argmax(score)]), filled)
+        score = np.dot(acf, harmonics)  # ACF at the lag's harmonics, weighted 1/sqrt(k)
+        lag = self._metrical_level(acf, float(lags[score.argmax()]), filled)
         period = self._refine(acf, lag, filled)
         if not lo * 0.97 <= period <= hi * 1.03:
             return
@@ -301,9 +301,10 @@ class TempoTracker:
         fr = self.frame_rate_hz
         return fr * 60.0 / self.max_bpm, fr * 60.0 / self.min_bpm
 
-    def _lags(self, filled: int) -> tuple[F64, _Taps]:
-        """Whole-frame candidate lags, and the taps that weigh an ACF at their harmonics k * lag
-        by 1/sqrt(k) (those inside the window, normalised per lag)."""
+    def _lags(self, filled: int) -> tuple[F64, F64]:
+        """Whole-frame candidate lags, and the matrix (filled x lags) that weighs an ACF at their
+        harmonics k * lag by 1/sqrt(k) (those inside the window, normalised per lag), linearly
+        interpolated: one product instead of gathers."""
         lo, hi = self._lag_range()
         lags: F64 = np.arange(int(np.floor(lo)), int(np.ceil(hi)) + 1, dtype=np.float64)
         lags = lags[(lags >= 2) & (lags < filled / 2)]
@@ -311,7 +312,7 @@ class TempoTracker:
         ok = pos < filled - 1
         weight = ok / np.sqrt(_HARMONICS)
         weight = weight / np.maximum(weight.sum(axis=0), 1e-9)
-        return lags, _Taps(np.where(ok, pos, 0.0), filled, weight)
+        return lags, _Taps(np.where(ok, pos, 0.0), filled, weight).matrix()
 
     def _levels(self, lag: float, filled: int) -> tuple[F64, F64, _Taps, F64] | None:
         """The best lag's multiples and fractions in range, their tempi, the taps around each (+-4 %:
@@ -356,7 +357,7 @@ class TempoTracker:
         if current:  # the level we are on keeps winning ties: no octave flicker
             prior = np.where(np.abs(bpm - current) <= 0.04 * current, prior * CONTINUITY, prior)
         score = peak * prior * (1.0 + BACKBEAT_GAIN * self._backbeat(around, filled, len(c)))
-        return float(c[int(np.argmax(score))])
+        return float(c[int(score.argmax())])
 
     @staticmethod
     def _refine_plan(lag: float, filled: int) -> tuple[F64, NDArray[np.int64], NDArray[np.int64]] | None:
@@ -396,7 +397,7 @@ class TempoTracker:
         ks = np.arange(beats, dtype=np.float64) * period
         positions = (filled - 1) - offsets[:, None] - ks[None, :]
         score = _interp(x, np.maximum(positions, 0.0)).sum(axis=1)
-        return float(self._frames - 1 - offsets[int(np.argmax(score))])
+        return float(self._frames - 1 - offsets[int(score.argmax())])
 
 
 class _Taps:
@@ -406,11 +407,19 @@ class _Taps:
     def __init__(self, positions: F64, size: int, weight: F64 | None = None) -> None:
         i = np.minimum(positions.astype(np.int64), size - 2)  # positions >= 0: truncation floors
         f = positions - i
-        self._i, self._j = i, i + 1
+        self._i, self._j, self._size = i, i + 1, size
         self._a, self._b = (1.0 - f, f) if weight is None else ((1.0 - f) * weight, f * weight)
 
     def __call__(self, values: F64) -> F64:
         return np.asarray(values[self._i] * self._a + values[self._j] * self._b)
+
+    def matrix(self) -> F64:
+        """M (size x columns) with values @ M == self(values).sum(axis=0), for 2-D positions."""
+        out = np.zeros((self._size, self._i.shape[1]))
+        cols = np.broadcast_to(np.arange(self._i.shape[1]), self._i.shape)
+        np.add.at(out, (self._i, cols), self._a)
+        np.add.at(out, (self._j, cols), self._b)
+        return out
 
 
 def _interp(values: F64, positions: F64) -> F64:
