@@ -190,6 +190,33 @@ def test_cached_estimator_work_gives_the_estimates_computed_afresh() -> None:
     assert len(cached.tempo._memo) > 3
 
 
+@pytest.mark.parametrize(("sr", "window"), [(22050, 1024), (48000, 1536)])
+def test_batched_windows_give_the_features_of_window_by_window(sr: int, window: int) -> None:
+    # the batch goes through each step at once (filter state, loudness ring, spectra, onsets):
+    # whatever the batching, each window's features are those of one window at a time. 7 s: the
+    # 3 s loudness ring wraps twice; a quiet end checks its running sum
+    x = np.concatenate(
+        [
+            render("drums", sr, 4.0, (Segment(0.0, 97.0),), noise_dbfs=-40.0, seed=3),
+            render("tone", sr, 4.0, level_dbfs=-60.0, tone_hz=300.0),
+        ]
+    )
+    one = analyse(x, sr, chunk=window, window=window)
+    rng = np.random.default_rng(5)
+    cuts = np.cumsum(rng.integers(1, 6 * window, 40))
+    batched: list[Features] = []
+    a = Analyzer(sr, window_samples=window)
+    for i, j in itertools.pairwise([0, *cuts[cuts < len(x)].tolist(), len(x)]):
+        batched += a.push(Chunk(x[i:j], i, 1_000_000_000 + int(i * 1e9 / sr)))
+    assert len(batched) == len(one) == len(x) // window
+    for f, g in zip(one, batched, strict=True):
+        # (onset flags are not compared: their threshold is taken once per batch, by design)
+        assert abs(f[0] - g[0]) <= 1 and f[1:3] == g[1:3]
+        assert f.band_energy_db == pytest.approx(g.band_energy_db)
+        assert [*f[3:8], *f[10:]] == pytest.approx([*g[3:8], *g[10:]], rel=1e-5, abs=1e-6)
+    assert one[-1].loudness_lufs < -55.0 < one[len(one) // 3].loudness_lufs  # the ring followed
+
+
 def test_gaps_keep_the_sample_counter_and_stamps_honest() -> None:
     sr = 48000
     a = Analyzer(sr, window_samples=1024)

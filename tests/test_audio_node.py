@@ -231,7 +231,7 @@ def test_capture_from_pulseaudio_tempo_loudness_and_device_loss(
 def test_wrong_device_name_is_refused_with_the_device_list(ros: None, pulse: Pulse) -> None:
     node, probe = _node(source_type="device", source="no-such-microphone"), Probe()
     try:
-        assert spin_until([node, probe.node], lambda: probe.level() == ERROR, 8.0)
+        assert spin_until([node, probe.node], lambda: probe.level() == ERROR, scaled(8.0))
         assert "no input device matches 'no-such-microphone'" in probe.message()
         assert "'pulse'" in probe.message(), probe.message()  # the devices that exist are listed
     finally:
@@ -243,7 +243,7 @@ def test_generator_source_publishes_features_with_tempo(ros: None) -> None:
     node, probe = _node(source_type="generator", generator="click", generator_bpm=132.0), Probe()
     try:
         ok = lambda: len(probe.features) > 5 and abs(probe.features[-1].tempo_bpm - 132.0) <= 2.0  # noqa: E731
-        assert spin_until([node, probe.node], ok, 12.0), [m.tempo_bpm for m in probe.features[-3:]]
+        assert spin_until([node, probe.node], ok, scaled(12.0)), [m.tempo_bpm for m in probe.features[-3:]]
         f = probe.features[-1]
         assert probe.level() == OK and f.sample_rate_hz == RATE and f.window_samples == 1024
         assert len(f.band_energy_db) == len(f.band_edges_hz) - 1 == 6
@@ -283,7 +283,7 @@ def test_bad_files_turn_error_without_crashing(
     path.write_bytes(content)
     node, probe = _node(source_type="file", source=str(path), reconnect_initial_s=0.1), Probe()
     try:
-        assert spin_until([node, probe.node], lambda: probe.level() == ERROR, 8.0)
+        assert spin_until([node, probe.node], lambda: probe.level() == ERROR, scaled(8.0))
         assert reason in probe.message() and "reopening" in probe.message()
     finally:
         node.destroy_node()
@@ -360,7 +360,7 @@ def test_default_paced_file_source_publishes(ros: None, tmp_path: Path, loop: bo
             done = lambda: probe.features and probe.features[-1].first_sample_index > 2 * 44100  # noqa: E731
         else:
             done = lambda: probe.level() == WARN and "end of" in probe.message()  # noqa: E731
-        assert spin_until([node, probe.node], done, 15.0), (probe.message(), len(probe.features))
+        assert spin_until([node, probe.node], done, scaled(15.0)), (probe.message(), len(probe.features))
         assert probe.features, probe.message()
         assert "after 0 samples" not in probe.message()
         stamps = [_stamp_ns(m) for m in probe.features]
@@ -376,7 +376,7 @@ def test_default_paced_file_source_publishes(ros: None, tmp_path: Path, loop: bo
                 s = probe.status.get(streams)
                 return s is not None and s.level == WARN and "audio/features" in s.message
 
-            assert spin_until([node, probe.node], stopped, 10.0), probe.status.get(streams)
+            assert spin_until([node, probe.node], stopped, scaled(10.0)), probe.status.get(streams)
     finally:
         node.destroy_node()
         probe.node.destroy_node()
@@ -388,7 +388,7 @@ def test_unpaced_file_stamps_follow_the_sample_index(ros: None, tmp_path: Path) 
     probe = Probe()
     try:
         ok = lambda: len(probe.features) > 200  # noqa: E731  (several loops of the file)
-        assert spin_until([node, probe.node], ok, 15.0), len(probe.features)
+        assert spin_until([node, probe.node], ok, scaled(15.0)), len(probe.features)
         stamps = [_stamp_ns(m) for m in probe.features]
         assert all(b > a for a, b in itertools.pairwise(stamps))
     finally:

@@ -77,14 +77,15 @@ class Frames:
 
     def magnitudes(self, samples: NDArray[np.float32]) -> NDArray[np.float32]:
         """|FFT| (hops x bins, unscaled) of every hop that `samples` completes; `power` scales it."""
-        joined = np.concatenate((self._buf, np.asarray(samples, dtype=np.float32)))
+        joined = np.concatenate((self._buf, samples), dtype=np.float32)
         hops = (len(joined) - (FFT_SIZE - HOP)) // HOP
         self._buf = joined[hops * HOP :]
         if hops <= 0:
             return np.zeros((0, len(self.freqs)), np.float32)
         # a strided view of the overlapping frames (np.ndarray: as_strided's Python costs more)
         frames: NDArray[np.float32] = np.ndarray((hops, FFT_SIZE), np.float32, joined, 0, (HOP * 4, 4))
-        return np.asarray(np.abs(rfft(frames * self._hann, FFT_SIZE)), np.float32)
+        magnitudes: NDArray[np.float32] = np.abs(rfft(frames * self._hann, FFT_SIZE))  # of complex64
+        return magnitudes
 
     def power(self, magnitudes: NDArray[np.float32]) -> NDArray[np.float32]:
         """Power per bin as a share of the mean square (Parseval with the window's energy)."""

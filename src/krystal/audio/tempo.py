@@ -55,7 +55,9 @@ class OnsetDetector:
         refractory_s: float = 0.08,
     ) -> None:
         self.threshold, self.floor = threshold, floor
-        self._history: F64 = np.zeros(max(3, int(median_s * frame_rate_hz)))  # ODF before this batch
+        # the ODF before this batch, a ring of floats: 20-50 values, whose median sorted() takes
+        # in less time than numpy's copy and partition calls
+        self._history: list[float] = [0.0] * max(3, int(median_s * frame_rate_hz))
         self._refractory = max(1, int(refractory_s * frame_rate_hz))
         self._seen = False
         self._prev = 0.0  # the ODF value before this batch (a rise is measured from it)
@@ -84,7 +86,7 @@ class OnsetDetector:
         self._last = np.zeros(len(used), np.float32)  # log band magnitudes of the latest frame
         self._seen_frame = False
 
-    def flux(self, magnitudes: NDArray[np.float32]) -> F64:
+    def flux(self, magnitudes: NDArray[np.float32]) -> NDArray[np.float32]:
         """ODF per frame (rows of `magnitudes`, Frames.magnitudes) x (all, low, high), >= 0: mean
         positive change of log band magnitude."""
         n = len(magnitudes)
@@ -97,24 +99,32 @@ class OnsetDetector:
         np.log1p(body, out=body)
         if not self._seen_frame:
             logs[0], self._seen_frame = body[0], True
-        self._last = logs[n].copy()
+        self._last[:] = logs[n]
         diff = body - logs[:-1]
         np.maximum(diff, 0.0, out=diff)
-        return np.asarray(np.dot(diff, self._groups), np.float64)  # np.dot: less overhead than @
+        # float32, as computed (np.dot: less overhead than @); the tracker stores float64
+        flux: NDArray[np.float32] = np.dot(diff, self._groups)
+        return flux
 
-    def onsets(self, odf: F64) -> NDArray[np.bool_]:
+    def onsets(self, odf: F64 | NDArray[np.float32]) -> NDArray[np.bool_]:
         """Onset flag per ODF value (the overall column): above the median of the preceding ODF
         (taken once per batch) times `threshold` plus `floor`, rising, and a refractory time after
         the previous onset."""
+        return np.array(self.flags(odf), bool)
+
+    def flags(self, odf: F64 | NDArray[np.float32]) -> list[bool]:
+        """`onsets` as a list."""
         if odf.ndim == 2:
             odf = odf[:, 0]
         n, m = len(odf), len(self._history)
         if not n:
-            return np.zeros(0, bool)
+            return []
+        history = self._history
         if not self._seen:  # no history yet: the first batch is its own reference
-            self._history[:] = self._prev = float(np.median(odf))
+            self._prev = float(np.median(np.asarray(odf, np.float64)))
+            history[:] = [self._prev] * m
         self._seen = True
-        ref = float(np.partition(self._history, m // 2)[m // 2]) * self.threshold + self.floor
+        ref = sorted(history)[m // 2] * self.threshold + self.floor
         # a few values per call: plain floats cost less than a dozen numpy calls
         values: list[float] = odf.tolist()
         flags = [False] * n
@@ -126,14 +136,14 @@ class OnsetDetector:
         self._prev, self._since_onset = prev, n - last
         # the history is a ring (its median does not care about order)
         if n >= m:
-            self._history[:], self._pos = odf[-m:], 0  # oldest first again
+            history[:], self._pos = values[-m:], 0  # oldest first again
         else:
             pos = self._pos
-            head = min(n, m - pos)
-            self._history[pos : pos + head] = odf[:head]
-            self._history[: n - head] = odf[head:]
-            self._pos = (pos + n) % m
-        return np.array(flags, bool)
+            for v in values:
+                history[pos] = v
+                pos = pos + 1 if pos + 1 < m else 0
+            self._pos = pos
+        return flags
 
 
 @dataclass(frozen=True)
@@ -188,13 +198,13 @@ class TempoTracker:
         self._tempo, self._candidate = Tempo(0.0, 0.0, 0.0), 0.0
         self._memo.clear()
 
-    def process(self, odf: F64) -> Tempo:
+    def process(self, odf: F64 | NDArray[np.float32]) -> Tempo:
         """Take new ODF values (n, or n x 3 columns all/low/high); re-estimate when an update is
         due; return the current tempo."""
         self._feed(odf)
         return self._tempo
 
-    def track(self, odf: F64, hops: int) -> list[Tempo]:
+    def track(self, odf: F64 | NDArray[np.float32], hops: int) -> list[Tempo]:
         """As `process`, and the tempo after each group of `hops` values (one per window)."""
         before = self._tempo
         events = self._feed(odf)
@@ -209,10 +219,10 @@ class TempoTracker:
         """Position within the beat (0..1) at ODF frame `frame`, 0 without a tempo."""
         return self._tempo.phase(frame, self.frame_rate_hz)
 
-    def _feed(self, odf: F64) -> list[tuple[int, Tempo]]:
-        values = np.asarray(odf, dtype=np.float64)
+    def _feed(self, odf: F64 | NDArray[np.float32]) -> list[tuple[int, Tempo]]:
+        values = odf  # float32 from the flux: the buffer's float64 takes it exactly
         if values.ndim == 1:  # the overall ODF only: no backbeat evidence
-            values = np.column_stack([values, np.zeros((len(values), 2))])
+            values = np.asarray(np.column_stack([values, np.zeros((len(values), 2))]), np.float64)
         events: list[tuple[int, Tempo]] = []
         pos, n = 0, len(values)
         while pos < n:
@@ -226,7 +236,7 @@ class TempoTracker:
                 events.append((pos, self._tempo))
         return events
 
-    def _push(self, values: F64) -> None:
+    def _push(self, values: F64 | NDArray[np.float32]) -> None:
         n = len(values)
         if n >= self._size:
             self._buf[:] = values[-self._size :].T
@@ -244,7 +254,7 @@ class TempoTracker:
         median = float(np.partition(x[0], filled // 2)[filled // 2])
         x[0] = np.log1p(x[0] * (1.0 / (median + 1e-9)))
         x[0] = np.convolve(x[0], _SMOOTH, "same")
-        x -= x.sum(axis=1, keepdims=True) * (1.0 / filled)
+        x -= np.add.reduce(x, axis=1, keepdims=True) * (1.0 / filled)
         lags, harmonics = self._cached(("lags", filled), self._lags, filled)
         x *= self._cached(("ramp", filled), np.linspace, RECENCY, 1.0, filled)
         spec = rfft(x, self._nfft)
@@ -261,13 +271,15 @@ class TempoTracker:
         lo, hi = self._lag_range()
         if not len(lags):
             return
-        score = harmonics(acf).sum(axis=0)  # ACF at the lag's harmonics, weighted 1/sqrt(k)
-        lag = self._metrical_level(acf, float(lags[np.argmax(score)]), filled)
+        score = np.dot(acf, harmonics)  # ACF at the lag's harmonics, weighted 1/sqrt(k)
+        lag = self._metrical_level(acf, float(lags[score.argmax()]), filled)
         period = self._refine(acf, lag, filled)
         if not lo * 0.97 <= period <= hi * 1.03:
             return
         bpm = 60.0 * fr / period
-        confidence = min(max(float(_interp(acf, np.array([period]))[0]), 0.0), 1.0)
+        i = min(int(period), filled - 2)  # the ACF between the frames around the period
+        at = float(acf[i]) * (i + 1 - period) + float(acf[i + 1]) * (period - i)
+        confidence = min(max(at, 0.0), 1.0)
         current = self._tempo.bpm
         if current and abs(bpm - current) > 0.04 * current and abs(bpm - self._candidate) > 0.04 * bpm:
             self._candidate = bpm  # first sight of another tempo: wait for one confirmation
@@ -291,9 +303,10 @@ class TempoTracker:
         fr = self.frame_rate_hz
         return fr * 60.0 / self.max_bpm, fr * 60.0 / self.min_bpm
 
-    def _lags(self, filled: int) -> tuple[F64, _Taps]:
-        """Whole-frame candidate lags, and the taps that weigh an ACF at their harmonics k * lag
-        by 1/sqrt(k) (those inside the window, normalised per lag)."""
+    def _lags(self, filled: int) -> tuple[F64, F64]:
+        """Whole-frame candidate lags, and the matrix (filled x lags) that weighs an ACF at their
+        harmonics k * lag by 1/sqrt(k) (those inside the window, normalised per lag), linearly
+        interpolated: one product instead of gathers."""
         lo, hi = self._lag_range()
         lags: F64 = np.arange(int(np.floor(lo)), int(np.ceil(hi)) + 1, dtype=np.float64)
         lags = lags[(lags >= 2) & (lags < filled / 2)]
@@ -301,7 +314,7 @@ class TempoTracker:
         ok = pos < filled - 1
         weight = ok / np.sqrt(_HARMONICS)
         weight = weight / np.maximum(weight.sum(axis=0), 1e-9)
-        return lags, _Taps(np.where(ok, pos, 0.0), filled, weight)
+        return lags, _Taps(np.where(ok, pos, 0.0), filled, weight).matrix()
 
     def _levels(self, lag: float, filled: int) -> tuple[F64, F64, _Taps, F64] | None:
         """The best lag's multiples and fractions in range, their tempi, the taps around each (+-4 %:
@@ -328,7 +341,10 @@ class TempoTracker:
         body = r[1 : filled // 2]  # its spread: in noise the lead is small but clear
         mean = float(body.sum()) / len(body)
         spread = max(float(body @ body) / len(body) - mean * mean, 0.0) ** 0.5 + 1e-9
-        return np.asarray(np.clip((later - at_once) / (BACKBEAT_SPREAD * spread), 0.0, 1.0))
+        lead: F64 = (later - at_once) * (1.0 / (BACKBEAT_SPREAD * spread))
+        np.maximum(lead, 0.0, out=lead)  # np.clip's wrapper costs more than the two
+        np.minimum(lead, 1.0, out=lead)
+        return lead
 
     def _metrical_level(self, acf: F64, lag: float, filled: int) -> float:
         """Among the best lag's multiples and fractions in range, the one whose ACF peak, weighted
@@ -343,7 +359,7 @@ class TempoTracker:
         if current:  # the level we are on keeps winning ties: no octave flicker
             prior = np.where(np.abs(bpm - current) <= 0.04 * current, prior * CONTINUITY, prior)
         score = peak * prior * (1.0 + BACKBEAT_GAIN * self._backbeat(around, filled, len(c)))
-        return float(c[int(np.argmax(score))])
+        return float(c[int(score.argmax())])
 
     @staticmethod
     def _refine_plan(lag: float, filled: int) -> tuple[F64, NDArray[np.int64], NDArray[np.int64]] | None:
@@ -363,7 +379,7 @@ class TempoTracker:
         ks, idx, rows = plan
         seg = acf[idx]
         top = np.argmax(seg, axis=1)
-        i = np.clip(top, 1, idx.shape[1] - 2)
+        i = np.minimum(np.maximum(top, 1), idx.shape[1] - 2)
         a, b, c = seg[rows, i - 1], seg[rows, i], seg[rows, i + 1]
         denom = a - 2 * b + c
         inner = (denom < 0) & (b >= a) & (b >= c)  # a true local maximum: parabola through it
@@ -383,7 +399,7 @@ class TempoTracker:
         ks = np.arange(beats, dtype=np.float64) * period
         positions = (filled - 1) - offsets[:, None] - ks[None, :]
         score = _interp(x, np.maximum(positions, 0.0)).sum(axis=1)
-        return float(self._frames - 1 - offsets[int(np.argmax(score))])
+        return float(self._frames - 1 - offsets[int(score.argmax())])
 
 
 class _Taps:
@@ -393,11 +409,19 @@ class _Taps:
     def __init__(self, positions: F64, size: int, weight: F64 | None = None) -> None:
         i = np.minimum(positions.astype(np.int64), size - 2)  # positions >= 0: truncation floors
         f = positions - i
-        self._i, self._j = i, i + 1
+        self._i, self._j, self._size = i, i + 1, size
         self._a, self._b = (1.0 - f, f) if weight is None else ((1.0 - f) * weight, f * weight)
 
     def __call__(self, values: F64) -> F64:
         return np.asarray(values[self._i] * self._a + values[self._j] * self._b)
+
+    def matrix(self) -> F64:
+        """M (size x columns) with values @ M == self(values).sum(axis=0), for 2-D positions."""
+        out = np.zeros((self._size, self._i.shape[1]))
+        cols = np.broadcast_to(np.arange(self._i.shape[1]), self._i.shape)
+        np.add.at(out, (self._i, cols), self._a)
+        np.add.at(out, (self._j, cols), self._b)
+        return out
 
 
 def _interp(values: F64, positions: F64) -> F64:
@@ -427,5 +451,5 @@ class BeatTracker:
 
     def process(self, samples: NDArray[np.float32]) -> Tempo:
         odf = self.onsets.flux(self.frames.magnitudes(samples))
-        self.onsets.onsets(odf)
+        self.onsets.flags(odf)
         return self.tempo.process(odf)
