@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import emit
-from krystal.domain import isolated_domain_id, time_ms
+from bench.common import emit, time_ms
+from krystal.domain import isolated_domain_id
 
 DEFAULTS_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
 <dds xmlns="http://www.eprosima.com"><profiles>

@@ -147,7 +147,9 @@ def _messages(path: str, topic: str) -> Iterator[tuple[float, Any]]:
             topics.append(channel.topic)
         first_ns = message.log_time if first_ns is None else min(first_ns, message.log_time)
     name = _channel_topic(topics, topic)
-    factory, decoders, picked = DecoderFactory(), {}, []
+    factory = DecoderFactory()
+    decoders: dict[int, Any] = {}
+    picked: list[tuple[int, Any]] = []
     for schema, channel, message in iter_messages(path, topics=[name]):
         if schema is None:
             continue
