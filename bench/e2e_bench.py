@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import emit, time_ms
+from krystal.domain import isolated_domain_id
 
 DEFAULTS_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
 <dds xmlns="http://www.eprosima.com"><profiles>
@@ -454,7 +454,7 @@ def main() -> None:
     from krystal.paths import PROFILES_ENV, transport_profile
     from krystal.ros.compat import localhost_discovery_env
 
-    domain = os.environ.get("ROS_DOMAIN_ID") or str(random.SystemRandom().randint(1, 100))
+    domain = isolated_domain_id()
     base = dict(os.environ, ROS_DOMAIN_ID=domain, **localhost_discovery_env())
     period_ms = 1000 / 30
     with tempfile.TemporaryDirectory() as tmp:

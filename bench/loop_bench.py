@@ -44,6 +44,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench.common import emit
+from krystal.domain import isolated_domain_id
 
 V1_ROOT = Path("/sys/fs/cgroup/cpu")
 V2_ROOT = Path("/sys/fs/cgroup")
@@ -413,7 +414,7 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, dict[str, float]]]:
     from krystal.paths import PROFILES_ENV, default_params_file, transport_profile
     from krystal.ros.compat import localhost_discovery_env
 
-    domain = os.environ.get("ROS_DOMAIN_ID") or str(random.SystemRandom().randint(1, 100))
+    domain = isolated_domain_id()
     os.environ.update(ROS_DOMAIN_ID=domain, **localhost_discovery_env())  # the probe's too
     os.environ.setdefault(PROFILES_ENV, str(transport_profile()))
     env = dict(os.environ)

@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import json
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench.common import emit
+from krystal.domain import isolated_domain_id
 from krystal.graph import GRAPH
 from krystal.hosts import Hosts, unavailable
 
@@ -114,7 +114,7 @@ def graph(split: bool, log_dir: Path) -> Iterator[tuple[dict[str, subprocess.Pop
         raise SystemExit(f"--split needs test hosts: {why}")
     print(f"soak: no namespaces ({why}); the graph runs on this host's network", file=sys.stderr)
     env = dict(os.environ, **env_extra)
-    env.setdefault("ROS_DOMAIN_ID", str(secrets.randbelow(80) + 10))
+    env.setdefault("ROS_DOMAIN_ID", isolated_domain_id())
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     try:
         for e in GRAPH:

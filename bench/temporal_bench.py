@@ -21,8 +21,8 @@ import time
 import warnings
 
 import numpy as np
-from tests.test_temporal_chaos import CHAOTIC, signals
 
+from bench.chaos_signals import CHAOTIC, signals
 from bench.common import emit, time_ms
 from krystal.temporal import chaos, dtw
 from krystal.temporal.monitor import Monitor
@@ -168,7 +168,7 @@ def bench_until(quick: bool) -> None:
 
 
 def bench_chaos_table(quick: bool) -> None:
-    """Each signal of tests/test_temporal_chaos.py: our verdict and exponent, nolds' exponent and the
+    """Each signal of bench/chaos_signals.py: our verdict and exponent, nolds' exponent and the
     verdict of its sign alone; time for ours (the whole test) against nolds' lyap_r."""
     import nolds
 

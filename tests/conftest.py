@@ -6,49 +6,22 @@ share them.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import random
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from krystal.domain import claim_domain_id
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _claim_domain_id() -> str:
-    """A ROS_DOMAIN_ID no other test run on this machine holds (KRYSTAL_TEST_DOMAIN_ID pins one).
-
-    Test runs that share a machine (several checkouts, CI beside a developer) must not see each
-    other's nodes: a random id alone collides now and then, so each run also holds an flock on
-    /tmp/krystal-test-domain-<id>.lock for its lifetime (released by the kernel when it exits).
-    """
-    pinned = os.environ.get("KRYSTAL_TEST_DOMAIN_ID")
-    if pinned:
-        return pinned
-    ids = list(range(1, 90))
-    random.SystemRandom().shuffle(ids)
-    for domain_id in ids:
-        path = Path(tempfile.gettempdir()) / f"krystal-test-domain-{domain_id}.lock"
-        lock = path.open("a")  # held until this process exits
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            lock.close()
-            continue
-        _DOMAIN_LOCKS.append(lock)
-        return str(domain_id)
-    return str(ids[0])  # 89 runs at once: share one rather than refuse to test
-
-
-_DOMAIN_LOCKS: list[object] = []
-os.environ["ROS_DOMAIN_ID"] = _claim_domain_id()
+os.environ["ROS_DOMAIN_ID"] = claim_domain_id()
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
 # KRYSTAL_TEST_TIMEOUT_SCALE multiplies every deadline a test waits on (discovery, a node's first

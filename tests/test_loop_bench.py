@@ -21,11 +21,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _boxes() -> set[str]:
+def _boxes(pid: int) -> set[str]:
+    """The boxes of the benchmark process `pid` (another run's boxes may come and go beside it)."""
     found = CpuBox.probe()
     if isinstance(found, str):
         return set()
-    return {p.name for p in found[1].iterdir() if p.name.startswith("krystal_loop_")}
+    return {p.name for p in found[1].iterdir() if p.name.startswith(f"krystal_loop_{pid}_")}
 
 
 @pytest.mark.timeout(300)  # two cases of the graph, each started, loaded and stopped (~40 s unloaded)
@@ -36,18 +37,20 @@ def test_the_loop_runs_in_a_quota_limited_box_with_a_hog_and_its_step_keeps_time
     found = CpuBox.probe()
     if isinstance(found, str):
         pytest.skip(found)
-    before = _boxes()
-    result = subprocess.run(
+    with subprocess.Popen(
         [sys.executable, "-m", "bench.loop_bench", "--quick", "--cases", "fixed,loop"],
         cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=240,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert _boxes() == before, "the benchmark left its cgroup behind"
-    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    ) as bench:
+        try:
+            out, err = bench.communicate(timeout=240)
+        finally:
+            bench.kill()
+    assert bench.returncode == 0, err[-3000:]
+    assert not _boxes(bench.pid), "the benchmark left its cgroup behind"
+    rows = [json.loads(line) for line in out.splitlines()]
     hog = next(r for r in rows if r["case"].startswith("loop on-budget fraction (hog)"))
     loop, fixed = hog["ours_detail"], hog["anchor_detail"]
     for case in (loop, fixed):
@@ -61,11 +64,10 @@ def test_the_box_is_removed_even_when_its_case_fails() -> None:
     found = CpuBox.probe()
     if isinstance(found, str):
         pytest.skip(found)
-    before = _boxes()
     with pytest.raises(RuntimeError), cpu_box(0.5, 100.0) as box:
         hog = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
         box.add(hog.pid)
         assert box.pids() == [hog.pid]
         raise RuntimeError("a case failed")
     hog.wait(timeout=5)  # killed by the removal
-    assert _boxes() == before
+    assert not _boxes(os.getpid())

@@ -198,7 +198,7 @@ def test_a_sigkilled_recording_plays_harvests_and_checks(ros, procs, tmp_path: P
     talker = rclpy.create_node("talker")
     pub = talker.create_publisher(AsciiFrame, "krystal/ascii", reliable_qos(200))
     rec = procs([PYTHON, "-m", "krystal.cli", "record", "krystal/ascii", "-o", str(path)])
-    assert spin_until([talker], lambda: pub.get_subscription_count() > 0, 20.0), rec.popen.poll()
+    assert spin_until([talker], lambda: pub.get_subscription_count() > 0, scaled(20.0)), rec.popen.poll()
     n = 150
     t0 = time.time_ns()
     for i in range(n):
@@ -212,7 +212,9 @@ def test_a_sigkilled_recording_plays_harvests_and_checks(ros, procs, tmp_path: P
         except RecordingError:
             return 0
 
-    assert spin_until([talker], lambda: flushed() >= n, 15.0), flushed()  # on disk within flush_period_s
+    assert spin_until([talker], lambda: flushed() >= n, scaled(15.0)), (
+        flushed()
+    )  # on disk within flush_period_s
     os.killpg(rec.popen.pid, signal.SIGKILL)
     rec.popen.wait(10)
     assert rec.popen.returncode == -signal.SIGKILL
@@ -223,8 +225,8 @@ def test_a_sigkilled_recording_plays_harvests_and_checks(ros, procs, tmp_path: P
     got: list[AsciiFrame] = []
     listener.create_subscription(AsciiFrame, "krystal/ascii", got.append, reliable_qos(200))
     play = procs([PYTHON, "-m", "krystal.cli", "play", str(path), "--rate", "4", "--wait-s", "5"])
-    assert spin_until([listener], lambda: len(got) >= n, 30.0), (len(got), play.popen.poll())
-    _, play_err = play.popen.communicate(timeout=20)
+    assert spin_until([listener], lambda: len(got) >= n, scaled(30.0)), (len(got), play.popen.poll())
+    _, play_err = play.popen.communicate(timeout=scaled(20.0))
     assert play.popen.returncode == 0 and "summary missing" in play_err, play_err
     assert [m.render_time_ms for m in got] == [_frame(i, 0).render_time_ms for i in range(n)]
 
@@ -249,7 +251,7 @@ def test_a_sigkilled_recording_plays_harvests_and_checks(ros, procs, tmp_path: P
 def test_record_with_no_matching_topic_exits_nonzero(procs, tmp_path: Path) -> None:
     rec = procs([PYTHON, "-m", "krystal.cli", "record", "no/such/topic", "-o", str(tmp_path / "x.mcap"),
                  "--duration", "1.5"])  # fmt: skip
-    _, err = rec.popen.communicate(timeout=30)
+    _, err = rec.popen.communicate(timeout=scaled(30.0))
     assert rec.popen.returncode != 0 and "nothing recorded" in err, err
 
 

@@ -328,6 +328,12 @@ def test_pattern_cut_from_a_recording(tmp_path: Path) -> None:
     assert cut.values == printed.values and cut.cut is not None and cut.cut.path == str(rec)
     whole = parse_pattern_line(f"all; krystal/render_stats.render_time_ms_p99; 2; {rec}[:]")
     assert len(whole.values) == 150 + len(shape) + 100
+    # A killed recorder leaves no summary: the same reader as play and harvest cuts the same values.
+    torn = tmp_path / "torn.mcap"
+    torn.write_bytes(rec.read_bytes()[: rec.stat().st_size - 2048])
+    assert parse_pattern_line(
+        f"spike; krystal/render_stats.render_time_ms_p99; 2; {torn}[{start}:{end}s]"
+    ).values == (cut.values)
     for bad, reason in (
         (f"{rec}[0.1s:0.2s]", "0 samples"),  # before the first render stats message
         (f"{rec}[2s:1s]", "FROM < TO"),

@@ -132,26 +132,35 @@ def _channel_topic(topics: list[str], topic: str) -> str:
 
 
 def _messages(path: str, topic: str) -> Iterator[tuple[float, Any]]:
-    """(seconds since the recording's first message, decoded message) of `topic`, in log order."""
-    from mcap.reader import make_reader
+    """(seconds since the recording's first message, decoded message) of `topic`, in log order.
+
+    Read through krystal.record.mcapio.iter_messages, the reader play, harvest and check use, so a
+    recording without a summary (a killed recorder) is cut up to where it ends."""
     from mcap_ros2.decoder import DecoderFactory
 
-    with open(path, "rb") as f:
-        reader = make_reader(f, decoder_factories=[DecoderFactory()])
-        summary = reader.get_summary()
-        if summary is not None and summary.statistics is not None and summary.channels:
-            topics = [c.topic for c in summary.channels.values()]
-            first_ns = summary.statistics.message_start_time
-        else:  # no summary (an unfinished file): one pass for the topics and the first time
-            topics, first = [], None
-            for _, channel, message in reader.iter_messages(log_time_order=False):
-                if channel.topic not in topics:
-                    topics.append(channel.topic)
-                first = message.log_time if first is None else min(first, message.log_time)
-            first_ns = first or 0
-        name = _channel_topic(topics, topic)
-        for _, _, message, msg in reader.iter_decoded_messages(topics=[name], log_time_order=True):
-            yield (message.log_time - first_ns) * 1e-9, msg
+    from krystal.record.mcapio import iter_messages
+
+    topics: list[str] = []
+    first_ns: int | None = None
+    for _, channel, message in iter_messages(path):
+        if channel.topic not in topics:
+            topics.append(channel.topic)
+        first_ns = message.log_time if first_ns is None else min(first_ns, message.log_time)
+    name = _channel_topic(topics, topic)
+    factory = DecoderFactory()
+    decoders: dict[int, Any] = {}
+    picked: list[tuple[int, Any]] = []
+    for schema, channel, message in iter_messages(path, topics=[name]):
+        if schema is None:
+            continue
+        dec = decoders.get(schema.id) or decoders.setdefault(
+            schema.id, factory.decoder_for(channel.message_encoding, schema)
+        )
+        if dec is not None:
+            picked.append((message.log_time, dec(message.data)))
+    picked.sort(key=lambda item: item[0])  # a summary-less file is in write order
+    for log_time, msg in picked:
+        yield (log_time - (first_ns or 0)) * 1e-9, msg
 
 
 @lru_cache(maxsize=32)
