@@ -36,6 +36,7 @@ def run(
         args.append("--disable-stdout-logs")  # the view shows the last warning from /rosout
     spin.init(args)
     created: list[Any] = []
+    own_thread: list[Any] = []
     try:
         for entry in entries:
             overrides: list[Parameter[Any]] = []
@@ -53,6 +54,8 @@ def run(
                     overrides.append(Parameter("modes", value=[mode] if mode == "ramp" else [mode, "ramp"]))
             cls = load_node_class(entry)
             created.append(cls(node_name=entry.name, namespace=namespace, parameter_overrides=overrides))
+            if entry.own_thread:
+                own_thread.append(created[-1])
         if view:
             from krystal.ascii.node import AsciiViewNode
 
@@ -60,5 +63,6 @@ def run(
     except KeyboardInterrupt:
         pass
     # One executor for the whole graph: its type and real-time setup come from the first node's
-    # executor.* parameters (the `/**` section of the parameters file), `executor` overrides the type.
-    return spin.spin(created, kind=executor)
+    # executor.* parameters (the `/**` section of the parameters file), `executor` overrides the type;
+    # the nodes graph.py marks own_thread (the controller) on executors of their own.
+    return spin.spin(created, kind=executor, own_thread=own_thread)
