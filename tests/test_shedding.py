@@ -62,14 +62,17 @@ class Probe:
         self.pub.publish(msg)
 
 
+def _rates(rate_param: str) -> list[Parameter]:
+    return [Parameter(rate_param, value=RATE_HZ), Parameter("shed_factor", value=FACTOR)]
+
+
 def _thermal(probe: Probe, tmp_path: Path) -> Case:
     from krystal.thermal.node import ThermalMonitorNode
 
     node = ThermalMonitorNode(
         parameter_overrides=[
             Parameter("root", value=str(tmp_path)),  # no sensors: ThermalState is still sent each cycle
-            Parameter("rate_hz", value=RATE_HZ),
-            Parameter("shed_factor", value=FACTOR),
+            *_rates("rate_hz"),
         ]
     )
     return Case(node, probe.count(ThermalState, "thermal/state", sensor_qos(20)))
@@ -80,11 +83,7 @@ def _gpu(probe: Probe, tmp_path: Path) -> Case:
 
     off = [Parameter(name, value=False) for name in ("vulkan", "nvml", "drm", "vulkan_layer")]
     node = GpuTelemetryNode(
-        parameter_overrides=[
-            *off,
-            Parameter("rate_hz", value=RATE_HZ),
-            Parameter("shed_factor", value=FACTOR),
-        ],
+        parameter_overrides=[*off, *_rates("rate_hz")],
     )
     return Case(node, probe.count(GpuTelemetry, "gpu/telemetry", sensor_qos(20)))
 
@@ -96,8 +95,7 @@ def _temporal(probe: Probe, tmp_path: Path) -> Case:
         parameter_overrides=[
             Parameter("specs", Parameter.Type.STRING_ARRAY, ["a: x/y.v < 1"]),
             Parameter("chaos_signal", Parameter.Type.STRING, ""),
-            Parameter("verdict_rate_hz", value=RATE_HZ),
-            Parameter("shed_factor", value=FACTOR),
+            *_rates("verdict_rate_hz"),
         ]
     )
     return Case(node, probe.count(TemporalVerdict, "krystal/verdicts", reliable_qos(50)))
@@ -112,8 +110,7 @@ def _gateway(probe: Probe, tmp_path: Path) -> Case:
             Parameter("port", value=0),
             Parameter("audit_log", value=str(tmp_path / "audit.jsonl")),
             Parameter("request_log", value=str(tmp_path / "requests.jsonl")),
-            Parameter("stream_hz", value=RATE_HZ),
-            Parameter("shed_factor", value=FACTOR),
+            *_rates("stream_hz"),
         ]
     )
     frames = probe.node.create_publisher(AsciiFrame, "krystal/ascii", sensor_qos(1))

@@ -41,6 +41,18 @@ def executor_for(nodes: Sequence[Node], kind: str | None = None) -> tuple[Execut
     return executor, settings
 
 
+def _spin_until_stopped(executor: Executor) -> None:
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception:
+        # Ctrl-C shuts the context down under a running callback (a publish then fails with
+        # "context is invalid"): that is the shutdown we asked for. While running, errors are real.
+        if executor.context.ok():
+            raise
+
+
 def _own_executor(node: Node) -> tuple[Executor, threading.Thread]:
     """An executor for `node` alone, from its own executor.* parameters, spinning on its own thread."""
     executor, settings = executor_for([node])
@@ -51,13 +63,7 @@ def _own_executor(node: Node) -> tuple[Executor, threading.Thread]:
     def run() -> None:
         if not isinstance(executor, DeadlineExecutor):
             setup_realtime(settings, lock_memory=False)
-        try:
-            executor.spin()
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        except Exception:
-            if executor.context.ok():
-                raise
+        _spin_until_stopped(executor)
 
     thread = threading.Thread(target=run, name=f"executor {node.get_name()}", daemon=True)
     return executor, thread
@@ -75,11 +81,10 @@ def spin(
     Nodes in `own_thread` (when others share the process) spin on an executor and thread of their
     own, set up from their own executor.* parameters: a long callback of another node (Python
     cannot preempt it) then delays them by at most a GIL switch, not by its whole run."""
-    settings: ExecutorSettings | None = None
     apart = [n for n in nodes if n in own_thread] if len(nodes) > 1 else []
-    shared = [n for n in nodes if n not in apart]
-    if not shared:
-        shared, apart = list(nodes), []
+    shared = [n for n in nodes if n not in apart] or list(nodes)
+    apart = [n for n in apart if n not in shared]
+    settings: ExecutorSettings | None = None
     if executor is None:
         executor, settings = executor_for(shared, kind)
     side = [_own_executor(n) for n in apart]
@@ -94,14 +99,7 @@ def spin(
     for _, thread in side:
         thread.start()
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        # Ctrl-C shuts the context down under a running callback (a publish then fails with
-        # "context is invalid"): that is the shutdown we asked for. While running, errors are real.
-        if executor.context.ok():
-            raise
+        _spin_until_stopped(executor)
     finally:
         # A second Ctrl-C while releasing devices must not leave a traceback or a half-closed node.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
