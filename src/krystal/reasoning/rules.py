@@ -25,6 +25,10 @@ class RuleConfig:
     # late frames under a CPU quota come between frames on time (the box runs, then is throttled):
     # counting them in a window, not only in a row, steps down in a fraction of a second, not seconds
     over_window: int = 6
+    # at the bottom, pressure also when frames are late too often, even if never 3 close together:
+    # more than pressure_late_ratio of the last pressure_window frames (the on-budget goal is a rate)
+    pressure_window: int = 30
+    pressure_late_ratio: float = 0.1
     headroom_ratio: float = 0.5  # a frame under budget * ratio counts as headroom
     headroom_frames: int = 30  # this many headroom frames in a row: step up
     min_dwell_s: float = 3.0  # no step up sooner than this after any change
@@ -70,6 +74,7 @@ class Rules:
         self.up_dwell_s = config.min_dwell_s
         self.over = 0  # frames over budget among the last over_window in this style
         self._overs: deque[bool] = deque(maxlen=max(config.over_window, config.over_frames))
+        self._lates: deque[bool] = deque(maxlen=config.pressure_window)  # the same flags, longer
         self.headroom = 0
         self.chaotic = False  # the render time is flagged chaotic now (and act_on_chaos)
         self.pressure = False  # at the bottom and still over: non-critical work shed, source rate lowered
@@ -97,7 +102,10 @@ class Rules:
         window = max(c.over_window, c.over_frames)
         if self._overs.maxlen != window:
             self._overs = deque(self._overs, maxlen=window)
+        if self._lates.maxlen != c.pressure_window:
+            self._lates = deque(self._lates, maxlen=c.pressure_window)
         self._overs.append(cost > c.budget_ms)
+        self._lates.append(cost > c.budget_ms)
         self.over = sum(self._overs)
         self.headroom = self.headroom + 1 if cost < c.budget_ms * c.headroom_ratio else 0
 
@@ -207,16 +215,19 @@ class Rules:
                         f"{c.budget_ms:.0f} ms budget",
                         "predict",
                     )
+        late = sum(self._lates)
+        often = len(self._lates) == c.pressure_window and late > c.pressure_late_ratio * c.pressure_window
         if (
             self.level == bottom
             and not self.pressure
-            and self.over >= c.over_frames
+            and (self.over >= c.over_frames or often)
             and since >= c.down_dwell_s
         ):
             return Proposal(
                 self.family,
                 self.level,
-                f"frames still over the {c.budget_ms:.0f} ms budget at the cheapest style: "
+                f"frames still over the {c.budget_ms:.0f} ms budget at the cheapest style "
+                f"({late} of the last {len(self._lates)}): "
                 "shedding non-critical work, lowering the source rate",
                 "pressure",
                 pressure=True,
@@ -287,6 +298,7 @@ class Rules:
     def _reset_counts(self) -> None:
         self.over = self.headroom = 0
         self._overs.clear()
+        self._lates.clear()
 
     def allowed(self, now_s: float, predict: Predict | None) -> list[int]:
         """Levels a learning policy may pick now: at or above the floor, within the dwell rules,
