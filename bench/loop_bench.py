@@ -72,7 +72,9 @@ class CpuBox:
         return "no writable cgroup cpu controller (v1 /sys/fs/cgroup/cpu or v2 cpu.max); run as root"
 
     @classmethod
-    def create(cls, name: str, cpus: float, period_ms: float, rt_share: float = 0.0) -> CpuBox:
+    def create(
+        cls, name: str, cpus: float, period_ms: float, rt_share: float = 0.0, weight_tasks: int = 10
+    ) -> CpuBox:
         found = cls.probe()
         if isinstance(found, str):
             raise OSError(found)
@@ -83,15 +85,20 @@ class CpuBox:
         period_us = int(period_ms * 1000)
         quota_us = max(1000, int(cpus * period_us))
         try:
+            # the weight: a new group weighs as one task against everything else on the machine, so
+            # on a loaded machine it got less than its quota and the machine's load, not the quota,
+            # set the pace (docs/reasoning.md); `weight_tasks` tasks' weight makes the quota bind
             if version == 1:
                 (path / "cpu.cfs_period_us").write_text(str(period_us))
                 (path / "cpu.cfs_quota_us").write_text(str(quota_us))
+                (path / "cpu.shares").write_text(str(weight_tasks * 1024))
                 box.rt_note = box._allow_realtime(rt_share)
             else:
                 subtree = root / "cgroup.subtree_control"
                 if "cpu" not in subtree.read_text().split():
                     subtree.write_text("+cpu")
                 (path / "cpu.max").write_text(f"{quota_us} {period_us}")
+                (path / "cpu.weight").write_text(str(min(10000, weight_tasks * 100)))
         except OSError:
             box.remove()
             raise
@@ -129,6 +136,17 @@ class CpuBox:
             return int(stat["throttled_time"]) / 1e9
         return int(stat.get("throttled_usec", 0)) / 1e6
 
+    def cpu_s(self) -> float:
+        """CPU time (user + system) of the processes in the box now, seconds (/proc/<pid>/stat)."""
+        total = 0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+        return total / os.sysconf("SC_CLK_TCK")
+
     def remove(self) -> None:
         """Kill what is left inside, move nothing out, delete the group."""
         for _ in range(50):
@@ -144,8 +162,9 @@ class CpuBox:
 
 
 @contextmanager
-def cpu_box(cpus: float, period_ms: float, rt_share: float = 0.0) -> Iterator[CpuBox]:
-    box = CpuBox.create(f"krystal_loop_{os.getpid()}_{random.randrange(1 << 30)}", cpus, period_ms, rt_share)
+def cpu_box(cpus: float, period_ms: float, rt_share: float = 0.0, weight_tasks: int = 10) -> Iterator[CpuBox]:
+    name = f"krystal_loop_{os.getpid()}_{random.randrange(1 << 30)}"
+    box = CpuBox.create(name, cpus, period_ms, rt_share, weight_tasks)
     try:
         yield box
     finally:
@@ -205,6 +224,7 @@ class Record:
     decisions: dict[int, tuple[float, tuple[Any, ...], int]] = field(default_factory=dict)
     # id -> (monotonic s, style key, source width)
     lateness: list[tuple[float, float, float]] = field(default_factory=list)  # (s, p99 ms, max ms)
+    box_cpu: list[tuple[float, float, float]] = field(default_factory=list)  # (s, box CPU s, throttled s)
 
 
 def run_case(
@@ -293,8 +313,12 @@ def run_case(
         hog_start, hog_end, end = start + calm1, start + calm1 + hog_s, start + calm1 + hog_s + calm2
         while (now := time.monotonic()) < end:
             if hog is None and now >= hog_start:
+                if box is not None:
+                    rec.box_cpu.append((now, box.cpu_s(), box.throttled_s()))
                 hog = launch([sys.executable, "-c", HOG])
             if hog is not None and hog.poll() is None and now >= hog_end:
+                if box is not None:  # before the hog's own CPU time leaves with it
+                    rec.box_cpu.append((now, box.cpu_s(), box.throttled_s()))
                 hog.kill()
                 hog.wait()
             executor.spin_once(timeout_sec=0.02)
@@ -426,7 +450,7 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, dict[str, float]]]:
         pinned = lad["bottom"] if case == "floor" else lad["top"]
         default_width = int(round(pinned.columns * lad["per_column"] / 2) * 2)
         commands = case_commands(case, params, args.controller_priority, args.frame_priority)
-        with cpu_box(args.quota, args.period_ms, args.rt_share) as box:
+        with cpu_box(args.quota, args.period_ms, args.rt_share, args.weight_tasks) as box:
             throttled0 = box.throttled_s()
             rec, hog0, hog1 = run_case(case, box, commands, schedule, env)
             throttled = box.throttled_s() - throttled0
@@ -437,6 +461,10 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, dict[str, float]]]:
             "after": phase_figures(rec, case, (hog1, hog1 + args.calm), args.budget_ms, default_width),
         }
         phases["hog"]["throttled_s"] = round(throttled, 2)
+        if len(rec.box_cpu) == 2:  # what the box got during the hog, against its quota
+            (t0, cpu0, thr0), (t1, cpu1, thr1) = rec.box_cpu
+            phases["hog"]["box_cpu"] = round((cpu1 - cpu0) / (t1 - t0), 3)
+            phases["hog"]["box_throttled_s_per_s"] = round((thr1 - thr0) / (t1 - t0), 3)
         phases["box"] = {"realtime": rt_note}  # type: ignore[dict-item]
         results[case] = phases
         print(json.dumps({"case": case, **phases}), file=sys.stderr, flush=True)
@@ -470,6 +498,11 @@ def main() -> None:
     parser.add_argument(
         "--rt-share", type=float, default=0.2, help="RT time of the box (v1), share of the RT period"
     )
+    parser.add_argument(
+        "--weight-tasks", type=int, default=10,
+        help="CPU weight of the box, in tasks (cpu.shares / cpu.weight): enough that the quota binds "
+        "on a loaded machine; 1: the default weight of a new cgroup",
+    )  # fmt: skip
     parser.add_argument("--cases", default=",".join(CASES))
     args = parser.parse_args()
     if args.quick:
@@ -487,7 +520,7 @@ def main() -> None:
              lower_is_better=False, anchor_name="fixed default style", skipped=found)  # fmt: skip
         return
     results = run(args)
-    box = f"cgroup v{found[0]} {args.quota:g} CPU per {args.period_ms:g} ms"
+    box = f"cgroup v{found[0]} {args.quota:g} CPU per {args.period_ms:g} ms, weight {args.weight_tasks} tasks"
     extra = {"box": box, "loadavg_before": load, "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
     for case in args.cases:
         if case == "fixed":

@@ -123,3 +123,22 @@ def test_a_learned_policy_may_not_climb_while_under_pressure() -> None:
     r.headroom = 100
     assert r.allowed(100.0, None) == [bottom]
     assert Style("ramp", "luminance", 3, 60, 22) == CALM[-1]
+
+
+def test_late_frames_spread_out_at_the_bottom_are_pressure_too() -> None:
+    """Under a CPU quota with a hog, single stalls (one frame in six late) never make 3 of 6; more
+    than 10 % of the last 30 frames late at the cheapest style is pressure all the same."""
+    bottom = len(CALM) - 1
+
+    def rules_after(late_every: int) -> Rules:
+        r = Rules(RuleConfig(predict=False, over_frames=3), LADDERS)
+        r.apply(0.0, "calm", bottom)
+        for i in range(30):
+            r.frame(2.0, 80.0 if i % late_every == 0 else 10.0)
+        return r
+
+    r = rules_after(6)  # 5 of 30 late, never 2 within 6
+    assert r.over < 3
+    p = r.propose(10.0, Context())
+    assert p is not None and p.rule == "pressure" and p.pressure and "5 of the last 30" in p.reason
+    assert rules_after(15).propose(10.0, Context()) is None  # 2 of 30: within the 10 %

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -57,11 +58,26 @@ def test_over_budget_for_k_frames_steps_down_one_level_and_not_before() -> None:
     assert p is not None and p.level == 2
 
 
-def test_a_frame_under_budget_resets_the_count() -> None:
-    r = Rules(NO_PREDICT, LADDERS)
+def test_a_frame_under_budget_resets_the_count_in_a_row() -> None:
+    """over_window <= over_frames: K frames in a row (the rules before issue 29's window)."""
+    r = Rules(replace(NO_PREDICT, over_window=3), LADDERS)
     for ms in (50, 50, 10, 50, 50):
         r.frame(ms)
     assert r.propose(5.0, Context()) is None
+
+
+def test_over_budget_frames_between_frames_on_time_count_in_the_window() -> None:
+    """Under a CPU quota late frames alternate with frames on time: K of the last over_window
+    (default 6) step down; fewer than K of them do not."""
+    r = Rules(NO_PREDICT, LADDERS)
+    for ms in (50, 10, 50, 10, 50):
+        r.frame(ms)
+    p = r.propose(5.0, Context())
+    assert p is not None and p.rule == "budget" and "3 of the last 5 frames" in p.reason
+    r2 = Rules(NO_PREDICT, LADDERS)
+    for ms in (50, 10, 10, 50, 10, 10, 10, 50):  # 2 of the last 6
+        r2.frame(ms)
+    assert r2.propose(5.0, Context()) is None
 
 
 def test_headroom_steps_up_after_dwell_and_a_flap_doubles_the_dwell() -> None:

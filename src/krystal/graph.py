@@ -21,6 +21,9 @@ class NodeEntry:
     node_class: str  # "module:Class", imported only when the node is started
     description: str
     sensor: bool = False  # respawned by the launch file when it dies
+    # composed (`krystal run`): spun on its own executor and thread, with its own executor.* settings,
+    # so its callbacks never wait behind the others' (the controller and the work it controls)
+    own_thread: bool = False
     remappings: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
@@ -69,6 +72,7 @@ GRAPH: tuple[NodeEntry, ...] = (
         executable="reasoning",
         node_class="krystal.reasoning.node:ReasoningNode",
         description="Telemetry to StyleDecision: rules, frame-time prediction, TD policy, decision log",
+        own_thread=True,
     ),
     NodeEntry(
         name="temporal_solver",

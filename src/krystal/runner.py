@@ -57,11 +57,14 @@ def run(
         return _run_isolated(entries, args, namespace, view, drawing, fit, mode, executor)
     spin.init(args)
     created: list[Any] = []
+    own_thread: list[Any] = []
     try:
         for entry in entries:
             overrides = [Parameter(k, value=v) for k, v in _overrides(entry, drawing, fit, mode).items()]
             cls = load_node_class(entry)
             created.append(cls(node_name=entry.name, namespace=namespace, parameter_overrides=overrides))
+            if entry.own_thread:
+                own_thread.append(created[-1])
         if view:
             from krystal.ascii.node import AsciiViewNode
 
@@ -69,8 +72,9 @@ def run(
     except KeyboardInterrupt:
         pass
     # One executor for the whole graph: its type and real-time setup come from the first node's
-    # executor.* parameters (the `/**` section of the parameters file), `executor` overrides the type.
-    return spin.spin(created, kind=executor)
+    # executor.* parameters (the `/**` section of the parameters file), `executor` overrides the type;
+    # the nodes graph.py marks own_thread (the controller) on executors of their own.
+    return spin.spin(created, kind=executor, own_thread=own_thread)
 
 
 def _param_text(value: Any) -> str:

@@ -34,6 +34,7 @@ from krystal.ros.entry import StartRefused
 from krystal.ros.msgdef import message_class
 from krystal.ros.params import Param, ParamTable
 from krystal.ros.qos import latched_qos, reliable_qos, sensor_qos
+from krystal.ros.shedding import Shedding, shed_param
 from krystal.ros.streams import subscribe_stream
 from krystal.srv import DeviceCommand
 
@@ -91,6 +92,7 @@ PARAMS = (
         param_type=Parameter.Type.STRING_ARRAY,
     ),
     Param("stream_hz", 10.0, "ASCII frames per second sent to each live page", 0.5, 60.0),
+    shed_param("the live pages' ASCII stream (stream_hz)"),
     Param("stale_after_s", 5.0, "A diagnostics task not heard from this long is STALE", 0.5, 600.0),
     Param("command_timeout_s", 5.0, "Default wait for a device command's answer", 0.1, 60.0),
     Param(
@@ -177,6 +179,7 @@ class GatewayNode(Node):
         self._device_clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
         self._style_pub = self.create_publisher(StyleDecision, "krystal/style", latched_qos())
+        self._frame_set_s = 0.0
         self._subscribe()
         self._http_error = ""
         self.requests_served = 0
@@ -192,6 +195,7 @@ class GatewayNode(Node):
         self._diagnostics.add("http", self._http_health)
         if p["foxglove"]:
             self._diagnostics.add("foxglove", self._fox_health)
+        self._shedding = Shedding(self, "the live pages' ASCII stream", subscribe=False)
         self.create_timer(1.0, self._refresh)
 
     # --- ROS inputs -------------------------------------------------------------------------
@@ -214,10 +218,17 @@ class GatewayNode(Node):
 
     def _on_frame(self, msg: AsciiFrame) -> None:
         self.hub.tick("krystal/ascii")
+        now = time.monotonic()
+        # shedding: pages get only what the hub holds, so fewer frames there are fewer sent
+        shed_period_s = 1.0 / (self.params["stream_hz"] * self._shedding.factor)
+        if self._shedding.active and now - self._frame_set_s < shed_period_s:
+            return
+        self._frame_set_s = now
         self.hub.set_frame(_frame_dict(msg))
 
     def _on_style(self, msg: StyleDecision) -> None:
         self.hub.tick("krystal/style")
+        self._shedding.observe(msg)
         self.hub.set_style(
             _fields(
                 msg,

@@ -25,6 +25,7 @@ from krystal.msg import GpuTelemetry as GpuTelemetryMsg
 from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
 from krystal.ros.params import Param, ParamTable
 from krystal.ros.qos import overridable, sensor_qos
+from krystal.ros.shedding import Shedding, shed_param
 from krystal.ros.streams import publish_stream
 
 PARAMS = (
@@ -40,6 +41,7 @@ PARAMS = (
     Param(
         "vulkan_ring_dir", "/dev/shm", "Folder of the layer's krystal-vk-<pid>-<app> rings", read_only=True
     ),
+    shed_param("sampling and publication"),
 )
 
 
@@ -149,14 +151,13 @@ class GpuTelemetryNode(Node):
         self._shape: tuple[object, ...] = ()
         self._diagnostics = Diagnostics(self, hardware_id="gpu")
         self._diagnostics.add("summary", self._summary_health)
-        self._timer = self.create_timer(1.0 / p["rate_hz"], self._tick)
+        self._shedding = Shedding(self, "sampling and publication")
+        self._shedding.timer(lambda: 1.0 / self.params["rate_hz"], self._tick)
         self._tick()
 
     def _on_change(self, changed: set[str]) -> None:
-        if "rate_hz" in changed:
-            self._timer.cancel()
-            self.destroy_timer(self._timer)
-            self._timer = self.create_timer(1.0 / self.params["rate_hz"], self._tick)
+        if changed & {"rate_hz", "shed_factor"}:
+            self._shedding.retime()
 
     def _tick(self) -> None:
         try:

@@ -167,7 +167,24 @@ PARAMS = (
         1.0,
         240.0,
     ),
-    Param("over_frames", 3, "Frames in a row over budget before a step down", 1, 1000),
+    Param("over_frames", 3, "Frames over budget among the last over_window before a step down", 1, 1000),
+    Param(
+        "over_window",
+        6,
+        "Frames over budget are counted among the last this many (late frames come between frames "
+        "on time under a CPU quota); at most over_frames: in a row",
+        1,
+        1000,
+    ),
+    Param(
+        "pressure_window",
+        30,
+        "At the cheapest style: more than pressure_late_ratio of the last this many frames over "
+        "budget is pressure too (late frames that never come 3 close together)",
+        2,
+        10000,
+    ),
+    Param("pressure_late_ratio", 0.1, "See pressure_window", 0.0, 1.0),
     Param("headroom_ratio", 0.5, "A frame under budget times this counts as headroom", 0.05, 1.0),
     Param("headroom_frames", 30, "Headroom frames in a row before a step up", 1, 10000),
     Param("min_dwell_s", 3.0, "No step up sooner than this after any change", 0.0, 600.0),

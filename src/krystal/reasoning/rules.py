@@ -7,6 +7,7 @@ any monotonic clock), so tests drive it frame by frame.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,7 +21,14 @@ Predict = Callable[[Style], Prediction]
 @dataclass(frozen=True)
 class RuleConfig:
     budget_ms: float = 33.0
-    over_frames: int = 3  # K frames in a row over budget: step down
+    over_frames: int = 3  # K frames over budget among the last over_window: step down
+    # late frames under a CPU quota come between frames on time (the box runs, then is throttled):
+    # counting them in a window, not only in a row, steps down in a fraction of a second, not seconds
+    over_window: int = 6
+    # at the bottom, pressure also when frames are late too often, even if never 3 close together:
+    # more than pressure_late_ratio of the last pressure_window frames (the on-budget goal is a rate)
+    pressure_window: int = 30
+    pressure_late_ratio: float = 0.1
     headroom_ratio: float = 0.5  # a frame under budget * ratio counts as headroom
     headroom_frames: int = 30  # this many headroom frames in a row: step up
     min_dwell_s: float = 3.0  # no step up sooner than this after any change
@@ -64,7 +72,9 @@ class Rules:
         self.last_change_s = -math.inf
         self.last_up_s = -math.inf
         self.up_dwell_s = config.min_dwell_s
-        self.over = 0
+        self.over = 0  # frames over budget among the last over_window in this style
+        self._overs: deque[bool] = deque(maxlen=max(config.over_window, config.over_frames))
+        self._lates: deque[bool] = deque(maxlen=config.pressure_window)  # the same flags, longer
         self.headroom = 0
         self.chaotic = False  # the render time is flagged chaotic now (and act_on_chaos)
         self.pressure = False  # at the bottom and still over: non-critical work shed, source rate lowered
@@ -89,7 +99,14 @@ class Rules:
         cost = e2e_ms if c.objective == "e2e" and math.isfinite(e2e_ms) else render_ms
         if math.isfinite(e2e_ms) and math.isfinite(render_ms):
             self.overhead_ms += 0.1 * (max(0.0, e2e_ms - render_ms) - self.overhead_ms)
-        self.over = self.over + 1 if cost > c.budget_ms else 0
+        window = max(c.over_window, c.over_frames)
+        if self._overs.maxlen != window:
+            self._overs = deque(self._overs, maxlen=window)
+        if self._lates.maxlen != c.pressure_window:
+            self._lates = deque(self._lates, maxlen=c.pressure_window)
+        self._overs.append(cost > c.budget_ms)
+        self._lates.append(cost > c.budget_ms)
+        self.over = sum(self._overs)
         self.headroom = self.headroom + 1 if cost < c.budget_ms * c.headroom_ratio else 0
 
     def fit_limit_ms(self) -> float:
@@ -185,7 +202,7 @@ class Rules:
                     self.family,
                     target,
                     f"render {ctx.render_time_ms:.1f} ms over the {c.budget_ms:.0f} ms budget "
-                    f"for {self.over} frames",
+                    f"for {self.over} of the last {len(self._overs)} frames",
                     "budget",
                 )
             if predict is not None and c.predict:
@@ -198,16 +215,19 @@ class Rules:
                         f"{c.budget_ms:.0f} ms budget",
                         "predict",
                     )
+        late = sum(self._lates)
+        often = len(self._lates) == c.pressure_window and late > c.pressure_late_ratio * c.pressure_window
         if (
             self.level == bottom
             and not self.pressure
-            and self.over >= c.over_frames
+            and (self.over >= c.over_frames or often)
             and since >= c.down_dwell_s
         ):
             return Proposal(
                 self.family,
                 self.level,
-                f"frames still over the {c.budget_ms:.0f} ms budget at the cheapest style: "
+                f"frames still over the {c.budget_ms:.0f} ms budget at the cheapest style "
+                f"({late} of the last {len(self._lates)}): "
                 "shedding non-critical work, lowering the source rate",
                 "pressure",
                 pressure=True,
@@ -250,7 +270,7 @@ class Rules:
         if pressure is not None and pressure != self.pressure:
             self.pressure = pressure
             self.last_change_s = now_s
-            self.over = self.headroom = 0
+            self._reset_counts()
             if pressure:  # undone soon after a relief: the relief waits longer next time
                 if now_s - self.last_up_s < self.config.backoff_window_s:
                     self.up_dwell_s = min(
@@ -272,8 +292,13 @@ class Rules:
             self.last_up_s = now_s
         self.family, self.level = family, level
         self.last_change_s = now_s
-        self.over = self.headroom = 0
+        self._reset_counts()
         return True
+
+    def _reset_counts(self) -> None:
+        self.over = self.headroom = 0
+        self._overs.clear()
+        self._lates.clear()
 
     def allowed(self, now_s: float, predict: Predict | None) -> list[int]:
         """Levels a learning policy may pick now: at or above the floor, within the dwell rules,

@@ -21,6 +21,7 @@ from krystal.graph import Stream, stream
 from krystal.ros.compat import PublisherEventCallbacks, SubscriptionEventCallbacks
 from krystal.ros.diagnostics import OK, WARN, Health, add_task
 from krystal.ros.qos import with_deadline
+from krystal.ros.shedding import rate_factor
 from krystal.sched.executor import set_stream_period
 
 MsgT = TypeVar("MsgT")
@@ -92,8 +93,9 @@ class StreamCounter:
         self.deadline_ms = int(getattr(deadline, "nanoseconds", 0) or 0) / 1e6
 
     def set_slower(self) -> bool:
-        """Whether the node's rate parameter (graph.Stream.rate_param) has it publish no more
-        often than the deadline: its offered deadline is then missed by design, not by a stall."""
+        """Whether the node's rate parameter (graph.Stream.rate_param), slowed by shedding while it
+        sheds (krystal.ros.shedding), has it publish no more often than the deadline: its offered
+        deadline is then missed by design, not by a stall."""
         node = self._node()
         name = self.stream.rate_param
         if node is None or not node.has_parameter(name):
@@ -102,7 +104,7 @@ class StreamCounter:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             return False
         period_s = value if name.endswith("_s") else 1.0 / value
-        return period_s >= self.stream.deadline_s
+        return period_s / rate_factor(node) >= self.stream.deadline_s
 
     def line(self) -> str:
         text = f"deadline_ms={self.deadline_ms:g} missed={self.missed}"

@@ -28,6 +28,7 @@ from krystal.ros.diagnostics import ERROR, OK, WARN, Diagnostics, Health
 from krystal.ros.msgdef import message_class
 from krystal.ros.params import Param, ParamTable
 from krystal.ros.qos import reliable_qos, sensor_qos
+from krystal.ros.shedding import Shedding, shed_param
 from krystal.srv import CheckTrace
 from krystal.temporal.cdr import FieldReader, Unsupported
 from krystal.temporal.chaos import chaos_test
@@ -156,7 +157,9 @@ PARAMS = (
         10000,
         read_only=True,
     ),
+    shed_param("input batching (input_poll_period_s) and repeated verdicts (verdict_rate_hz)"),
 )
+_SHED_WORK = "input batching and repeated verdicts"
 
 
 def fields_of(type_name: str) -> dict[str, str]:
@@ -200,12 +203,20 @@ class TemporalSolverNode(Node):
         self._diagnostics.add("chaos", lambda: Health(WARN if self._chaos_flag else OK, self._chaos_result))
         self._serve_check_trace()
         self._discovery = self.create_timer(self.params["discovery_period_s"], self._discover)
+        # under pressure (StyleDecision shed) batches are taken less often (larger, same order) and
+        # verdicts repeated less often; a change of verdict still goes out at the next batch
+        self._shedding = Shedding(self, _SHED_WORK)
         poll = self.params["input_poll_period_s"]
-        self._tick_timer = self.create_timer(poll if poll > 0 else 0.02, self._tick)
+        self._tick_timer_now = self._shedding.timer(lambda: poll if poll > 0 else 0.02, self._tick)
         rate = self.params["verdict_rate_hz"]
-        self._repeat = self.create_timer(1.0 / rate, self._repeat_verdicts) if rate > 0 else None
+        if rate > 0:
+            self._shedding.timer(lambda: 1.0 / rate, self._repeat_verdicts)
         self._chaos_timer = self.create_timer(self.params["chaos_period_s"], self._chaos)
         self._discover()
+
+    @property
+    def _tick_timer(self) -> Any:
+        return self._tick_timer_now()
 
     @property
     def _chaos_topic(self) -> str:
@@ -252,6 +263,8 @@ class TemporalSolverNode(Node):
         self._chaos_stamps = deque(maxlen=self.params["chaos_window"])
 
     def _on_change(self, changed: set[str]) -> None:
+        if "shed_factor" in changed:
+            self._shedding.retime()
         if "patterns" in changed:
             self.params.rejected.pop("patterns", None)  # a value set since replaces the refused one
         if changed & {"specs", "patterns", "pattern_band", "chaos_signal", "chaos_window"}:

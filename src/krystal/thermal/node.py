@@ -23,6 +23,7 @@ from krystal.ros.compat import PublisherEventCallbacks
 from krystal.ros.diagnostics import ERROR, OK, STALE, WARN, Diagnostics, Health
 from krystal.ros.params import Param, ParamTable
 from krystal.ros.qos import overridable, sensor_qos
+from krystal.ros.shedding import Shedding, shed_param
 from krystal.ros.streams import publish_stream
 from krystal.thermal.monitor import Cycle, ThermalMonitor
 from krystal.thermal.policy import LEVEL_ERROR, LEVEL_WARN, overrides_problem, parse_overrides
@@ -69,6 +70,7 @@ PARAMS = (
         True,
         "Also publish sensor_msgs/Temperature per sensor on thermal/<sensor>, while it has subscribers",
     ),
+    shed_param("the sensor read and publication"),
 )
 _LEVELS: dict[int, bytes] = {0: OK, LEVEL_WARN: WARN, LEVEL_ERROR: ERROR}
 _NO_EVENTS = PublisherEventCallbacks(use_default_callbacks=False)
@@ -96,7 +98,8 @@ class ThermalMonitorNode(Node):
         self._diagnostics = Diagnostics(self, hardware_id=f"thermal:{p['root']}")
         self._diagnostics.add("sensors", self._summary_health)
         self._sensor_tasks: set[str] = set()
-        self._timer = self.create_timer(1.0 / p["rate_hz"], self._tick)
+        self._shedding = Shedding(self, "the sensor read and publication")
+        self._shedding.timer(lambda: 1.0 / self.params["rate_hz"], self._tick)
         self._tick()
 
     @staticmethod
@@ -123,10 +126,8 @@ class ThermalMonitorNode(Node):
 
     def _on_change(self, changed: set[str]) -> None:
         self._configure()
-        if "rate_hz" in changed:
-            self._timer.cancel()
-            self.destroy_timer(self._timer)
-            self._timer = self.create_timer(1.0 / self.params["rate_hz"], self._tick)
+        if changed & {"rate_hz", "shed_factor"}:
+            self._shedding.retime()
 
     def _tick(self) -> None:
         try:
