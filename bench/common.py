@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import random
+import signal
+import subprocess
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
 
 
 def time_ms(fn: Callable[[], Any], repeat: int = 30, warmup: int = 3) -> tuple[float, float]:
@@ -51,3 +57,46 @@ def emit(
         ),
         flush=True,
     )
+
+
+def graph_env(state_dir: Path | None = None) -> dict[str, str]:
+    """This process's environment for a graph of its own: a random ROS_DOMAIN_ID (unless one is
+    set), discovery on this host only, the shipped transport profile, and `state_dir` for the
+    nodes' logs (XDG_STATE_HOME) so a benchmark never writes into the user's."""
+    from krystal.paths import transport_env
+    from krystal.ros.compat import localhost_discovery_env
+
+    env = dict(os.environ, **localhost_discovery_env())
+    env.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
+    env.update(transport_env(env))
+    if state_dir is not None:
+        env["XDG_STATE_HOME"] = str(state_dir)
+    return env
+
+
+@contextlib.contextmanager
+def processes(
+    commands: Sequence[Sequence[str]], env: Mapping[str, str], log: IO[str] | None = None
+) -> Iterator[list[subprocess.Popen[str]]]:
+    """Start `commands`, each in a session of its own; on exit (errors too) stop each session as
+    Ctrl-C would, then SIGKILL whatever is left after 5 s, so no node outlives the benchmark."""
+    out = log if log is not None else subprocess.DEVNULL
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        for command in commands:
+            procs.append(
+                subprocess.Popen(
+                    list(command), env=dict(env), stdout=out, stderr=out, start_new_session=True, text=True
+                )
+            )
+        yield procs
+    finally:
+        for p in reversed(procs):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGINT)
+        for p in reversed(procs):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=5)
+            with contextlib.suppress(ProcessLookupError):  # the session's other processes too
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait()

@@ -6,6 +6,7 @@ ROS-free: frames.probe/process_frame with real encoders (Pillow, OpenCV, zlib) b
 from __future__ import annotations
 
 import io
+import re
 import struct
 import time
 import zlib
@@ -67,6 +68,59 @@ def test_jpeg_scans_are_counted() -> None:
     assert probe(buf.getvalue(), Limits())[0] == "JPEG"
     e = refused(buf.getvalue(), Limits(max_jpeg_scans=2))
     assert e.status == 422 and "scans" in e.reason
+
+
+def progressive_jpeg(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", progressive=True)  # libjpeg's scan script: 10 scans for colour
+    return buf.getvalue()
+
+
+def jpeg_segments(data: bytes) -> list[tuple[int, int, int]]:
+    """(marker, start, end) of each segment to EOI; a scan's end includes its coded data."""
+    out, pos = [], 2
+    while data[pos + 1] != 0xD9:
+        marker, end = data[pos + 1], pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker == 0xDA:
+            end = re.compile(rb"\xff[^\x00\xd0-\xd7]").search(data, end).start()  # type: ignore[union-attr]
+        out.append((marker, pos, end))
+        pos = end
+    return out
+
+
+def test_jpeg_declaring_a_huge_image_over_tiny_data_is_refused() -> None:
+    """A 4 KB progressive JPEG whose frame header says 6000x6000 (under max_pixels) cost OpenCV
+    1.1 s and +100 MB, padding the missing data: Huffman data needs a bit per block at least."""
+    rng = np.random.default_rng(2)
+    small = progressive_jpeg(Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)))
+    assert probe(small, Limits())[1:] == (64, 64)
+    big = bytearray(small)
+    for marker, start, _ in jpeg_segments(small):
+        if marker == 0xC2:  # SOF2: precision, then height and width
+            big[start + 5 : start + 9] = struct.pack(">HH", 6000, 6000)
+    e = refused(bytes(big))
+    assert e.status == 422 and "too short" in e.reason
+
+
+def test_jpeg_scans_times_pixels_are_bounded() -> None:
+    """Each scan is a pass over every block: a real 12 MP progressive JPEG (10 scans) with its last
+    scan repeated to 24 scans decoded in 1.9 s here (0.5 s as made); refused by its work before decoding."""
+    made = progressive_jpeg(Image.new("RGB", (4000, 3000), (90, 120, 60)))
+    assert probe(made, Limits())[1:] == (4000, 3000)
+    scans = [(start, end) for marker, start, end in jpeg_segments(made) if marker == 0xDA]
+    assert len(scans) == 10
+    start, end = scans[-1]
+    crafted = made[:end] + made[start:end] * 14 + made[end:]
+    e = refused(crafted)
+    assert e.status == 413 and "24 scans" in e.reason and "pixel passes" in e.reason
+
+
+def test_progressive_jpeg_coefficients_are_bounded_by_the_decoded_size() -> None:
+    """libjpeg keeps every coefficient of a progressive image (2 bytes each) until its last scan."""
+    made = progressive_jpeg(Image.new("RGB", (2000, 2000), (90, 120, 60)))
+    e = refused(made, Limits(max_decoded_bytes=8 << 20))
+    assert e.status == 413 and "coefficients" in e.reason
+    assert probe(made, Limits(max_decoded_bytes=16 << 20))[0] == "JPEG"  # 4:2:0: 12 MB
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
