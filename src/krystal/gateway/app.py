@@ -35,6 +35,7 @@ from krystal.gateway.frames import (
     Limits,
     UploadError,
     check_request,
+    encode_answer,
     process_frame,
 )
 from krystal.gateway.guard import AuditLog, Guard, GuardPolicy, RequestLog
@@ -340,14 +341,16 @@ def create_app(
         req = FrameRequest(mode, kernel, kernel_size, columns, rows, color_depth, colors)
         check_request(req, cfg.limits)  # an absurd grid costs nothing, not even reading the body
         data = await image_bytes(request)
+        wants_text = format == "text" or request.headers.get("accept", "").startswith("text/plain")
+
+        def render() -> bytes:  # in a worker thread, the answer's encoding included
+            return encode_answer(process_frame(data, req, cfg.limits, pool), wants_text)
+
         if not renders:
             renders.append(asyncio.Semaphore(cfg.render_concurrency))
         async with renders[0]:
-            result = await run_in_threadpool(process_frame, data, req, cfg.limits, pool)
-        wants_text = format == "text" or request.headers.get("accept", "").startswith("text/plain")
-        if wants_text:
-            return PlainTextResponse("\n".join(result.lines) + "\n")
-        return StrictJSON(asdict(result))
+            answer = await run_in_threadpool(render)
+        return Response(answer, media_type="text/plain" if wants_text else "application/json")
 
     # --- operator actions ---------------------------------------------------------------------
     ops = APIRouter(tags=["operator"])
