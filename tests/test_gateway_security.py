@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -26,6 +26,7 @@ from krystal.gateway.access import Access, RateLimiter, parse_tokens
 from krystal.gateway.app import GatewaySettings, create_app
 from krystal.gateway.hub import CommandRequest, CommandResult, Hub
 from krystal.gateway.server import make_server
+from tests.conftest import scaled
 
 OPERATOR = "operator:olga:" + "o" * 24
 VIEWER = "viewer:victor:" + "v" * 24
@@ -291,6 +292,18 @@ def test_idle_websockets_hold_no_thread_and_are_capped() -> None:
     assert refused[0] == 4429 and "victor has 30 streams open" in refused[1]
 
 
+def profile_loop(loop: asyncio.AbstractEventLoop, profile: Any) -> None:
+    """sys.setprofile(profile) on the loop's own thread."""
+    done = threading.Event()
+
+    def install() -> None:
+        sys.setprofile(profile)
+        done.set()
+
+    loop.call_soon_threadsafe(install)
+    assert done.wait(scaled(5))
+
+
 def test_a_large_answer_is_encoded_off_the_event_loop(served: Served) -> None:
     """A 200x200 colour answer (40 000 cells, 1 MB of JSON) was built on the event loop through
     `asdict` and a Python walk for NaN: 2.6 s at load 6 in which no other client was served.
@@ -311,18 +324,43 @@ def test_a_large_answer_is_encoded_off_the_event_loop(served: Served) -> None:
 
     with httpx.Client(base_url=served.url, timeout=60) as http:
         assert http.post(path, content=image, headers=headers).status_code == 200  # warm
-        done = threading.Event()
-        loop.call_soon_threadsafe(lambda: (sys.setprofile(count), done.set()))
-        assert done.wait(10)
+        profile_loop(loop, count)
         try:
             r = http.post(path, content=image, headers=headers)
         finally:
-            done.clear()
-            loop.call_soon_threadsafe(lambda: (sys.setprofile(None), done.set()))
-            assert done.wait(10)
+            profile_loop(loop, None)
     body = r.json()
     assert r.status_code == 200 and len(body["foreground_rgb"]) == 40_000 and len(body["lines"]) == 200
     assert calls[0] < 40_000, calls[0]
+
+
+def test_authorization_takes_no_worker_thread(served: Served) -> None:
+    """Each trip to a worker thread waits for that thread to be scheduled and then for the loop:
+    the permission check (a dictionary lookup) made one per request. With the only worker thread
+    held by an operator's style change, a request refused by its grid is still answered."""
+    import anyio.to_thread
+
+    async def one_thread() -> None:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 1
+
+    loop = served.server.servers[0].get_loop()
+    asyncio.run_coroutine_threadsafe(one_thread(), loop).result(10)
+    held, release = threading.Event(), threading.Event()
+
+    def slow_setter(style: dict[str, Any], who: str) -> None:
+        held.set()
+        release.wait(30)
+
+    served.hub.style_setter = slow_setter
+    with httpx.Client(base_url=served.url, timeout=60) as http, ThreadPoolExecutor(1) as pool:
+        style = pool.submit(http.post, "/style", json={"mode": "ramp"}, headers=OP)
+        assert held.wait(scaled(5)), "the style change did not reach its worker thread"
+        try:
+            r = http.post("/process_frame?columns=5000", content=b"x", headers=VIEW, timeout=scaled(3))
+        finally:
+            release.set()
+        assert style.result().status_code == 200
+    assert r.status_code == 422 and "grid 5000x45" in r.json()["detail"]
 
 
 # --- 9, 10: no 500s, strict JSON ------------------------------------------------------------------

@@ -9,7 +9,7 @@ name closures of create_app.
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Annotated, Any
@@ -172,8 +172,10 @@ def create_app(
         request.state.detail = "; ".join(str(e.get("msg", "")) for e in errors if isinstance(e, dict))
         return StrictJSON({"detail": errors}, status_code=422)
 
-    def need(permission: str) -> Callable[..., Principal]:
-        def dependency(
+    def need(permission: str) -> Callable[..., Awaitable[Principal]]:
+        # async: FastAPI runs a plain `def` dependency in a worker thread, a trip (a thread to
+        # schedule, then the loop again) that every request paid for a dictionary lookup
+        async def dependency(
             request: Request,
             authorization: Annotated[str | None, Header(description="Bearer <token>")] = None,
         ) -> Principal:
