@@ -65,8 +65,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _params(tmp: Path, port: int) -> Path:
-    """The shipped parameters with the gateway on `port` and the token file; nothing else changed."""
+def _params(tmp: Path, port: int, render_threads: bool = False) -> Path:
+    """The shipped parameters with the gateway on `port` and the token file; nothing else changed
+    (`render_threads`: uploads rendered by threads in the gateway's process, for comparison)."""
     import yaml
 
     from krystal.paths import default_params_file
@@ -75,6 +76,8 @@ def _params(tmp: Path, port: int) -> Path:
     tokens.write_text("".join(f"{role}:{name}:{token}\n" for name, (role, token) in TOKENS.items()))
     params = yaml.safe_load(default_params_file().read_text())
     params["/**/gateway"]["ros__parameters"].update(port=port, token_file=str(tokens))
+    if render_threads:
+        params["/**/gateway"]["ros__parameters"]["render_processes"] = False
     path = tmp / "krystal.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
@@ -114,11 +117,11 @@ def graph_figures(status: dict[str, Any] | None) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def gateway(graph: str, tmp: Path, wait_s: float = 90.0) -> Iterator[str]:
+def gateway(graph: str, tmp: Path, render_threads: bool = False, wait_s: float = 90.0) -> Iterator[str]:
     """Start the graph; yield the gateway's URL once it answers (and, with the graph, once frames
     flow through it); every process is stopped on the way out, failures included."""
     port = _free_port()
-    params = _params(tmp, port)
+    params = _params(tmp, port, render_threads)
     url = f"http://127.0.0.1:{port}"
     with (
         open(tmp / "graph.log", "w") as log,
@@ -378,7 +381,7 @@ def run(args: argparse.Namespace) -> None:
     with (
         subprocess.Popen(abuse_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as abusers,
         tempfile.TemporaryDirectory() as tmp,
-        gateway(args.graph, Path(tmp)) as url,
+        gateway(args.graph, Path(tmp), args.render_threads) as url,
     ):
         assert abusers.stdin is not None and abusers.stdout is not None
         body = making.result()
@@ -412,7 +415,9 @@ def run(args: argparse.Namespace) -> None:
     calm_load, abuse_load = (round(float(np.mean(v)), 2) for v in loads.values())
     found = not np.isnan(chafa_ms)
     anchor_name = "chafa CLI, one call per image (1 thread)" if found else "chafa CLI not installed"
-    case = f"process_frame 1080p JPEG 160x45 ({args.graph})"
+    case = (
+        f"process_frame 1080p JPEG 160x45 ({args.graph}{', render threads' if args.render_threads else ''})"
+    )
     calm_p99 = percentile(lat, 99)
     emit("gateway", f"{case} p50 at 10 req/s", percentile(lat, 50), chafa_ms, "ms", anchor_name=anchor_name,
          requests=len(lat), graph=args.graph, access=matrix, load1=calm_load, chafa_load1=chafa_load,
@@ -441,6 +446,11 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds of each paced phase")
     parser.add_argument("--rounds", type=int, default=2, help="calm and abused blocks, taking turns")
+    parser.add_argument(
+        "--render-threads",
+        action="store_true",
+        help="render uploads in threads of the gateway's process (render_processes: false), to compare",
+    )
     parser.add_argument("--abuse", nargs=2, help=argparse.SUPPRESS)  # IDLE SLOW
     args = parser.parse_args()
     if args.abuse:

@@ -363,6 +363,35 @@ def test_authorization_takes_no_worker_thread(served: Served) -> None:
     assert r.status_code == 422 and "grid 5000x45" in r.json()["detail"]
 
 
+def test_uploads_render_in_worker_processes_that_are_replaced_when_they_die(served: Served) -> None:
+    """Decoding and rendering run in worker processes, not under the GIL of the process that
+    serves HTTP (in `krystal run`, every node's). A worker that dies mid-render (a decoder crash,
+    the OOM killer) costs a 503; the next upload gets new workers."""
+    import os
+    import signal
+
+    import cv2
+    import numpy as np
+
+    image = bytes(cv2.imencode(".jpg", np.full((60, 80, 3), 128, np.uint8))[1])
+    headers = {**VIEW, "content-type": "image/jpeg"}
+    workers = served.server.config.app.state.render_workers
+    statuses = []
+    with httpx.Client(base_url=served.url, timeout=60) as http:
+        statuses.append(
+            http.post("/process_frame?columns=20&rows=5", content=image, headers=headers).status_code
+        )
+        first = workers.pids()
+        assert first and os.getpid() not in first
+        for pid in first:
+            os.kill(pid, signal.SIGKILL)
+        for _ in range(2):
+            r = http.post("/process_frame?columns=20&rows=5", content=image, headers=headers)
+            statuses.append(r.status_code)
+    assert statuses == [200, 503, 200], statuses
+    assert workers.pids() and not set(workers.pids()) & set(first)
+
+
 # --- 9, 10: no 500s, strict JSON ------------------------------------------------------------------
 def test_device_ids_follow_ros_names_and_nan_is_refused(served: Served) -> None:
     with httpx.Client(base_url=served.url, timeout=10) as http:

@@ -42,6 +42,7 @@ from krystal.gateway.guard import AuditLog, Guard, GuardPolicy, RequestLog
 from krystal.gateway.health import as_dict
 from krystal.gateway.hub import CommandRequest, CommandResult, Hub
 from krystal.gateway.streams import discard, dumps, run_stream, strict
+from krystal.gateway.workers import RenderProcesses
 
 # A device id becomes a ROS name token (devices/<id>/command): ASCII letters, digits and '_',
 # starting with a letter, no '__' (reserved by ROS), at most 63 characters.
@@ -80,6 +81,7 @@ class GatewaySettings:
     max_streams_per_caller: int = 8
     send_timeout_s: float = 5.0  # a client that takes longer to read a message is closed (4408)
     render_concurrency: int = 2  # /process_frame renders at once; more wait their turn
+    render_processes: bool = True  # render in worker processes (workers.py), not threads here
 
 
 class DeviceCommandBody(BaseModel):
@@ -323,6 +325,8 @@ def create_app(
         return await upload.read()
 
     renders: list[asyncio.Semaphore] = []  # made on the server's loop
+    workers = RenderProcesses(cfg.render_concurrency) if cfg.render_processes else None
+    app.state.render_workers = workers
 
     @frames.post("/process_frame", summary="Render an uploaded image as ASCII", openapi_extra=body_doc)
     async def process(
@@ -351,7 +355,10 @@ def create_app(
         if not renders:
             renders.append(asyncio.Semaphore(cfg.render_concurrency))
         async with renders[0]:
-            answer = await run_in_threadpool(render)
+            if workers is not None:
+                answer = await workers.render(data, req, cfg.limits, wants_text)
+            else:
+                answer = await run_in_threadpool(render)
         return Response(answer, media_type="text/plain" if wants_text else "application/json")
 
     # --- operator actions ---------------------------------------------------------------------

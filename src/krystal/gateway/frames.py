@@ -41,6 +41,9 @@ class UploadError(Exception):
         self.status = status
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[UploadError], tuple[int, str]]:  # across worker processes
+        return UploadError, (self.status, self.reason)
+
 
 @dataclass(frozen=True)
 class Limits:

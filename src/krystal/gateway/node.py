@@ -75,6 +75,12 @@ PARAMS = (
     Param(
         "max_pixels", 40_000_000, "Largest accepted image, pixels (decompression bomb guard)", 1, 500_000_000
     ),
+    Param(
+        "render_processes",
+        True,
+        "Render uploads in 2 worker processes, away from the graph's GIL (false: threads here)",
+        read_only=True,
+    ),
     Param("rate_limit_hz", 20.0, "Requests per second per token (0: unlimited)", 0.0, 10000.0),
     Param("rate_limit_burst", 40, "Requests a token may make at once", 1, 100000),
     Param(
@@ -173,9 +179,12 @@ class GatewayNode(Node):
             ),
             stream_hz=p["stream_hz"],
             command_timeout_s=p["command_timeout_s"],
+            render_processes=p["render_processes"],
         )
         access = Access(tokens, RateLimiter(p["rate_limit_hz"], p["rate_limit_burst"]))
         self.app = create_app(self.hub, access, settings, self._log_request, self._log_audit)
+        if self.app.state.render_workers is not None:
+            self.app.state.render_workers.warm()
         self._device_clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
         self._style_pub = self.create_publisher(StyleDecision, "krystal/style", latched_qos())
@@ -463,6 +472,9 @@ class GatewayNode(Node):
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=2.0)
+        workers = getattr(getattr(self, "app", None), "state", None)
+        if workers is not None and workers.render_workers is not None:
+            workers.render_workers.close()
         for journal in (self._audit, self._requests):
             if journal is not None:
                 journal.close()
