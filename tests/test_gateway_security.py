@@ -304,11 +304,20 @@ def profile_loop(loop: asyncio.AbstractEventLoop, profile: Any) -> None:
     assert done.wait(scaled(5))
 
 
-def test_a_large_answer_is_encoded_off_the_event_loop(served: Served) -> None:
+@pytest.mark.parametrize("render_processes", [True, False], ids=["processes", "threads"])
+def test_a_large_answer_is_encoded_off_the_event_loop(render_processes: bool) -> None:
     """A 200x200 colour answer (40 000 cells, 1 MB of JSON) was built on the event loop through
     `asdict` and a Python walk for NaN: 2.6 s at load 6 in which no other client was served.
     Counted, not timed: the Python calls the loop's thread makes while serving it stay far below
-    one per cell (it made over a million)."""
+    one per cell (it made over a million), with workers in processes and in threads alike."""
+    served = Served(render_processes=render_processes)
+    try:
+        _serve_a_large_answer(served)
+    finally:
+        served.stop()
+
+
+def _serve_a_large_answer(served: Served) -> None:
     import cv2
     import numpy as np
 
