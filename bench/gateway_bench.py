@@ -143,8 +143,8 @@ def gateway(graph: str, tmp: Path, render_threads: bool = False, wait_s: float =
 
 def access_matrix(url: str) -> dict[str, int]:
     """The documented answers: no token 401, viewer 200 on reads and 403 on operator routes,
-    operator through to the device agent (200 when it accepts, 409 when it refuses)."""
-    command = {"command": "status", "arguments": {}}
+    operator through to the device agent (200: the simulated device's reset; 409 without one)."""
+    command = {"command": "reset", "arguments": {}}
     with httpx.Client(base_url=url, timeout=10.0) as http:
         return {
             "status_no_token": http.get("/status").status_code,
