@@ -298,6 +298,7 @@ def create_app(
             "413": {"description": "body or image too large"},
             "415": {"description": "not a JPEG, PNG or WebP image"},
             "422": {"description": "truncated image or invalid options"},
+            "503": {"description": "the render worker stopped during this image: try again"},
         },
     }
 

@@ -183,8 +183,6 @@ class GatewayNode(Node):
         )
         access = Access(tokens, RateLimiter(p["rate_limit_hz"], p["rate_limit_burst"]))
         self.app = create_app(self.hub, access, settings, self._log_request, self._log_audit)
-        if self.app.state.render_workers is not None:
-            self.app.state.render_workers.warm()
         self._device_clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
         self._style_pub = self.create_publisher(StyleDecision, "krystal/style", latched_qos())

@@ -41,12 +41,9 @@ def _render(data: bytes, req: FrameRequest, limits: Limits, text: bool) -> bytes
     return encode_answer(process_frame(data, req, limits, _ENGINES[0]), text)
 
 
-def _ready() -> int:
-    return os.getpid()
-
-
 class RenderProcesses:
-    """`size` worker processes, started on first use (or by `warm`)."""
+    """`size` worker processes, started by the first upload (a second or so: each imports OpenCV
+    and NumPy), so a gateway nobody uploads to spends neither memory nor start-up CPU on them."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -63,13 +60,6 @@ class RenderProcesses:
                     initargs=(os.getpid(),),
                 )
             return self._pool
-
-    def warm(self) -> None:
-        """Start the workers now (each imports OpenCV and NumPy: a second or more), not on the
-        first upload; returns at once."""
-        pool = self._executor()
-        for _ in range(self.size):
-            pool.submit(_ready)
 
     def pids(self) -> list[int]:
         pool = self._pool
