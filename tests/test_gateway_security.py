@@ -52,7 +52,7 @@ class Served:
         self.hub.device_commander = commander
         self.hub.style_setter = lambda style, who: None
         access = Access(parse_tokens(tokens, "t") if tokens else {}, RateLimiter(0, 1))
-        app = create_app(
+        self.app = app = create_app(
             self.hub,
             access,
             GatewaySettings(**kw),
@@ -384,7 +384,7 @@ def test_uploads_render_in_worker_processes_that_are_replaced_when_they_die(serv
 
     image = bytes(cv2.imencode(".jpg", np.full((60, 80, 3), 128, np.uint8))[1])
     headers = {**VIEW, "content-type": "image/jpeg"}
-    workers = served.server.config.app.state.render_workers
+    workers = served.app.state.render_workers
     statuses = []
     with httpx.Client(base_url=served.url, timeout=60) as http:
         statuses.append(
