@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import signal
 import subprocess
 import time
@@ -60,14 +59,15 @@ def emit(
 
 
 def graph_env(state_dir: Path | None = None) -> dict[str, str]:
-    """This process's environment for a graph of its own: a random ROS_DOMAIN_ID (unless one is
-    set), discovery on this host only, the shipped transport profile, and `state_dir` for the
-    nodes' logs (XDG_STATE_HOME) so a benchmark never writes into the user's."""
+    """This process's environment for a graph of its own: a ROS_DOMAIN_ID no other run holds
+    (krystal.domain), discovery on this host only, the shipped transport profile, and `state_dir`
+    for the nodes' logs (XDG_STATE_HOME) so a benchmark never writes into the user's."""
+    from krystal.domain import isolated_domain_id
     from krystal.paths import transport_env
     from krystal.ros.compat import localhost_discovery_env
 
     env = dict(os.environ, **localhost_discovery_env())
-    env.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
+    env["ROS_DOMAIN_ID"] = isolated_domain_id()
     env.update(transport_env(env))
     if state_dir is not None:
         env["XDG_STATE_HOME"] = str(state_dir)
