@@ -260,6 +260,7 @@ def test_record_to_a_file_it_cannot_open_says_why(tmp_path: Path) -> None:
 
     blocker = tmp_path / "a-file"
     blocker.write_text("")
+
     done = subprocess.run(
         [PYTHON, "-m", "krystal.cli", "record", "x", "-o", str(blocker / "run.mcap")],
         capture_output=True,
@@ -271,3 +272,19 @@ def test_record_to_a_file_it_cannot_open_says_why(tmp_path: Path) -> None:
     assert f"cannot write {blocker / 'run.mcap'}" in done.stderr and "Traceback" not in done.stderr, (
         done.stderr
     )
+
+
+def test_play_exit_is_bounded_when_teardown_hangs() -> None:
+    """A teardown that hangs after play's work (seen once: last lines printed, alive 30 s later) ends
+    after the bound with the stacks on stderr and the status play had."""
+    code = (
+        "from krystal.cli import _bounded_exit; import time; "
+        "_bounded_exit('krystal play', 0.3, 3); time.sleep(60)"
+    )
+    import subprocess
+
+    done = subprocess.run(
+        [PYTHON, "-c", code], capture_output=True, text=True, timeout=scaled(20.0), check=False
+    )
+    assert done.returncode == 3, done.stderr
+    assert "shutdown took over 0.3 s" in done.stderr and "most recent call first" in done.stderr

@@ -447,6 +447,7 @@ def _play(args: argparse.Namespace) -> int:
     spin.init(["krystal_play"])
     node = Node("krystal_play")
     stop = threading.Event()
+    status = 0
     try:
         player = Player(node, Path(args.file), args.topics)
         player.wait_for_subscribers(args.wait_s)
@@ -460,13 +461,36 @@ def _play(args: argparse.Namespace) -> int:
         stop.set()
     except (OSError, ValueError, ImportError, AttributeError) as exc:
         print(f"krystal play: {exc}", file=sys.stderr)
-        return 1
+        status = 1
     finally:
+        _bounded_exit("krystal play", PLAY_EXIT_S, status)
         node.destroy_node()
         import rclpy
 
         rclpy.try_shutdown()
-    return 0
+    return status
+
+
+# Once play has published and flushed, a teardown that hangs (seen once in ~20 runs of the record test:
+# the last lines printed, the process alive 30 s later) must not hold the caller: after this long the
+# threads' stacks go to stderr and the process exits with the status it had.
+PLAY_EXIT_S = 10.0
+
+
+def _bounded_exit(command: str, seconds: float, status: int) -> None:
+    import faulthandler
+    import os
+
+    def give_up() -> None:
+        print(f"{command}: shutdown took over {seconds:g} s; the threads' stacks follow", file=sys.stderr)
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(status)
+
+    timer = threading.Timer(seconds, give_up)
+    timer.daemon = True
+    timer.start()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
