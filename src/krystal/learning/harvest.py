@@ -95,9 +95,7 @@ def _reading(kind: str, msg: Any) -> dict[str, float]:
 def read_recording(path: Path, skips: Skips) -> Timeline:
     """The frames and readings of one MCAP file; a truncated or corrupt tail ends it, counted; a file
     without a summary (a recorder killed mid-run) is read up to where it is cut, counted."""
-    from mcap_ros2.decoder import DecoderFactory
-
-    from krystal.record.mcapio import ReadNotes, RecordingError, iter_messages
+    from krystal.record.mcapio import Decoders, ReadNotes, RecordingError, iter_messages
 
     tl = Timeline()
     try:
@@ -107,8 +105,7 @@ def read_recording(path: Path, skips: Skips) -> Timeline:
     except OSError:
         skips["recording unreadable"] += 1
         return tl
-    decoders = DecoderFactory()
-    cache: dict[int, Any] = {}
+    decoders = Decoders()
     notes = ReadNotes()
     try:
         for schema, channel, message in iter_messages(path, list(_TOPIC_NAMES), notes):
@@ -116,13 +113,9 @@ def read_recording(path: Path, skips: Skips) -> Timeline:
             if kind is None:
                 continue
             try:
-                if schema is None:
-                    raise ValueError("no schema")
-                dec = cache.get(schema.id)
+                dec = decoders(schema, channel)
                 if dec is None:
-                    dec = cache[schema.id] = decoders.decoder_for(channel.message_encoding, schema)
-                if dec is None:
-                    raise ValueError("not CDR/ros2msg")
+                    raise ValueError("no schema, or not CDR/ros2msg")
                 msg = dec(message.data)
                 t = _stamp_s(msg, message.log_time)
                 if kind == "frame":

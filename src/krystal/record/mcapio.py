@@ -314,6 +314,25 @@ def iter_messages(
             notes.damage = f"stopped at byte {f.tell()}: {end}"
 
 
+class Decoders:
+    """mcap_ros2's decoders, one per schema of a file: the readers that decode (check, harvest,
+    pattern cut) share it. Calling it gives the decoder of a message, None when there is none (no
+    schema, not ROS 2 CDR)."""
+
+    def __init__(self) -> None:
+        from mcap_ros2.decoder import DecoderFactory
+
+        self._factory = DecoderFactory()
+        self._cache: dict[int, Callable[[bytes], Any] | None] = {}
+
+    def __call__(self, schema: Schema | None, channel: Channel) -> Callable[[bytes], Any] | None:
+        if schema is None:
+            return None
+        if schema.id not in self._cache:
+            self._cache[schema.id] = self._factory.decoder_for(channel.message_encoding, schema)
+        return self._cache[schema.id]
+
+
 def read_mcap(
     path: Path, topics: list[str] | None = None, notes: ReadNotes | None = None
 ) -> Iterator[Recorded]:

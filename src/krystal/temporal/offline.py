@@ -59,19 +59,12 @@ class Seen:
 def mcap_messages(path: str, notes: ReadNotes | None = None) -> Iterator[tuple[str, int, Any]]:
     """(topic without the leading slash, stamp in int ns, message) of every ROS 2 message in the file;
     a file without a summary is read up to where it is cut (`notes` says so)."""
-    from mcap_ros2.decoder import DecoderFactory
+    from krystal.record.mcapio import Decoders, iter_messages
 
-    from krystal.record.mcapio import iter_messages
-
-    factory = DecoderFactory()
-    decoders: dict[int, Any] = {}
+    decoders = Decoders()
     for schema, channel, message in iter_messages(path, notes=notes):
-        if schema is None:
-            continue
-        dec = decoders.get(schema.id)
-        if dec is None:
-            dec = decoders[schema.id] = factory.decoder_for(channel.message_encoding, schema)
-        if dec is None:  # not ROS 2 CDR
+        dec = decoders(schema, channel)
+        if dec is None:  # no schema, or not ROS 2 CDR
             continue
         msg = dec(message.data)
         t = stamp_ns(msg)

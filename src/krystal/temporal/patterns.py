@@ -134,30 +134,27 @@ def _channel_topic(topics: list[str], topic: str) -> str:
 def _messages(path: str, topic: str) -> Iterator[tuple[float, Any]]:
     """(seconds since the recording's first message, decoded message) of `topic`, in log order.
 
-    Read through krystal.record.mcapio.iter_messages, the reader play, harvest and check use, so a
-    recording without a summary (a killed recorder) is cut up to where it ends."""
-    from mcap_ros2.decoder import DecoderFactory
+    One pass through krystal.record.mcapio.iter_messages, the reader play, harvest and check use,
+    so a recording without a summary (a killed recorder) is cut up to where it ends."""
+    from krystal.record.mcapio import Decoders, iter_messages
 
-    from krystal.record.mcapio import iter_messages
-
+    want = "/" + topic.lstrip("/")
     topics: list[str] = []
     first_ns: int | None = None
-    for _, channel, message in iter_messages(path):
+    candidates: list[tuple[int, Any, Any, bytes]] = []  # the topics `topic` may resolve to
+    for schema, channel, message in iter_messages(path):
         if channel.topic not in topics:
             topics.append(channel.topic)
         first_ns = message.log_time if first_ns is None else min(first_ns, message.log_time)
+        if channel.topic.endswith(want):
+            candidates.append((message.log_time, schema, channel, message.data))
     name = _channel_topic(topics, topic)
-    factory = DecoderFactory()
-    decoders: dict[int, Any] = {}
+    decoders = Decoders()
     picked: list[tuple[int, Any]] = []
-    for schema, channel, message in iter_messages(path, topics=[name]):
-        if schema is None:
-            continue
-        dec = decoders.get(schema.id) or decoders.setdefault(
-            schema.id, factory.decoder_for(channel.message_encoding, schema)
-        )
+    for log_time, schema, channel, data in candidates:
+        dec = decoders(schema, channel) if channel.topic == name else None
         if dec is not None:
-            picked.append((message.log_time, dec(message.data)))
+            picked.append((log_time, dec(data)))
     picked.sort(key=lambda item: item[0])  # a summary-less file is in write order
     for log_time, msg in picked:
         yield (log_time - (first_ns or 0)) * 1e-9, msg
