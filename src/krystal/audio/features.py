@@ -84,10 +84,6 @@ def k_weighting_sos(sample_rate: int) -> F64:
     return np.asarray(sos, dtype=np.float64)
 
 
-def to_db(power: F64 | float) -> F64:
-    return np.asarray(np.maximum(FLOOR_DB, 10.0 * np.log10(np.maximum(power, 1e-30))), dtype=np.float64)
-
-
 def _public_lfilter(b: F64, a: F64, x: F64, zi: F64) -> tuple[F64, F64]:
     y, zf = scipy.signal.lfilter(b, a, x, zi=zi)
     return y, zf
@@ -155,7 +151,7 @@ class Loudness:
                 self._total = math.fsum(energy)
             self._filled = min(size, self._filled + 1)
             mean = self._total / self._filled
-            out.append(max(FLOOR_DB, -0.691 + 10.0 * math.log10(mean)) if mean > 1e-30 else FLOOR_DB)
+            out.append(max(FLOOR_DB, _db(mean) - 0.691))
         return out
 
 
