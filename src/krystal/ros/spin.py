@@ -91,13 +91,15 @@ def spin(
     spun_by = {**{n: executor for n in shared}, **{n: own for n, (own, _) in zip(apart, side, strict=True)}}
     for node in shared:
         executor.add_node(node)
+    # Started before the shared executor's real-time setup: scheduling policy and affinity are per
+    # thread on Linux and a new thread inherits its creator's, which would override the controller's.
+    for _, thread in side:
+        thread.start()
     if settings is not None:
         if isinstance(executor, DeadlineExecutor):
             executor.configure_realtime(settings)
         else:
             setup_realtime(settings, lock_memory=settings.mlockall)
-    for _, thread in side:
-        thread.start()
     try:
         _spin_until_stopped(executor)
     finally:
