@@ -76,6 +76,9 @@ class Served:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=5)
+        workers = self.app.state.render_workers  # as GatewayNode.destroy_node does
+        if workers is not None:
+            workers.close()
 
 
 @pytest.fixture

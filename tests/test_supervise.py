@@ -189,6 +189,7 @@ def _kill_each_in_turn(
     if "device_agents" in victims:
         assert _command(w, "after-restart"), _log(tmp_path)
     pids = [w.pid(n) for n in nodes]
+    assert all(pids), dict(zip(nodes, pids, strict=True))  # a 0 would make the checks below vacuous
     w.node.destroy_node()
     run.send_signal(stop)
     if stop == signal.SIGKILL:  # nothing can forward it: each node gets SIGTERM from the kernel
@@ -219,3 +220,22 @@ def test_kill_9_of_the_logging_nodes_under_the_supervisor(supervised, tmp_path: 
 def test_kill_9_of_each_node_in_turn_under_the_supervisor(supervised, tmp_path: Path) -> None:
     """Then the supervisor itself is SIGKILLed: no node is left running."""
     _kill_each_in_turn(supervised, tmp_path, entry_names(), entry_names(), stop=signal.SIGKILL)
+
+
+def test_child_argv_carries_the_runs_arguments_and_overrides() -> None:
+    """What `krystal run --isolate` starts for a node: its installed executable, the run's ROS
+    arguments, the namespace and each override as `-p name:=value` in ROS's YAML syntax."""
+    from krystal.graph import select
+    from krystal.runner import child_argv
+
+    (entry,) = select(["reasoning"])
+    argv = child_argv(
+        entry, ["krystal", "--ros-args", "--log-level", "warn"], "bay1",
+        {"modes": ["edges", "ramp"], "columns": 80, "enabled": True}, "single",
+    )  # fmt: skip
+    assert Path(argv[0]).name == entry.executable and os.access(argv[0], os.X_OK), argv
+    assert argv[1:] == [
+        "--ros-args", "--log-level", "warn", "-r", "__ns:=/bay1",
+        "-p", "modes:=[edges, ramp]", "-p", "columns:=80", "-p", "enabled:=true",
+        "-p", "executor.type:=single",
+    ]  # fmt: skip
