@@ -20,7 +20,7 @@ from krystal.record.mcapio import RecordingError, qos_from_metadata, qos_metadat
 from krystal.record.msgdefs import message_definition
 from krystal.record.node import RecorderNode
 from krystal.ros.qos import latched_qos, reliable_qos, sensor_qos
-from tests.conftest import PYTHON, scaled, spin_until
+from tests.conftest import PYTHON, scaled, spin_until, wait_until
 
 TOPICS = ("krystal/style", "audio/features", "/diagnostics_test")
 
@@ -288,3 +288,77 @@ def test_play_exit_is_bounded_when_teardown_hangs() -> None:
     )
     assert done.returncode == 3, done.stderr
     assert "shutdown took over 0.3 s" in done.stderr and "most recent call first" in done.stderr
+
+
+_STALLED_LISTENER = """
+import sys, rclpy
+from krystal.msg import AsciiFrame
+from rclpy.qos import HistoryPolicy
+from krystal.ros.qos import reliable_qos
+qos = reliable_qos(1)
+qos.history = HistoryPolicy.KEEP_ALL  # flow control: what it has not taken it does not acknowledge
+rclpy.init()
+node = rclpy.create_node("stalled_listener")
+out = open(sys.argv[1], "a", buffering=1)
+node.create_subscription(AsciiFrame, "stall_test/frames", lambda m: out.write(f"{m.kernel_size}\\n"),
+                         qos)
+try:
+    rclpy.spin(node)
+except KeyboardInterrupt:
+    pass
+"""
+
+
+@pytest.mark.parametrize(
+    "case",  # (messages, period_ns, lines of 400 characters, stall_s)
+    [
+        (120, 25_000_000, 100, 2.0),  # ~40 KB each: a stalled reader's socket and SHM buffers overflow
+        (6000, 200_000, 1, 4.0),  # more unacknowledged than a writer's history holds (5000): publish fails
+    ],
+    ids=["big-messages", "many-messages"],
+)
+def test_play_delivers_every_reliable_message_to_a_listener_that_stalled(
+    procs, tmp_path: Path, case: tuple[int, int, int, float]
+) -> None:
+    """A reliable subscriber that stops for a while (SIGSTOP: a loaded machine, a debugger) gets every
+    message once it runs again: the player keeps what is unacknowledged instead of the recorded
+    depth's last few (KEEP_LAST 10 lost 71 of 120), and waits when even that is full (play crashed)."""
+    import os
+    import signal
+
+    from rclpy.serialization import serialize_message
+
+    from krystal.record.mcapio import McapRecorder
+
+    n, period_ns, lines, stall_s = case
+    path = tmp_path / "stall.mcap"
+    rec = McapRecorder(path)
+    rec.add_topic("/stall_test/frames", "krystal/msg/AsciiFrame", qos_metadata("reliable", "volatile", 10))
+    for i in range(n):
+        msg = _frame(i, 0)
+        msg.kernel_size = i % 256
+        msg.lines = [f"{i:05d}" * 80] * lines
+        rec.write("/stall_test/frames", serialize_message(msg), i * period_ns)
+    rec.close()
+
+    seen = tmp_path / "seen.txt"
+    seen.touch()
+    listener = procs([PYTHON, "-c", _STALLED_LISTENER, str(seen)])
+
+    def got() -> list[int]:
+        return [int(x) for x in seen.read_text().split()]
+
+    play = procs([PYTHON, "-m", "krystal.cli", "play", str(path), "--wait-s", "30"])
+    assert wait_until(lambda: len(got()) > 0, scaled(30.0)), (play.popen.poll(), listener.popen.poll())
+    os.kill(listener.popen.pid, signal.SIGSTOP)
+    try:
+        time.sleep(stall_s)
+        stalled_at = len(got())
+    finally:
+        os.kill(listener.popen.pid, signal.SIGCONT)
+    assert stalled_at < n // 2, stalled_at  # the stall overlapped the playback
+    assert wait_until(lambda: len(got()) >= n, scaled(20.0)), (len(got()), play.popen.poll())
+    _, err = play.popen.communicate(timeout=scaled(40.0))
+    assert play.popen.returncode == 0, err
+    assert got() == [i % 256 for i in range(n)]
+    assert ("waiting for them" in err) == (n > 5000), err

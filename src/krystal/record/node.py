@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rclpy._rclpy_pybind11 import RCLError  # what a failed publish raises (Humble to Kilted)
 from rclpy.duration import Duration
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from krystal.record.mcapio import (
     McapRecorder,
@@ -38,6 +39,19 @@ def _profile(reliability: str, durability: str, depth: int) -> QoSProfile:
         profile = sensor_qos(depth)
     if reliability == "best_effort":
         profile.reliability = ReliabilityPolicy.BEST_EFFORT
+    return profile
+
+
+def _replay_profile(qos: str) -> QoSProfile:
+    """The recorded profile, but a reliable volatile topic keeps every unacknowledged message: with
+    the recorded KEEP_LAST depth a subscriber that stalls while the player publishes (a loaded
+    machine) loses all but the last `depth` once the transport's buffers overflow, and a player,
+    unlike a live source, has no newer data that makes the old worthless. Latched topics keep their
+    depth: a late joiner gets the last `depth`, as it would from the original publisher."""
+    rel, dur, depth = qos_from_metadata(qos)
+    profile = _profile(rel, dur, depth)
+    if rel == "reliable" and dur != "transient_local":
+        profile.history = HistoryPolicy.KEEP_ALL
     return profile
 
 
@@ -162,13 +176,13 @@ class Player:
         self.topics = list(topics) if topics else None
         self.publishers: dict[str, Any] = {}
         self.published = 0
+        self.waits = 0  # publishes that waited for subscribers' acknowledgements
         self.summary = combine([])
         self.notes = ReadNotes()  # a file without a summary is played up to where it is cut
         for rec in read_mcap(path, self.topics, self.notes):
             if rec.topic not in self.publishers:
-                rel, dur, depth = qos_from_metadata(rec.qos)
                 self.publishers[rec.topic] = node.create_publisher(
-                    type_class(rec.type_name), rec.topic, declared_qos(rec.topic, _profile(rel, dur, depth))
+                    type_class(rec.type_name), rec.topic, declared_qos(rec.topic, _replay_profile(rec.qos))
                 )
 
     def wait_for_subscribers(self, timeout_s: float) -> None:
@@ -202,7 +216,21 @@ class Player:
         passes: list[Timeline] = []
 
         def publish(rec: Any) -> None:  # a mcapio.Recorded
-            self.publishers[rec.topic].publish(rec.data)
+            pub = self.publishers[rec.topic]
+            while True:
+                try:
+                    pub.publish(rec.data)
+                    break
+                except RCLError:  # history full of unacknowledged messages: wait for the subscribers
+                    if stop.is_set():
+                        return
+                    if not self.waits:
+                        self.node.get_logger().warning(
+                            f"{rec.topic}: subscribers have not acknowledged what was published; "
+                            "waiting for them (a reliable replay loses nothing)"
+                        )
+                    self.waits += 1
+                    pub.wait_for_all_acked(Duration(seconds=0.5))
             self.published += 1
 
         while not stop.is_set():
