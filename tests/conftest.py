@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -141,14 +142,8 @@ class Proc:
 
     def __init__(self, args: list[str], **kwargs: object) -> None:
         self.args = args
-        self.popen = subprocess.Popen(
-            args,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-            **kwargs,  # type: ignore[arg-type]
-        )
+        options: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+        self.popen = subprocess.Popen(args, start_new_session=True, **(options | kwargs))
         self.stdout = ""
         self.stderr = ""
 
