@@ -309,29 +309,13 @@ except KeyboardInterrupt:
 """
 
 
-@pytest.mark.parametrize(
-    "case",  # (messages, period_ns, lines of 400 characters)
-    [
-        (120, 25_000_000, 100),  # ~40 KB each: a stalled reader's socket and SHM buffers overflow
-        (6000, 200_000, 1),  # more unacknowledged than a writer's history holds (5000): publish fails
-    ],
-    ids=["big-messages", "many-messages"],
-)
-def test_play_delivers_every_reliable_message_to_a_listener_that_stalled(
-    procs, tmp_path: Path, case: tuple[int, int, int]
-) -> None:
-    """A reliable subscriber that stops for a while (SIGSTOP: a loaded machine, a debugger) gets every
-    message once it runs again: the player keeps what is unacknowledged instead of the recorded
-    depth's last few (KEEP_LAST 10 lost 71 of 120), and waits when even that is full (play crashed)."""
-    import os
-    import signal
-
+def _stall_recording(folder: Path, n: int, period_ns: int, lines: int) -> Path:
+    """A reliable topic of `n` AsciiFrames `period_ns` apart, kernel_size = index % 256."""
     from rclpy.serialization import serialize_message
 
     from krystal.record.mcapio import McapRecorder
 
-    n, period_ns, lines = case
-    path = tmp_path / "stall.mcap"
+    path = folder / "stall.mcap"
     rec = McapRecorder(path)
     rec.add_topic("/stall_test/frames", "krystal/msg/AsciiFrame", qos_metadata("reliable", "volatile", 10))
     for i in range(n):
@@ -340,7 +324,31 @@ def test_play_delivers_every_reliable_message_to_a_listener_that_stalled(
         msg.lines = [f"{i:05d}" * 80] * lines
         rec.write("/stall_test/frames", serialize_message(msg), i * period_ns)
     rec.close()
+    return path
 
+
+@pytest.mark.parametrize(
+    "case",  # (messages, period_ns, lines of 400 characters, --max-unacked-mb)
+    [
+        (120, 25_000_000, 100, 64.0),  # ~40 KB each: a stalled reader's socket and SHM buffers overflow
+        (6000, 200_000, 1, 64.0),  # more unacknowledged than a writer's history holds (5000): publish fails
+        (120, 25_000_000, 100, 1.0),  # more unacknowledged bytes than the player may hold
+    ],
+    ids=["big-messages", "many-messages", "byte-bound"],
+)
+def test_play_delivers_every_reliable_message_to_a_listener_that_stalled(
+    procs, tmp_path: Path, case: tuple[int, int, int, float]
+) -> None:
+    """A reliable subscriber that stops for a while (SIGSTOP: a loaded machine, a debugger) gets every
+    message once it runs again: the player keeps what is unacknowledged instead of the recorded
+    depth's last few (KEEP_LAST 10 lost 71 of 120), and waits when its history is full (play crashed)
+    or holds --max-unacked-mb (it held all of it)."""
+    import os
+    import signal
+
+    n, period_ns, lines, max_unacked_mb = case
+    waits = n > 5000 or n * lines * 400 > max_unacked_mb * 2**20
+    path = _stall_recording(tmp_path, n, period_ns, lines)
     seen = tmp_path / "seen.txt"
     seen.touch()
     listener = procs([PYTHON, "-c", _STALLED_LISTENER, str(seen)])
@@ -350,11 +358,12 @@ def test_play_delivers_every_reliable_message_to_a_listener_that_stalled(
 
     log = tmp_path / "play.err"
     with log.open("w") as err_file:
-        play = procs([PYTHON, "-m", "krystal.cli", "play", str(path), "--wait-s", "30"], stderr=err_file)
+        args = ["play", str(path), "--wait-s", "30", "--max-unacked-mb", f"{max_unacked_mb:g}"]
+        play = procs([PYTHON, "-m", "krystal.cli", *args], stderr=err_file)
     assert wait_until(lambda: len(got()) > 0, 30.0), (play.popen.poll(), listener.popen.poll())
     os.kill(listener.popen.pid, signal.SIGSTOP)
     try:
-        if n > 5000:  # stalled until the player's history is full and it says it waits
+        if waits:  # stalled until the player's history or byte bound is full and it says it waits
             waited = wait_until(lambda: "waiting for them" in log.read_text(), 30.0)
         else:  # 2 s of a 3 s play: ~80 frames
             time.sleep(2.0)
@@ -366,5 +375,27 @@ def test_play_delivers_every_reliable_message_to_a_listener_that_stalled(
     play.popen.wait(scaled(40.0))
     assert play.popen.returncode == 0, log.read_text()
     assert got() == [i % 256 for i in range(n)]
-    if n > 5000:
+    if waits:
         assert waited, log.read_text()
+
+
+def test_play_fails_when_a_subscriber_never_acknowledged(procs, tmp_path: Path) -> None:
+    """A reliable subscriber still stopped --wait-s after the last publish: play cannot deliver the
+    rest, so it says so and exits 1 instead of 0 (it used to exit 0)."""
+    import os
+    import signal
+
+    path = _stall_recording(tmp_path, 40, 10_000_000, 1)
+    seen = tmp_path / "seen.txt"
+    seen.touch()
+    listener = procs([PYTHON, "-c", _STALLED_LISTENER, str(seen)])
+    wait_s = scaled(4.0)  # for the subscriber, then for its acknowledgements
+    play = procs([PYTHON, "-m", "krystal.cli", "play", str(path), "--wait-s", f"{wait_s:g}"])
+    assert wait_until(lambda: seen.read_text() != "", 30.0), (play.popen.poll(), listener.popen.poll())
+    os.kill(listener.popen.pid, signal.SIGSTOP)
+    try:
+        _, err = play.popen.communicate(timeout=wait_s + scaled(20.0))
+    finally:
+        os.kill(listener.popen.pid, signal.SIGCONT)
+    assert play.popen.returncode == 1, err
+    assert f"had not acknowledged every reliable message {wait_s:g} s after the last publish" in err, err

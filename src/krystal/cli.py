@@ -203,6 +203,13 @@ def _parser() -> argparse.ArgumentParser:
     play.add_argument(
         "--stall-s", type=float, default=0.1, help="lateness that counts as a stall for --on-stall shift"
     )
+    play.add_argument(
+        "--max-unacked-mb",
+        type=float,
+        default=64.0,
+        help="per reliable topic, MB published but not yet acknowledged by every subscriber before "
+        "the player waits for them (the memory a stalled subscriber can make it hold)",
+    )
     check = sub.add_parser("check", help="check temporal specifications against an MCAP recording")
     check.add_argument("spec_file", help="one 'name: formula' per line (# comments)")
     check.add_argument("recording", help="MCAP file with ROS 2 messages")
@@ -444,15 +451,24 @@ def _play(args: argparse.Namespace) -> int:
     if args.stall_s < 0:
         print("krystal play: --stall-s must be >= 0", file=sys.stderr)
         return 2
+    if not args.max_unacked_mb > 0:
+        print("krystal play: --max-unacked-mb must be > 0", file=sys.stderr)
+        return 2
     spin.init(["krystal_play"])
     node = Node("krystal_play")
     stop = threading.Event()
     status = 0
     try:
-        player = Player(node, Path(args.file), args.topics)
+        player = Player(node, Path(args.file), args.topics, int(args.max_unacked_mb * (1 << 20)))
         player.wait_for_subscribers(args.wait_s)
         n = player.play(args.rate, args.loop, stop, args.on_stall, args.stall_s)
-        player.flush(args.wait_s)
+        if not player.flush(args.wait_s):
+            print(
+                f"krystal play: subscribers had not acknowledged every reliable message {args.wait_s:g} s "
+                "after the last publish (--wait-s); those still in flight are lost",
+                file=sys.stderr,
+            )
+            status = 1
         if player.notes.text(args.file):
             print(f"krystal play: {player.notes.text(args.file)}", file=sys.stderr)
         print(f"krystal play: {n} messages from {args.file}")

@@ -170,20 +170,49 @@ class RecorderNode(Node):
 class Player:
     """Publishes a recording back with its original timing, scaled by 1/`rate` (playback.py)."""
 
-    def __init__(self, node: Node, path: Path, topics: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        node: Node,
+        path: Path,
+        topics: Sequence[str] | None = None,
+        max_unacked_bytes: int = 64 << 20,
+    ) -> None:
         self.node = node
         self.path = path
         self.topics = list(topics) if topics else None
         self.publishers: dict[str, Any] = {}
         self.published = 0
-        self.waits = 0  # publishes that waited for subscribers' acknowledgements
+        self.waits = 0  # times the player waited for subscribers' acknowledgements
+        # KEEP_ALL history is bounded in samples (5000), not bytes: past this many bytes published
+        # on a topic since its subscribers last acknowledged everything, wait for them
+        self.max_unacked_bytes = max_unacked_bytes
+        self._unacked: dict[str, int] = {}  # topic -> bytes, for the KEEP_ALL publishers
         self.summary = combine([])
         self.notes = ReadNotes()  # a file without a summary is played up to where it is cut
         for rec in read_mcap(path, self.topics, self.notes):
             if rec.topic not in self.publishers:
+                profile = _replay_profile(rec.qos)
                 self.publishers[rec.topic] = node.create_publisher(
-                    type_class(rec.type_name), rec.topic, declared_qos(rec.topic, _replay_profile(rec.qos))
+                    type_class(rec.type_name), rec.topic, declared_qos(rec.topic, profile)
                 )
+                if profile.history == HistoryPolicy.KEEP_ALL:
+                    self._unacked[rec.topic] = 0
+
+    def _wait_for_acks(self, topic: str, stop: threading.Event) -> bool:
+        """Until every subscriber of `topic` acknowledged what it was sent (False: stopped)."""
+        pub = self.publishers[topic]
+        while not pub.wait_for_all_acked(Duration(seconds=0.5)):
+            if not self.waits:
+                self.node.get_logger().warning(
+                    f"{topic}: subscribers have not acknowledged what was published; "
+                    "waiting for them (a reliable replay loses nothing)"
+                )
+            self.waits += 1
+            if stop.is_set():
+                return False
+        if topic in self._unacked:
+            self._unacked[topic] = 0
+        return True
 
     def wait_for_subscribers(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -216,21 +245,19 @@ class Player:
         passes: list[Timeline] = []
 
         def publish(rec: Any) -> None:  # a mcapio.Recorded
-            pub = self.publishers[rec.topic]
+            topic, size = rec.topic, len(rec.data)
+            unacked = self._unacked.get(topic, 0)
+            if unacked and unacked + size > self.max_unacked_bytes and not self._wait_for_acks(topic, stop):
+                return
             while True:
                 try:
-                    pub.publish(rec.data)
+                    self.publishers[topic].publish(rec.data)
                     break
-                except RCLError:  # history full of unacknowledged messages: wait for the subscribers
-                    if stop.is_set():
+                except RCLError:  # history full (5000 unacknowledged): wait for the subscribers
+                    if not self._wait_for_acks(topic, stop):
                         return
-                    if not self.waits:
-                        self.node.get_logger().warning(
-                            f"{rec.topic}: subscribers have not acknowledged what was published; "
-                            "waiting for them (a reliable replay loses nothing)"
-                        )
-                    self.waits += 1
-                    pub.wait_for_all_acked(Duration(seconds=0.5))
+            if topic in self._unacked:
+                self._unacked[topic] += size
             self.published += 1
 
         while not stop.is_set():
