@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import os
 import subprocess
 import sys
@@ -33,6 +34,8 @@ import numpy as np
 from bench.common import emit
 
 _IMAGE_PUBLISHER = """
+from krystal.supervise.children import die_with_parent
+die_with_parent()  # a bench killed by a test's timeout must not leave its camera running
 import sys, time, numpy as np, rclpy
 from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Image
@@ -326,6 +329,9 @@ METRICS: dict[str, dict[str, bool]] = {
 }
 
 
+QUICK_LIMIT_S = 120.0  # --quick takes 20-60 s; tests/test_bench.py gives it 180
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="0.5 s per case (< 20 s in all)")
@@ -341,10 +347,17 @@ def main() -> None:
 
     from krystal.ros.compat import localhost_discovery_env
     from krystal.ros.spin import init
+    from krystal.supervise.children import SUPERVISOR_ENV
 
+    if args.quick:  # a hang (seen once in ~10 stressed runs, after the results) shows where it sits
+        faulthandler.dump_traceback_later(QUICK_LIMIT_S, exit=True)
     os.environ.update(localhost_discovery_env())
     init([])
-    camera = subprocess.Popen([sys.executable, "-c", _IMAGE_PUBLISHER], start_new_session=True)
+    camera = subprocess.Popen(
+        [sys.executable, "-c", _IMAGE_PUBLISHER],
+        start_new_session=True,
+        env={**os.environ, SUPERVISOR_ENV: str(os.getpid())},
+    )
     try:
         try:
             from rclpy.experimental.events_executor import EventsExecutor  # noqa: F401

@@ -208,8 +208,15 @@ def test_a_stalled_body_and_slow_headers_are_cut_off() -> None:
                     reply = sock.recv(1024)
                 except TimeoutError:
                     sock.sendall(b" ")
+            took = time.monotonic() - t0
+            sock.settimeout(scaled(2.0))
+            try:  # the body can come in a segment of its own (seen under load): read to the close
+                while chunk := sock.recv(1024):
+                    reply += chunk
+            except OSError:
+                pass
             assert reply.startswith(b"HTTP/1.1 408") and b"over 2 s" in reply, reply[:200]
-            assert time.monotonic() - t0 < 5
+            assert took < 5
         head = (
             b"POST /process_frame HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
             + b"v" * 24
