@@ -163,8 +163,76 @@ class Proc:
             try:
                 self.stdout, self.stderr = self.popen.communicate(timeout=5)
             except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.stdout, self.stderr = self.popen.communicate()
+                pass
+        # the leader may have exited (or been interrupted) with children of its group still up
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if self.popen.returncode is None:
+            self.stdout, self.stderr = self.popen.communicate()
+
+
+def _domain_processes() -> dict[int, tuple[int, str]]:
+    """Every other process that carries this run's ROS_DOMAIN_ID: pid -> (parent pid, command line)."""
+    mark = f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}".encode()
+    found: dict[int, tuple[int, str]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            if mark not in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
+                continue
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone, or not ours to read
+            continue
+        found[int(entry)] = (int(stat.rsplit(")", 1)[1].split()[1]), cmd.strip()[:200])
+    return found
+
+
+def _reap_leaks(before: set[int], keep_children: bool) -> list[str]:
+    """Processes on this run's domain started since `before` and still up after a grace period:
+    killed, and described. A leaked node publishes into every later test (a latched StyleDecision,
+    camera images, 45-row frames) and the failures land far from their cause."""
+    deadline = time.monotonic() + scaled(2.0)
+    while True:
+        new = {pid: v for pid, v in _domain_processes().items() if pid not in before}
+        if keep_children:  # this process still owns them (a module fixture's server)
+            new = {pid: v for pid, v in new.items() if v[0] != os.getpid()}
+        if not new or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    for pid in new:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return [f"pid {pid} (parent {ppid}): {cmd}" for pid, (ppid, cmd) in sorted(new.items())]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_leaked_processes_per_module() -> Iterator[None]:
+    if CORE_ONLY:
+        yield
+        return
+    before = set(_domain_processes())
+    yield
+    leaked = _reap_leaks(before, keep_children=False)
+    if leaked:
+        pytest.fail("processes outlived this module's tests (killed now):\n" + "\n".join(leaked))
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_processes() -> Iterator[None]:
+    if CORE_ONLY:
+        yield
+        return
+    before = set(_domain_processes())
+    yield
+    leaked = _reap_leaks(before, keep_children=True)
+    if leaked:
+        pytest.fail("processes outlived this test (killed now):\n" + "\n".join(leaked))
 
 
 @pytest.fixture
