@@ -399,3 +399,45 @@ def test_play_fails_when_a_subscriber_never_acknowledged(procs, tmp_path: Path) 
         os.kill(listener.popen.pid, signal.SIGCONT)
     assert play.popen.returncode == 1, err
     assert f"had not acknowledged every reliable message {wait_s:g} s after the last publish" in err, err
+
+
+def test_play_raises_a_publish_failure_that_waiting_does_not_mend(ros, tmp_path: Path) -> None:
+    """A full KEEP_ALL history is waited out (above); a publish that still fails once everything is
+    acknowledged is another fault, and play raises it instead of waiting for ever."""
+    import threading
+
+    from rclpy._rclpy_pybind11 import RCLError
+
+    from krystal.record.node import Player
+
+    node = rclpy.create_node("failing_player")
+    player = Player(node, _stall_recording(tmp_path, 3, 1_000_000, 1))
+    real = player.publishers["/stall_test/frames"]
+    calls: list[int] = []
+
+    class Refusing:  # the real writer (it answers wait_for_all_acked) whose publish always fails
+        def publish(self, data: bytes) -> None:
+            calls.append(len(data))
+            raise RCLError("failed to publish serialized message")
+
+        def wait_for_all_acked(self, timeout):
+            return real.wait_for_all_acked(timeout)
+
+    player.publishers["/stall_test/frames"] = Refusing()
+    raised: list[BaseException] = []
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            player.play(stop=stop)
+        except RCLError as e:
+            raised.append(e)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(scaled(5.0))
+    stop.set()  # the unmended loop: retried for ever
+    thread.join(scaled(5.0))
+    node.destroy_node()
+    assert raised, f"publish retried {len(calls)} times and play never raised"
+    assert 1 < len(calls) <= 4 and player.published == 0

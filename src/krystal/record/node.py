@@ -186,7 +186,8 @@ class Player:
         # KEEP_ALL history is bounded in samples (5000), not bytes: past this many bytes published
         # on a topic since its subscribers last acknowledged everything, wait for them
         self.max_unacked_bytes = max_unacked_bytes
-        self._unacked: dict[str, int] = {}  # topic -> bytes, for the KEEP_ALL publishers
+        self._keep_all: set[str] = set()  # topics replayed with KEEP_ALL history
+        self._unacked: dict[str, int] = {}  # KEEP_ALL topic -> bytes published since all acknowledged
         self.summary = combine([])
         self.notes = ReadNotes()  # a file without a summary is played up to where it is cut
         for rec in read_mcap(path, self.topics, self.notes):
@@ -196,7 +197,7 @@ class Player:
                     type_class(rec.type_name), rec.topic, declared_qos(rec.topic, profile)
                 )
                 if profile.history == HistoryPolicy.KEEP_ALL:
-                    self._unacked[rec.topic] = 0
+                    self._keep_all.add(rec.topic)
 
     def _wait_for_acks(self, topic: str, stop: threading.Event) -> bool:
         """Until every subscriber of `topic` acknowledged what it was sent (False: stopped)."""
@@ -210,8 +211,7 @@ class Player:
             self.waits += 1
             if stop.is_set():
                 return False
-        if topic in self._unacked:
-            self._unacked[topic] = 0
+        self._unacked[topic] = 0
         return True
 
     def wait_for_subscribers(self, timeout_s: float) -> None:
@@ -249,15 +249,22 @@ class Player:
             unacked = self._unacked.get(topic, 0)
             if unacked and unacked + size > self.max_unacked_bytes and not self._wait_for_acks(topic, stop):
                 return
+            refused = 0  # publishes refused with nothing left unacknowledged
             while True:
                 try:
                     self.publishers[topic].publish(rec.data)
                     break
-                except RCLError:  # history full (5000 unacknowledged): wait for the subscribers
+                except RCLError:
+                    # a full KEEP_ALL history (5000 unacknowledged) frees up as subscribers acknowledge;
+                    # any other failure, or one that persists once all is acknowledged, is real
+                    if topic not in self._keep_all or refused >= 3:
+                        raise
                     if not self._wait_for_acks(topic, stop):
                         return
-            if topic in self._unacked:
-                self._unacked[topic] += size
+                    refused += 1
+                    stop.wait(0.01 * refused)
+            if topic in self._keep_all:
+                self._unacked[topic] = self._unacked.get(topic, 0) + size
             self.published += 1
 
         while not stop.is_set():
