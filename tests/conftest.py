@@ -6,6 +6,7 @@ share them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,12 +18,14 @@ from typing import Any
 
 import pytest
 
-from krystal.domain import claim_domain_id
+from krystal.domain import claim_domain_id, process_environs
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 os.environ["ROS_DOMAIN_ID"] = claim_domain_id()
+# carried by every process this run starts, and only by those: the leak check below finds them by it
+os.environ["KRYSTAL_TEST_RUN"] = f"{os.getpid()}-{time.time_ns()}"
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
 # KRYSTAL_TEST_TIMEOUT_SCALE multiplies every deadline a test waits on (discovery, a node's first
@@ -160,79 +163,73 @@ class Proc:
     def stop(self) -> None:
         if self.popen.poll() is None:
             os.killpg(self.popen.pid, signal.SIGINT)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.stdout, self.stderr = self.popen.communicate(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
         # the leader may have exited (or been interrupted) with children of its group still up
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         if self.popen.returncode is None:
             self.stdout, self.stderr = self.popen.communicate()
 
 
-def _domain_processes() -> dict[int, tuple[int, str]]:
-    """Every other process that carries this run's ROS_DOMAIN_ID: pid -> (parent pid, command line)."""
-    mark = f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}".encode()
+def _run_processes() -> dict[int, tuple[int, str]]:
+    """Every other process this run started (and theirs): pid -> (parent pid, command line)."""
+    mark = f"KRYSTAL_TEST_RUN={os.environ['KRYSTAL_TEST_RUN']}".encode()
     found: dict[int, tuple[int, str]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
+    for pid, environ in process_environs():
+        if pid == os.getpid() or mark not in environ:
             continue
         try:
-            if mark not in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
-                continue
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:  # gone, or not ours to read
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone
             continue
-        found[int(entry)] = (int(stat.rsplit(")", 1)[1].split()[1]), cmd.strip()[:200])
+        found[pid] = (int(stat.rsplit(")", 1)[1].split()[1]), cmd.strip()[:200])
     return found
 
 
 def _reap_leaks(before: set[int], keep_children: bool) -> list[str]:
-    """Processes on this run's domain started since `before` and still up after a grace period:
+    """Processes of this run (on its ROS_DOMAIN_ID) started since `before` and up after a grace period:
     killed, and described. A leaked node publishes into every later test (a latched StyleDecision,
     camera images, 45-row frames) and the failures land far from their cause."""
     deadline = time.monotonic() + scaled(2.0)
     while True:
-        new = {pid: v for pid, v in _domain_processes().items() if pid not in before}
-        if keep_children:  # this process still owns them (a module fixture's server)
-            new = {pid: v for pid, v in new.items() if v[0] != os.getpid()}
+        new = {pid: v for pid, v in _run_processes().items() if pid not in before}
+        # this process still owns its multiprocessing helpers (a pool's workers, the resource
+        # tracker) for its lifetime, and after a test its other children too (a module's server)
+        new = {
+            pid: (ppid, cmd)
+            for pid, (ppid, cmd) in new.items()
+            if ppid != os.getpid() or not (keep_children or "from multiprocessing." in cmd)
+        }
         if not new or time.monotonic() > deadline:
             break
         time.sleep(0.1)
     for pid in new:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     return [f"pid {pid} (parent {ppid}): {cmd}" for pid, (ppid, cmd) in sorted(new.items())]
+
+
+def _leak_guard(keep_children: bool, what: str) -> Iterator[None]:
+    if CORE_ONLY:
+        yield
+        return
+    before = set(_run_processes())
+    yield
+    leaked = _reap_leaks(before, keep_children)
+    if leaked:
+        pytest.fail(f"processes outlived {what} (killed now):\n" + "\n".join(leaked))
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _no_leaked_processes_per_module() -> Iterator[None]:
-    if CORE_ONLY:
-        yield
-        return
-    before = set(_domain_processes())
-    yield
-    leaked = _reap_leaks(before, keep_children=False)
-    if leaked:
-        pytest.fail("processes outlived this module's tests (killed now):\n" + "\n".join(leaked))
+    yield from _leak_guard(keep_children=False, what="this module's tests")
 
 
 @pytest.fixture(autouse=True)
 def _no_leaked_processes() -> Iterator[None]:
-    if CORE_ONLY:
-        yield
-        return
-    before = set(_domain_processes())
-    yield
-    leaked = _reap_leaks(before, keep_children=True)
-    if leaked:
-        pytest.fail("processes outlived this test (killed now):\n" + "\n".join(leaked))
+    yield from _leak_guard(keep_children=True, what="this test")
 
 
 @pytest.fixture

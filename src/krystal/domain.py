@@ -5,7 +5,8 @@ beside the suite) must not see each other's nodes: a random id alone collides no
 `make test-stress` run failed on another checkout's render feed and styles), so the claimant also
 holds an flock on <tmp>/krystal-test-domain-<id>.lock for its lifetime; the kernel releases it when
 the process exits, also after SIGKILL. Processes the claimant starts inherit the id from its
-environment.
+environment but not the lock, so an id that a live process carries in its environment (the nodes
+of a run killed mid-test) is not claimed either.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import fcntl
 import os
 import random
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -21,14 +23,42 @@ FIRST, LAST = 1, 89  # within every RMW's range (Fast DDS ports stay below 65535
 _HELD: list[IO[str]] = []
 
 
-def claim_domain_id() -> str:
-    """A free id in [FIRST, LAST], locked until this process exits; KRYSTAL_TEST_DOMAIN_ID pins one."""
+def process_environs() -> Iterator[tuple[int, list[bytes]]]:
+    """(pid, its environment's NAME=value entries) for each process on this machine we may read
+    (none without /proc)."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:  # gone, or not ours to read
+            continue
+        yield int(entry), environ.split(b"\0")
+
+
+def domains_in_use() -> set[int]:
+    """The ROS_DOMAIN_IDs in the environments of the processes on this machine."""
+    return {
+        int(var[14:])
+        for _, environ in process_environs()
+        for var in environ
+        if var.startswith(b"ROS_DOMAIN_ID=") and var[14:].isdigit()
+    }
+
+
+def claim_domain_id(first: int = FIRST, last: int = LAST) -> str:
+    """A free id in [first, last], locked until this process exits; KRYSTAL_TEST_DOMAIN_ID pins one."""
     pinned = os.environ.get("KRYSTAL_TEST_DOMAIN_ID")
     if pinned:
         return pinned
-    ids = list(range(FIRST, LAST + 1))
+    ids = list(range(first, last + 1))
     random.SystemRandom().shuffle(ids)
-    for domain_id in ids:
+    used = domains_in_use()
+    for domain_id in sorted(ids, key=lambda i: i in used):  # a carried id only when all are
         path = Path(tempfile.gettempdir()) / f"krystal-test-domain-{domain_id}.lock"
         lock = path.open("a")
         try:
