@@ -74,6 +74,15 @@ def graph_env(state_dir: Path | None = None) -> dict[str, str]:
     return env
 
 
+def dies_with_us(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` for a node executable this process starts directly: the node asks the kernel to stop it
+    when this process dies (krystal.ros.entry), so a benchmark killed by a test's timeout, whose
+    cleanup never runs, leaves no graph publishing on the test run's domain."""
+    from krystal.supervise.children import SUPERVISOR_ENV
+
+    return {**env, SUPERVISOR_ENV: str(os.getpid())}
+
+
 @contextlib.contextmanager
 def processes(
     commands: Sequence[Sequence[str]], env: Mapping[str, str], log: IO[str] | None = None

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import emit, time_ms
+from bench.common import dies_with_us, emit, time_ms
 from krystal.domain import isolated_domain_id
 
 DEFAULTS_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
@@ -121,7 +121,11 @@ def _probe_with(
     """Start `commands` (each in its own session), run the probe, stop them as Ctrl-C would."""
     procs = [
         subprocess.Popen(
-            c, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            c,
+            env=dies_with_us(env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         for c in commands
     ]

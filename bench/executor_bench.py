@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import emit
+from bench.common import dies_with_us, emit
 
 _IMAGE_PUBLISHER = """
 from krystal.supervise.children import die_with_parent
@@ -347,7 +347,6 @@ def main() -> None:
 
     from krystal.ros.compat import localhost_discovery_env
     from krystal.ros.spin import init
-    from krystal.supervise.children import SUPERVISOR_ENV
 
     if args.quick:  # a hang (seen once in ~10 stressed runs, after the results) shows where it sits
         faulthandler.dump_traceback_later(QUICK_LIMIT_S, exit=True)
@@ -356,7 +355,7 @@ def main() -> None:
     camera = subprocess.Popen(
         [sys.executable, "-c", _IMAGE_PUBLISHER],
         start_new_session=True,
-        env={**os.environ, SUPERVISOR_ENV: str(os.getpid())},
+        env=dies_with_us(os.environ),
     )
     try:
         try:

@@ -43,13 +43,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from bench.common import emit
+from bench.common import dies_with_us, emit
 from krystal.domain import isolated_domain_id
 
 V1_ROOT = Path("/sys/fs/cgroup/cpu")
 V2_ROOT = Path("/sys/fs/cgroup")
 CASES = ("fixed", "loop", "learned", "floor")
-HOG = "while True: pass"
+# the hog stops with the benchmark too (PR_SET_PDEATHSIG): a bench killed by a test's timeout
+HOG = "import ctypes, signal; ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)\nwhile True: pass"
 
 
 # -- the box ---------------------------------------------------------------------------------------
@@ -246,7 +247,11 @@ def run_case(
     def launch(command: list[str]) -> subprocess.Popen[bytes]:
         """In its own session; into the box at once (before it starts its threads, in practice)."""
         p = subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            command,
+            env=dies_with_us(env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         if box is not None:
             box.add(p.pid)
