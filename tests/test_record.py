@@ -290,6 +290,22 @@ def test_play_exit_is_bounded_when_teardown_hangs() -> None:
     assert "shutdown took over 0.3 s" in done.stderr and "most recent call first" in done.stderr
 
 
+def test_play_exit_is_bounded_when_teardown_hangs_holding_the_gil() -> None:
+    """A teardown stuck in C code that holds the GIL (a backtracking regex here) starves the timer's
+    thread: the GIL-free watchdog still ends it, with the stacks and status 1 (it hung on)."""
+    code = (
+        "from krystal.cli import _bounded_exit; import re; "
+        "_bounded_exit('krystal play', 0.3, 3); re.match(r'(a+)+$', 'a' * 64 + 'b')"
+    )
+    import subprocess
+
+    done = subprocess.run(
+        [PYTHON, "-c", code], capture_output=True, text=True, timeout=scaled(30.0), check=False
+    )
+    assert done.returncode == 1, done.stderr
+    assert "most recent call first" in done.stderr and "in match" in done.stderr
+
+
 _STALLED_LISTENER = """
 import sys, rclpy
 from krystal.msg import AsciiFrame

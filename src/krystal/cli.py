@@ -507,6 +507,9 @@ def _bounded_exit(command: str, seconds: float, status: int) -> None:
     timer = threading.Timer(seconds, give_up)
     timer.daemon = True
     timer.start()
+    # the timer needs the GIL: a teardown stuck in C code holding it (seen: no stacks, alive 30 s
+    # later) still ends here, faulthandler's watchdog thread needs none (it exits with status 1)
+    faulthandler.dump_traceback_later(seconds + 5.0, exit=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
