@@ -78,7 +78,9 @@ def test_restarts_append_every_decision_with_e2e_outcome_and_manual_rating(tmp_p
     for i in runs:
         out = by_id[i]["outcome"]
         assert out is not None and out["frames"] > 5
-        assert 12.0 <= out["e2e_ms_mean"] < 1000.0 and out["e2e_ms_p95"] >= out["e2e_ms_mean"]
+        # every frame was captured 12 ms before it was sent (a p95 may sit below the mean: a few
+        # frames delayed by a loaded machine pull the mean up, seen at load average 6)
+        assert 12.0 <= out["e2e_ms_mean"] < 1000.0 and 12.0 <= out["e2e_ms_p95"] < 1000.0
         assert 5.0 < out["delivered_fps"] < 60.0 and out["quality"] > 0.8
         assert out["on_budget_fraction"] is not None
     assert by_id[runs[1]]["outcome"]["user_rating"] == -1.0  # the style the operator replaced
