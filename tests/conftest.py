@@ -113,6 +113,15 @@ def ros() -> Iterator[None]:
     try:
         yield
     finally:
+        # rclpy's own shutdown destroys the context's nodes while it removes each from the list it
+        # walks, so it skips every other one (Kilted's Context._cleanup). A failed test's nodes, kept
+        # alive by its traceback, then served their latched messages to the tests after it (a manual
+        # 'sketch' StyleDecision failed 8 tests of a run). Destroy them all first.
+        context = rclpy.utilities.get_default_context()
+        for ref in list(getattr(context, "_Context__node_weak_ref_list", [])):
+            node = ref()
+            if node is not None:
+                node.destroy_node()
         rclpy.try_shutdown()
 
 
