@@ -274,36 +274,27 @@ def test_record_to_a_file_it_cannot_open_says_why(tmp_path: Path) -> None:
     )
 
 
-def test_play_exit_is_bounded_when_teardown_hangs() -> None:
-    """A teardown that hangs after play's work (seen once: last lines printed, alive 30 s later) ends
-    after the bound with the stacks on stderr and the status play had."""
-    code = (
-        "from krystal.cli import _bounded_exit; import time; "
-        "_bounded_exit('krystal play', 0.3, 3); time.sleep(60)"
-    )
+@pytest.mark.parametrize(
+    "hang, status, said",
+    [
+        # a teardown that hangs after play's work (seen: last lines printed, alive 30 s later) ends
+        # after the bound with the stacks on stderr and the status play had
+        ("import time; time.sleep(60)", 3, "shutdown took over 0.3 s"),
+        # one stuck in C code holding the GIL (a backtracking regex) starves the timer's thread: the
+        # GIL-free watchdog still ends it, with the stacks and status 1 (it hung on)
+        ("import re; re.match(r'(a+)+$', 'a' * 64 + 'b')", 1, "in match"),
+    ],
+    ids=["sleeping", "holding-the-gil"],
+)
+def test_play_exit_is_bounded_when_teardown_hangs(hang: str, status: int, said: str) -> None:
     import subprocess
 
-    done = subprocess.run(
-        [PYTHON, "-c", code], capture_output=True, text=True, timeout=scaled(20.0), check=False
-    )
-    assert done.returncode == 3, done.stderr
-    assert "shutdown took over 0.3 s" in done.stderr and "most recent call first" in done.stderr
-
-
-def test_play_exit_is_bounded_when_teardown_hangs_holding_the_gil() -> None:
-    """A teardown stuck in C code that holds the GIL (a backtracking regex here) starves the timer's
-    thread: the GIL-free watchdog still ends it, with the stacks and status 1 (it hung on)."""
-    code = (
-        "from krystal.cli import _bounded_exit; import re; "
-        "_bounded_exit('krystal play', 0.3, 3); re.match(r'(a+)+$', 'a' * 64 + 'b')"
-    )
-    import subprocess
-
+    code = f"from krystal.cli import _bounded_exit; _bounded_exit('krystal play', 0.3, 3); {hang}"
     done = subprocess.run(
         [PYTHON, "-c", code], capture_output=True, text=True, timeout=scaled(30.0), check=False
     )
-    assert done.returncode == 1, done.stderr
-    assert "most recent call first" in done.stderr and "in match" in done.stderr
+    assert done.returncode == status, done.stderr
+    assert said in done.stderr and "most recent call first" in done.stderr
 
 
 _STALLED_LISTENER = """
