@@ -49,8 +49,8 @@ from krystal.domain import isolated_domain_id
 V1_ROOT = Path("/sys/fs/cgroup/cpu")
 V2_ROOT = Path("/sys/fs/cgroup")
 CASES = ("fixed", "loop", "learned", "floor")
-# the hog stops with the benchmark too (PR_SET_PDEATHSIG): a bench killed by a test's timeout
-HOG = "import ctypes, signal; ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)\nwhile True: pass"
+# the hog stops with the benchmark too, as its nodes do (started with dies_with_us)
+HOG = "from krystal.supervise.children import die_with_parent\ndie_with_parent()\nwhile True: pass"
 
 
 # -- the box ---------------------------------------------------------------------------------------
